@@ -1,0 +1,19 @@
+"""primer-search: evolutionary search for Transformer decoder blocks written as programs.
+
+After Primer (So et al. 2021, arXiv 2109.08668). The public surface:
+
+* :mod:`primer_search.dna`: ``DNA``, ``Instruction``, ``DNAError``, ``load_dna``, ``save_dna``
+* :mod:`primer_search.validate`: ``validate``, ``canonical``, ``dna_hash``, ``readable``
+* :mod:`primer_search.compiler`: ``compile_block``
+* :mod:`primer_search.model`: the LM shell (``build_lm``, ``LMConfig``)
+* :mod:`primer_search.seeds`: the seed blocks
+"""
+
+from primer_search.dna import DNA as DNA
+from primer_search.dna import DNAError as DNAError
+from primer_search.dna import Instruction as Instruction
+from primer_search.dna import load_dna as load_dna
+from primer_search.dna import save_dna as save_dna
+
+__all__ = ["DNA", "DNAError", "Instruction", "load_dna", "save_dna"]
+__version__ = "0.1.0"

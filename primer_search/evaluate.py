@@ -1,0 +1,283 @@
+"""Fitness: train a language model around a candidate block under a fixed budget.
+
+As in Primer (So et al. 2021, Sec. 3), a candidate's fitness is the validation perplexity
+its language model reaches after a fixed training budget; lower is better. The budget is
+a number of steps (deterministic), a number of seconds of training (the paper's choice,
+so that slow blocks pay for their slowness), or both, whichever ends first.
+
+Progressive dynamic hurdles (So et al. 2019, the Evolved Transformer; used in Primer):
+training is split into ``stages`` equal parts. After each stage the model is evaluated;
+if its fitness is worse than the hurdle for that stage (a quantile of earlier candidates
+at the same stage, see :mod:`primer_search.hurdles`), it stops there, is recorded as
+``hurdle`` and keeps its partial fitness.
+
+Failures never escape :meth:`Evaluator.evaluate`: an invalid program, a compile error, a
+NaN or Inf loss, running out of memory or passing the time limit each come back as an
+:class:`EvalResult` with a status, a reason and the worst fitness (``inf``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from typing import Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from primer_search.compiler import CompileError
+from primer_search.data import DataConfig, Dataset, load_dataset, metrics_from_eval
+from primer_search.dna import DNA, DNAError
+from primer_search.model import LMConfig, build_lm, count_params
+from primer_search.train import OptimConfig, make_optimizer, make_steps
+
+__all__ = ["BudgetConfig", "EvalResult", "Evaluator", "FitnessConfig", "ModelConfig",
+           "Status", "unigram_perplexity", "WORST_FITNESS"]
+
+WORST_FITNESS = math.inf
+
+
+class Status:
+    """What happened to a candidate."""
+
+    OK = "ok"                # trained through the whole budget
+    HURDLE = "hurdle"        # stopped at a hurdle; fitness is that stage's
+    INVALID = "invalid"      # the program does not validate or compile
+    NAN = "nan"              # the loss became NaN or Inf
+    OOM = "oom"              # ran out of memory
+    TIMEOUT = "timeout"      # passed the candidate's hard time limit
+    ERROR = "error"          # anything else (the reason says what)
+
+    FAILED = frozenset({INVALID, NAN, OOM, TIMEOUT, ERROR})
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelConfig:
+    """The language model around the block (the vocabulary comes from the data)."""
+
+    # Model width; the block maps [batch, seq, d_model] to the same shape.
+    d_model: int = 128
+    # Number of stacked copies of the block.
+    num_layers: int = 2
+
+
+@dataclasses.dataclass(frozen=True)
+class BudgetConfig:
+    """How long one candidate trains."""
+
+    # Training steps in total (over all stages). None: limited by `seconds` alone.
+    steps: int | None = 300
+    # Seconds of training in total, compile and evaluation excluded. None: steps alone.
+    seconds: float | None = None
+    # Number of hurdle stages the budget is split into (1: no hurdles).
+    stages: int = 1
+    # Hard limit on one evaluation, compile and evaluation included. None: no limit.
+    timeout_s: float | None = None
+    # Check the training loss for NaN/Inf every this many steps.
+    check_every: int = 10
+
+    def __post_init__(self):
+        if self.steps is None and self.seconds is None:
+            raise ValueError("budget: set steps, seconds or both (both are None)")
+        if self.steps is not None and self.steps < 1:
+            raise ValueError(f"budget.steps must be >= 1 or None, got {self.steps}")
+        if self.seconds is not None and self.seconds <= 0:
+            raise ValueError(f"budget.seconds must be > 0 or None, got {self.seconds}")
+        if self.stages < 1:
+            raise ValueError(f"budget.stages must be >= 1, got {self.stages}")
+
+
+@dataclasses.dataclass(frozen=True)
+class FitnessConfig:
+    """Everything that defines how a candidate is scored."""
+
+    data: DataConfig = DataConfig()
+    model: ModelConfig = ModelConfig()
+    optim: OptimConfig = OptimConfig()
+    budget: BudgetConfig = BudgetConfig()
+    # Seed of parameter initialisation and data order.
+    seed: int = 0
+
+
+@dataclasses.dataclass(frozen=True)
+class EvalResult:
+    """The outcome of one evaluation. Fitness is validation perplexity (lower is better)."""
+
+    fitness: float
+    status: str
+    reason: str = ""
+    steps: int = 0
+    train_loss: float = math.nan
+    valid_loss: float = math.nan
+    perplexity: float = math.nan
+    word_perplexity: float = math.nan
+    bits_per_byte: float = math.nan
+    tokens_per_s: float = 0.0
+    step_time_s: float = 0.0
+    num_params: int = 0
+    compile_s: float = 0.0
+    train_s: float = 0.0
+    eval_s: float = 0.0
+    # Fitness after each completed stage; the hurdles compare against these.
+    stage_fitness: tuple[float, ...] = ()
+
+    @property
+    def failed(self) -> bool:
+        return self.status in Status.FAILED
+
+    def to_dict(self) -> dict:
+        d = dataclasses.asdict(self)
+        d["stage_fitness"] = list(self.stage_fitness)
+        return d
+
+    @staticmethod
+    def from_dict(d: dict) -> "EvalResult":
+        d = dict(d)
+        d["stage_fitness"] = tuple(d.get("stage_fitness", ()))
+        return EvalResult(**d)
+
+
+class _Failure(Exception):
+    def __init__(self, status: str, reason: str):
+        super().__init__(reason)
+        self.status, self.reason = status, reason
+
+
+def _classify(e: Exception) -> tuple[str, str]:
+    text = f"{type(e).__name__}: {e}"
+    if isinstance(e, (DNAError, CompileError)):
+        return Status.INVALID, text
+    if "RESOURCE_EXHAUSTED" in text or "Out of memory" in text or isinstance(e, MemoryError):
+        return Status.OOM, text.splitlines()[0][:500]
+    return Status.ERROR, text.splitlines()[0][:500]
+
+
+class Evaluator:
+    """Scores DNAs under one :class:`FitnessConfig`. Loads the data once."""
+
+    def __init__(self, config: FitnessConfig = FitnessConfig(), dataset: Dataset | None = None):
+        self.config = config
+        self.dataset = dataset if dataset is not None else load_dataset(config.data)
+        self._eval_batches = [jnp.asarray(b) for b in self.dataset.eval_batches()]
+
+    # ---- the budget -----------------------------------------------------------------
+
+    def _stage_limits(self) -> list[tuple[int | None, float | None]]:
+        b = self.config.budget
+        limits = []
+        for k in range(1, b.stages + 1):
+            steps = None if b.steps is None else round(b.steps * k / b.stages)
+            seconds = None if b.seconds is None else b.seconds * k / b.stages
+            limits.append((steps, seconds))
+        return limits
+
+    # ---- evaluation -------------------------------------------------------------------
+
+    def evaluate(self, dna: DNA, hurdles: Sequence[float | None] = ()) -> EvalResult:
+        """Train and score ``dna``. ``hurdles[k]`` is the fitness a candidate must reach
+        (be at or below) after stage ``k`` to go on; None or missing means no hurdle."""
+        start = time.perf_counter()
+        timings = {"compile_s": 0.0, "train_s": 0.0, "eval_s": 0.0}
+        partial: dict = {}
+        try:
+            return self._evaluate(dna, list(hurdles), start, timings, partial)
+        except _Failure as f:
+            status, reason = f.status, f.reason
+        except Exception as e:  # noqa: BLE001 - nothing may escape, by design
+            status, reason = _classify(e)
+        return EvalResult(fitness=WORST_FITNESS, status=status, reason=reason, **timings,
+                          **partial)
+
+    def _check_time(self, start: float) -> None:
+        limit = self.config.budget.timeout_s
+        if limit is not None and time.perf_counter() - start > limit:
+            raise _Failure(Status.TIMEOUT, f"passed the time limit of {limit:g} s")
+
+    def _evaluate(self, dna, hurdles, start, timings, partial) -> EvalResult:
+        cfg = self.config
+        lm = build_lm(dna, LMConfig(vocab_size=self.dataset.vocab_size,
+                                    d_model=cfg.model.d_model, num_layers=cfg.model.num_layers))
+        init_state, train_step, eval_step = make_steps(lm, make_optimizer(cfg.optim))
+        batches = self.dataset.train_batches(cfg.seed)
+        first = jnp.asarray(next(batches))
+
+        t = time.perf_counter()
+        state = init_state(jax.random.key(cfg.seed), first)
+        step_fn = train_step.lower(state, first).compile()
+        eval_fns = {b.shape: eval_step.lower(state.params, b).compile()
+                    for b in self._eval_batches}
+        timings["compile_s"] = time.perf_counter() - t
+        partial["num_params"] = count_params(state.params)
+        self._check_time(start)
+
+        steps, stage_fitness, recent = 0, [], []
+        batch = first
+        for k, (step_limit, second_limit) in enumerate(self._stage_limits()):
+            t = time.perf_counter()
+            while True:
+                if step_limit is not None and steps >= step_limit:
+                    break
+                if second_limit is not None and timings["train_s"] + (
+                        time.perf_counter() - t) >= second_limit:
+                    break
+                state, metrics = step_fn(state, batch)
+                steps += 1
+                batch = jnp.asarray(next(batches))
+                if steps % cfg.budget.check_every == 0:
+                    loss = float(metrics["loss"])  # waits for the step: a sync point
+                    recent.append(loss)
+                    if not math.isfinite(loss):
+                        raise _Failure(Status.NAN, f"training loss is {loss} at step {steps}")
+                    self._check_time(start)
+            loss = float(metrics["loss"])
+            timings["train_s"] += time.perf_counter() - t
+            partial.update(steps=steps, train_loss=loss)
+            if not math.isfinite(loss):
+                raise _Failure(Status.NAN, f"training loss is {loss} at step {steps}")
+
+            t = time.perf_counter()
+            total = sum(float(eval_fns[b.shape](state.params, b)[0]) for b in self._eval_batches)
+            timings["eval_s"] += time.perf_counter() - t
+            if not math.isfinite(total):
+                raise _Failure(Status.NAN, f"validation loss is {total} after {steps} steps")
+            metrics_eval = metrics_from_eval(total, self.dataset.eval_info)
+            stage_fitness.append(metrics_eval["perplexity"])
+            partial["stage_fitness"] = tuple(stage_fitness)
+            self._check_time(start)
+            hurdle = hurdles[k] if k < len(hurdles) else None
+            last_stage = k == cfg.budget.stages - 1
+            if last_stage or (hurdle is not None and stage_fitness[-1] > hurdle):
+                status = Status.OK if last_stage else Status.HURDLE
+                reason = "" if last_stage else (
+                    f"stopped after stage {k + 1} of {cfg.budget.stages}: fitness "
+                    f"{stage_fitness[-1]:.4g} is worse than the hurdle {hurdle:.4g}")
+                break
+
+        tokens = steps * self.dataset.batch_size * self.dataset.seq_len
+        return EvalResult(
+            fitness=stage_fitness[-1], status=status, reason=reason, steps=steps,
+            train_loss=loss, valid_loss=metrics_eval["loss"],
+            perplexity=metrics_eval["perplexity"],
+            word_perplexity=metrics_eval["word_perplexity"],
+            bits_per_byte=metrics_eval["bits_per_byte"],
+            tokens_per_s=tokens / timings["train_s"] if timings["train_s"] else 0.0,
+            step_time_s=timings["train_s"] / steps if steps else 0.0,
+            num_params=partial["num_params"], stage_fitness=tuple(stage_fitness), **timings)
+
+
+def unigram_perplexity(dataset: Dataset) -> float:
+    """Perplexity of the evaluation set under the training split's unigram distribution
+    (add-one smoothed): the baseline a model that ignores context would reach."""
+    counts = np.ones(dataset.vocab_size, np.float64)
+    batches = dataset.train_batches(0)
+    seen = 0
+    budget = dataset.train_tokens or 1_000_000
+    while seen < budget:
+        b = next(batches)[:, 1:]
+        np.add.at(counts, b.ravel(), 1)
+        seen += b.size
+    logp = np.log(counts / counts.sum())
+    targets = np.concatenate([b[:, 1:].ravel() for b in dataset.eval_batches()])
+    return float(np.exp(-logp[targets].mean()))

@@ -1,0 +1,100 @@
+"""The fixed language-model shell around a searched block.
+
+As in Primer (So et al. 2021, Sec. 2), only the decoder block is searched; the shell is
+fixed: token embedding (scaled by sqrt(d_model)) plus sinusoidal position signal, N
+stacked copies of the block (same program, separate weights), a final LayerNorm, and an
+output layer tied to the embedding.
+
+The N blocks run under ``jax.lax.scan`` over stacked parameters, so the block's graph is
+compiled once whatever the depth.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from primer_search.compiler import Block, compile_block
+from primer_search.dna import DNA
+
+__all__ = ["LMConfig", "LanguageModel", "build_lm", "count_params", "sinusoids", "layer_norm"]
+
+LN_EPS = 1e-6
+
+
+@dataclasses.dataclass(frozen=True)
+class LMConfig:
+    """Size of the language model around the block."""
+
+    # Number of token types, including padding/unknown tokens.
+    vocab_size: int = 10_000
+    # Model width: the block maps [batch, seq, d_model] to the same shape.
+    d_model: int = 128
+    # How many copies of the block are stacked.
+    num_layers: int = 2
+
+
+def sinusoids(seq_len: int, d_model: int) -> np.ndarray:
+    """The Transformer's fixed position signal, ``[seq_len, d_model]`` (sin | cos halves)."""
+    half = d_model // 2
+    freqs = np.exp(-math.log(10_000.0) * np.arange(half) / max(half - 1, 1))
+    angles = np.arange(seq_len)[:, None] * freqs[None, :]
+    out = np.zeros((seq_len, d_model), np.float32)
+    out[:, :half] = np.sin(angles)
+    out[:, half:2 * half] = np.cos(angles)
+    return out
+
+
+def layer_norm(x, scale, bias, eps: float = LN_EPS):
+    mean = x.mean(-1, keepdims=True)
+    var = jnp.square(x - mean).mean(-1, keepdims=True)
+    return (x - mean) / jnp.sqrt(var + eps) * scale + bias
+
+
+@dataclasses.dataclass(frozen=True)
+class LanguageModel:
+    """``init(key, tokens) -> params`` and ``apply(params, tokens) -> logits``."""
+
+    config: LMConfig
+    block: Block
+
+    def init(self, key, tokens) -> dict[str, Any]:
+        cfg = self.config
+        k_embed, k_blocks = jax.random.split(key)
+        x = jnp.zeros(tokens.shape + (cfg.d_model,), jnp.float32)
+        keys = jax.random.split(k_blocks, cfg.num_layers)
+        blocks = jax.vmap(lambda k: self.block.init(k, x))(keys)
+        embed = jax.random.normal(k_embed, (cfg.vocab_size, cfg.d_model)) * cfg.d_model ** -0.5
+        return {"embed": embed, "blocks": blocks,
+                "final_norm": {"scale": jnp.ones((cfg.d_model,)),
+                               "bias": jnp.zeros((cfg.d_model,))}}
+
+    def hidden(self, params, tokens):
+        """Final hidden states ``[batch, seq, d_model]`` before the output layer."""
+        cfg = self.config
+        seq = tokens.shape[-1]
+        x = params["embed"][tokens] * math.sqrt(cfg.d_model)
+        x = x + jnp.asarray(sinusoids(seq, cfg.d_model))
+
+        def layer(h, block_params):
+            return self.block.apply(block_params, h), None
+
+        x, _ = jax.lax.scan(layer, x, params["blocks"])
+        return layer_norm(x, params["final_norm"]["scale"], params["final_norm"]["bias"])
+
+    def apply(self, params, tokens):
+        """Logits ``[batch, seq, vocab]`` for tokens ``[batch, seq]``."""
+        return self.hidden(params, tokens) @ params["embed"].T
+
+
+def build_lm(dna: DNA, config: LMConfig) -> LanguageModel:
+    return LanguageModel(config=config, block=compile_block(dna, config.d_model))
+
+
+def count_params(params) -> int:
+    return int(sum(np.prod(p.shape) for p in jax.tree_util.tree_leaves(params)))

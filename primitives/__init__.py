@@ -1,0 +1,22 @@
+"""The op vocabulary of primer-search: one spec and one pure JAX function per primitive.
+
+The vocabulary follows Primer (So et al. 2021, arXiv 2109.08668, Table 1); ``C_ADD`` is
+added so that normalisers can carry their epsilon. Importing this package registers every
+primitive; look them up with :func:`get` and :func:`names`.
+"""
+
+from primitives.spec import Primitive as Primitive
+from primitives.spec import ShapeError as ShapeError
+from primitives.spec import Width as Width
+from primitives.registry import get as get
+from primitives.registry import is_primitive as is_primitive
+from primitives.registry import names as names
+from primitives.registry import register as register
+from primitives.registry import run as run
+
+# Importing the op modules fills the registry.
+from primitives import elementwise as _elementwise  # noqa: F401,E402
+from primitives import reductions as _reductions  # noqa: F401,E402
+from primitives import sequence as _sequence  # noqa: F401,E402
+
+__all__ = ["Primitive", "ShapeError", "Width", "get", "is_primitive", "names", "register", "run"]

@@ -1,0 +1,46 @@
+"""Compiled seed DNAs equal hand-written references with the same weights."""
+
+import jax
+import numpy as np
+import pytest
+
+from primer_search import seeds
+from primer_search.compiler import compile_block
+from primer_search.validate import canonical, validate
+from reference_blocks import REFERENCES
+
+
+def perturbed_params(block, x, seed=0):
+    """Initial parameters plus noise, so that e.g. LayerNorm gains are not all 1."""
+    params = jax.jit(block.init)(jax.random.key(seed), x)
+    leaves, tree = jax.tree_util.tree_flatten(params)
+    keys = jax.random.split(jax.random.key(seed + 1), len(leaves))
+    noisy = [leaf + 0.1 * jax.random.normal(k, leaf.shape) for leaf, k in zip(leaves, keys)]
+    return jax.tree_util.tree_unflatten(tree, noisy)
+
+
+def relative_error(y, ref):
+    return float(np.linalg.norm(np.asarray(y) - np.asarray(ref)) / np.linalg.norm(np.asarray(ref)))
+
+
+@pytest.mark.parametrize("name", sorted(REFERENCES))
+@pytest.mark.parametrize("d_model", [64, 128, 512])
+def test_seed_matches_reference(name, d_model):
+    block = compile_block(seeds.get(name), d_model)
+    x = jax.random.normal(jax.random.key(7), (2, 16, d_model))
+    params = perturbed_params(block, x)
+    y = jax.jit(block.apply)(params, x)
+    ref = jax.jit(REFERENCES[name])(params, x)
+    # Compare the residual branches (y - x), which is stricter than comparing y.
+    assert relative_error(y - x, ref - x) < 1e-5
+
+
+@pytest.mark.parametrize("name", seeds.names())
+def test_seeds_are_valid_and_canonical(name):
+    dna = validate(seeds.get(name))
+    assert canonical(dna) == dna, "seeds are written without dead code"
+
+
+def test_unknown_seed_names_the_known_ones():
+    with pytest.raises(KeyError, match="transformer"):
+        seeds.get("gpt7")
