@@ -113,7 +113,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--layers", type=int, default=2)
     t.add_argument("--seq-len", type=int, default=64)
     t.add_argument("--batch-size", type=int, default=16)
-    t.add_argument("--lr", type=float, default=3e-3)
+    t.add_argument("--lr", type=float, default=1e-2)
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--json", action="store_true", help="print the result as JSON")
     t.set_defaults(fn=cmd_train)

@@ -28,6 +28,7 @@ from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 import primitives
 from primitives._numerics import fit_channels
@@ -56,69 +57,115 @@ class Block:
     Attributes:
       dna: the canonical (pruned) program that was compiled; parameter keys follow it.
       d_model: the model width.
-      init: ``init(key, x) -> params``; jit-compatible (only shapes of ``x`` are used).
+      init: ``init(seed, x) -> params`` as numpy arrays; ``seed`` is an int or a numpy
+        Generator, and only the shape of ``x`` is used. Initialisation runs on the host:
+        a shape-only trace finds what each instruction needs, and numpy draws it, so it
+        costs no XLA compile (random-number init compiled with the step doubles it).
       apply: ``apply(params, x) -> y`` with ``y.shape == x.shape``; pure, jit-compatible.
     """
 
     dna: DNA
     d_model: int
-    init: Callable[[jax.Array, jax.Array], Params]
+    init: Callable[[Any, Any], Params]
     apply: Callable[[Params, jax.Array], jax.Array]
 
 
+@dataclasses.dataclass(frozen=True)
+class _Leaf:
+    """Plan of one parametric instruction: which init to call, with which widths."""
+
+    op: str
+    in_width: int
+    out_width: int
+
+
+@dataclasses.dataclass(frozen=True)
+class _Heads:
+    """Plan of a multi-head call: ``heads`` independent draws of ``plan``, stacked."""
+
+    heads: int
+    plan: dict
+
+
+# Parameters are only traced for their shapes while planning; any values do.
+_PLANNING_RNG = np.random.default_rng(0)
+
+
 def _run(dna: DNA, sub: int, a, b, widths: tuple[Width, Width], unit: Fraction,
-         params: Params | None, key):
+         params: Params | None):
     """Interpret subprogram ``sub`` on arguments ``a``, ``b`` of symbolic ``widths``.
 
-    With ``params`` given, use them; with ``params=None``, create them from ``key`` (init
-    mode). Returns ``(output, params, output width)``.
+    With ``params``, compute the block. With ``params=None`` (planning, only ever traced
+    for shapes), record what parameters each instruction needs. Returns
+    ``(output, plan, output width)``; the plan is empty when computing.
     """
-    init = params is None
-    made: Params = {}
+    planning = params is None
+    plan: dict = {}
     states, sym = [a, b], list(widths)
     for i, ins in enumerate(dna.subprograms[sub].instructions):
         name = param_name(i, ins)
         x1, x2 = states[ins.in1], states[ins.in2]
         w12 = (sym[ins.in1], sym[ins.in2])
-        ikey = jax.random.fold_in(key, i) if init else None
         if ins.is_call:
             y, p, w = _call(dna, ins, x1, x2, w12, unit,
-                            None if init else params.get(name, {}), ikey)
+                            None if planning else params.get(name, {}))
             if p:
-                made[name] = p
+                plan[name] = p
         else:
             prim = primitives.get(ins.op)
             w = prim.shape(*w12, ins.dim)
             out_width = max(1, round(ins.dim * unit))
             p = None
             if prim.has_params:
-                p = prim.init(ikey, x1.shape[-1], out_width, x1.dtype) if init else params[name]
-                made[name] = p
+                if planning:
+                    plan[name] = _Leaf(ins.op, x1.shape[-1], out_width)
+                    p = prim.init(_PLANNING_RNG, x1.shape[-1], out_width)
+                else:
+                    p = params[name]
             y = primitives.run(prim, p, x1, x2, ins.const, out_width)
         states.append(y)
         sym.append(w)
-    return states[-1], made, sym[-1]
+    return states[-1], plan, sym[-1]
 
 
-def _call(dna: DNA, ins: Instruction, x1, x2, widths, unit: Fraction, params, key):
+def _call(dna: DNA, ins: Instruction, x1, x2, widths, unit: Fraction, params):
     if ins.heads == 1:
-        return _run(dna, ins.target, x1, x2, widths, unit, params, key)
+        return _run(dna, ins.target, x1, x2, widths, unit, params)
     branch_unit = unit / ins.heads
-
-    def branch(p, k):
-        y, made, _ = _run(dna, ins.target, x1, x2, widths, branch_unit, p, k)
-        return y, made
-
-    if params is None:
-        ys, p = jax.vmap(lambda k: branch(None, k))(jax.random.split(key, ins.heads))
+    if params is None:  # planning: one branch gives the shapes of all
+        y, plan, _ = _run(dna, ins.target, x1, x2, widths, branch_unit, None)
+        ys = jnp.broadcast_to(y, (ins.heads,) + y.shape)
+        plan = _Heads(ins.heads, plan) if plan else {}
     else:
-        ys, p = jax.vmap(lambda q: branch(q, None), axis_size=ins.heads)(params)
+        def branch(p):
+            return _run(dna, ins.target, x1, x2, widths, branch_unit, p)[0]
+
+        ys = jax.vmap(branch, axis_size=ins.heads)(params)
+        plan = {}
     heads, batch, seq, width = ys.shape  # (H, B, T, w) -> (B, T, H * w), head-major
     y = jnp.transpose(ys, (1, 2, 0, 3)).reshape(batch, seq, heads * width)
     # A branch returns `f` branch units, so the call returns `f` units of the caller; when
     # the unit does not divide by the heads, rounding is settled by the fitting rule.
     w = output_width(dna, ins.target, *widths)
-    return fit_channels(y, max(1, round(w.value * unit))), p, w
+    return fit_channels(y, max(1, round(w.value * unit))), plan, w
+
+
+def _materialise(plan: dict, rng: np.random.Generator) -> Params:
+    """Draw parameters for a plan, in program order (so a seed fixes them)."""
+    out: Params = {}
+    for name, node in plan.items():
+        if isinstance(node, _Leaf):
+            out[name] = primitives.get(node.op).init(rng, node.in_width, node.out_width)
+        elif isinstance(node, _Heads):
+            draws = [_materialise(node.plan, rng) for _ in range(node.heads)]
+            out[name] = jax.tree_util.tree_map(lambda *xs: np.stack(xs), *draws)
+        else:
+            out[name] = _materialise(node, rng)
+    return out
+
+
+def as_rng(seed: int | np.random.Generator) -> np.random.Generator:
+    return seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
 
 
 def compile_block(dna: DNA, d_model: int) -> Block:
@@ -133,15 +180,23 @@ def compile_block(dna: DNA, d_model: int) -> Block:
     unit = Fraction(d_model)
 
     def _check_input(x):
-        if x.ndim != 3 or x.shape[-1] != d_model:
+        if len(x.shape) != 3 or x.shape[-1] != d_model:
             raise CompileError(f"block input must be [batch, seq, {d_model}], got {x.shape}")
 
-    def init(key, x) -> Params:
+    plans: dict = {}
+
+    def init(seed, x) -> Params:
         _check_input(x)
-        return _run(program, 0, x, x, (MAIN_WIDTH, MAIN_WIDTH), unit, None, key)[1]
+        if "plan" not in plans:  # parameter shapes depend on d_model only
+            def trace(x):
+                y, plans["plan"], _ = _run(program, 0, x, x, (MAIN_WIDTH, MAIN_WIDTH), unit, None)
+                return y
+
+            jax.eval_shape(trace, jax.ShapeDtypeStruct(x.shape, jnp.float32))
+        return _materialise(plans["plan"], as_rng(seed))
 
     def apply(params: Params, x):
         _check_input(x)
-        return _run(program, 0, x, x, (MAIN_WIDTH, MAIN_WIDTH), unit, params, None)[0]
+        return _run(program, 0, x, x, (MAIN_WIDTH, MAIN_WIDTH), unit, params)[0]
 
     return Block(dna=program, d_model=d_model, init=init, apply=apply)

@@ -204,7 +204,7 @@ class Evaluator:
         first = jnp.asarray(next(batches))
 
         t = time.perf_counter()
-        state = init_state(jax.random.key(cfg.seed), first)
+        state = init_state(cfg.seed, first)
         step_fn = train_step.lower(state, first).compile()
         eval_fns = {b.shape: eval_step.lower(state.params, b).compile()
                     for b in self._eval_batches}

@@ -19,7 +19,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from primer_search.compiler import Block, compile_block
+from primer_search.compiler import Block, as_rng, compile_block
 from primer_search.dna import DNA
 
 __all__ = ["LMConfig", "LanguageModel", "build_lm", "count_params", "sinusoids", "layer_norm"]
@@ -63,16 +63,19 @@ class LanguageModel:
     config: LMConfig
     block: Block
 
-    def init(self, key, tokens) -> dict[str, Any]:
+    def init(self, seed, tokens) -> dict[str, Any]:
+        """Parameters as device arrays; ``seed`` is an int or a numpy Generator."""
         cfg = self.config
-        k_embed, k_blocks = jax.random.split(key)
-        x = jnp.zeros(tokens.shape + (cfg.d_model,), jnp.float32)
-        keys = jax.random.split(k_blocks, cfg.num_layers)
-        blocks = jax.vmap(lambda k: self.block.init(k, x))(keys)
-        embed = jax.random.normal(k_embed, (cfg.vocab_size, cfg.d_model)) * cfg.d_model ** -0.5
-        return {"embed": embed, "blocks": blocks,
-                "final_norm": {"scale": jnp.ones((cfg.d_model,)),
-                               "bias": jnp.zeros((cfg.d_model,))}}
+        rng = as_rng(seed)
+        x = jax.ShapeDtypeStruct(tuple(tokens.shape) + (cfg.d_model,), jnp.float32)
+        embed = rng.standard_normal((cfg.vocab_size, cfg.d_model), np.float32)
+        layers = [self.block.init(rng, x) for _ in range(cfg.num_layers)]
+        params = {
+            "embed": (embed * cfg.d_model ** -0.5).astype(np.float32),
+            "blocks": jax.tree_util.tree_map(lambda *xs: np.stack(xs), *layers),
+            "final_norm": {"scale": np.ones((cfg.d_model,), np.float32),
+                           "bias": np.zeros((cfg.d_model,), np.float32)}}
+        return jax.tree_util.tree_map(jnp.asarray, params)
 
     def hidden(self, params, tokens):
         """Final hidden states ``[batch, seq, d_model]`` before the output layer."""
@@ -84,7 +87,7 @@ class LanguageModel:
         def layer(h, block_params):
             return self.block.apply(block_params, h), None
 
-        x, _ = jax.lax.scan(layer, x, params["blocks"])
+        x, _ = jax.lax.scan(layer, x, params["blocks"], length=cfg.num_layers)
         return layer_norm(x, params["final_norm"]["scale"], params["final_norm"]["bias"])
 
     def apply(self, params, tokens):

@@ -24,9 +24,9 @@ class OptimConfig:
     """Optimiser and schedule (AdamW, linear warmup, then inverse-sqrt decay)."""
 
     # Peak learning rate, reached at the end of warmup.
-    learning_rate: float = 3e-3
+    learning_rate: float = 1e-2
     # Steps of linear warmup from 0.
-    warmup_steps: int = 50
+    warmup_steps: int = 30
     # Decoupled weight decay.
     weight_decay: float = 0.01
     # Clip gradients to this global norm (0 turns clipping off).
@@ -71,11 +71,14 @@ def token_loss(model: LanguageModel, params, batch):
 
 
 def make_steps(model: LanguageModel, optimizer: optax.GradientTransformation):
-    """Return jitted ``(init_state, train_step, eval_step)`` for this model."""
+    """Return ``(init_state, train_step, eval_step)``; the steps are jitted.
 
-    def init_state(key, batch) -> TrainState:
-        params = model.init(key, batch[:, :-1])
-        return TrainState(params, optimizer.init(params), jnp.zeros((), jnp.int32))
+    ``init_state(seed, batch)`` initialises on the host (see ``Block.init``)."""
+    init_optimizer = jax.jit(optimizer.init)
+
+    def init_state(seed, batch) -> TrainState:
+        params = model.init(seed, batch[:, :-1])
+        return TrainState(params, init_optimizer(params), jnp.zeros((), jnp.int32))
 
     def loss_fn(params, batch):
         return token_loss(model, params, batch).mean()
@@ -84,7 +87,7 @@ def make_steps(model: LanguageModel, optimizer: optax.GradientTransformation):
         loss, grads = jax.value_and_grad(loss_fn)(state.params, batch)
         updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
-        metrics = {"loss": loss, "grad_norm": optax.global_norm(grads)}
+        metrics = {"loss": loss, "grad_norm": optax.tree.norm(grads)}
         return TrainState(params, opt_state, state.step + 1), metrics
 
     def eval_step(params, batch):
@@ -92,4 +95,4 @@ def make_steps(model: LanguageModel, optimizer: optax.GradientTransformation):
         losses = token_loss(model, params, batch)
         return losses.sum(), jnp.asarray(losses.size, jnp.float32)
 
-    return jax.jit(init_state), jax.jit(train_step, donate_argnums=0), jax.jit(eval_step)
+    return init_state, jax.jit(train_step, donate_argnums=0), jax.jit(eval_step)

@@ -15,6 +15,7 @@ import math
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from primitives import _numerics as num
 from primitives.registry import parametric_same_width, register, same_width, to_dim
@@ -71,9 +72,12 @@ register(Primitive(
 # ---- dense and convolutional projections --------------------------------------------
 
 
-def _dense_init(key, in_width, out_width, dtype):
-    std = 1.0 / math.sqrt(in_width)
-    return {"kernel": jax.random.normal(key, (in_width, out_width), dtype) * std}
+def _normal(rng, shape, std):
+    return (rng.standard_normal(shape, dtype=np.float32) * std).astype(np.float32)
+
+
+def _dense_init(rng, in_width, out_width):
+    return {"kernel": _normal(rng, (in_width, out_width), 1.0 / math.sqrt(in_width))}
 
 
 register(Primitive(
@@ -109,9 +113,8 @@ def _depthwise_conv(p, a, b, c, w):
 
 
 def _conv_init(k: int):
-    def init(key, in_width, out_width, dtype):
-        std = 1.0 / math.sqrt(k * in_width)
-        return {"kernel": jax.random.normal(key, (k, in_width, out_width), dtype) * std}
+    def init(rng, in_width, out_width):
+        return {"kernel": _normal(rng, (k, in_width, out_width), 1.0 / math.sqrt(k * in_width))}
     return init
 
 
@@ -119,9 +122,10 @@ def _dconv_init(k: int):
     """Primer's released code starts a width-3 DConv at taps (0.5, 0.5/3, 0.5/3): mostly
     the current position plus a little smoothing. Wider kernels spread the other 0.5 the
     same way over their k - 1 lagged taps."""
-    def init(key, in_width, out_width, dtype):
-        rest = jnp.full((k - 1, in_width), 0.5 / (k - 1), dtype)
-        return {"taps": jnp.concatenate([jnp.full((1, in_width), 0.5, dtype), rest])}
+    def init(rng, in_width, out_width):
+        taps = np.full((k, in_width), 0.5 / (k - 1), np.float32)
+        taps[0] = 0.5
+        return {"taps": taps}
     return init
 
 

@@ -73,8 +73,9 @@ class Width:
 
 # Shape rule: (width of input 1, width of input 2, instruction dim) -> output width.
 ShapeRule = Callable[[Width, Width, Fraction], Width]
-# Parameter init: (key, in_width_1, out_width, dtype) -> dict of arrays.
-InitFn = Callable[[Any, int, int, Any], dict]
+# Parameter init: (numpy Generator, in_width_1, out_width) -> dict of float32 numpy arrays.
+# Initialisation runs on the host: it costs no XLA compile, and a seed fixes it.
+InitFn = Callable[[Any, int, int], dict]
 # Apply: (params or None, x1, x2, const, out_width) -> y. Inputs are [B, T, C].
 ApplyFn = Callable[..., Any]
 

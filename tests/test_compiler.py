@@ -21,7 +21,7 @@ def test_same_dna_runs_at_several_widths(d_model):
     for dna in [seeds.get("primer_ez")] + [random_dna(random.Random(s)) for s in range(5)]:
         block = compile_block(dna, d_model)
         x = jnp.ones((2, 8, d_model))
-        params = jax.jit(block.init)(jax.random.key(0), x)
+        params = block.init(0, x)
         y = jax.jit(block.apply)(params, x)
         assert y.shape == x.shape and y.dtype == x.dtype
 
@@ -29,7 +29,7 @@ def test_same_dna_runs_at_several_widths(d_model):
 def test_parameter_sizes_scale_with_width():
     def n(d):
         block = compile_block(seeds.get("transformer"), d)
-        return count_params(jax.eval_shape(block.init, jax.random.key(0), jnp.ones((1, 4, d))))
+        return count_params(block.init(0, jnp.ones((1, 4, d))))
     # 12 d^2 projection weights + 4 d LayerNorm parameters.
     assert n(64) == 12 * 64 ** 2 + 4 * 64
     assert n(512) == 12 * 512 ** 2 + 4 * 512
@@ -37,7 +37,7 @@ def test_parameter_sizes_scale_with_width():
 
 def test_parameters_follow_the_readable_program():
     block = compile_block(seeds.get("transformer", heads=4), 64)
-    params = block.init(jax.random.key(0), jnp.ones((1, 4, 64)))
+    params = block.init(0, jnp.ones((1, 4, 64)))
     assert params["h3_sub2"]["h2_CONV_1X1"]["kernel"].shape == (4, 64, 16)  # per-head Q
     assert params["h7_CONV_1X1"]["kernel"].shape == (64, 256)  # FFN in, 4d
     assert set(params["h2_sub1"]) == {"h9_SCALE", "h10_SHIFT"}
@@ -48,14 +48,23 @@ def test_heads_that_do_not_divide_the_width_still_compile():
                  [I(CALL, 0, 0, target=2, heads=16)], [I("CONV_1X1", 0, dim=1)])
     block = compile_block(dna, 24)  # branch units 1.5 and 0.09375 channels
     x = jnp.ones((1, 4, 24))
-    assert block.apply(block.init(jax.random.key(0), x), x).shape == x.shape
+    assert block.apply(block.init(0, x), x).shape == x.shape
+
+
+def test_init_is_fixed_by_the_seed():
+    block = compile_block(seeds.get("primer_ez"), 32)
+    x = jnp.ones((1, 4, 32))
+    a, b, c = block.init(3, x), block.init(3, x), block.init(4, x)
+    leaves = jax.tree_util.tree_leaves
+    assert all(np.array_equal(u, v) for u, v in zip(leaves(a), leaves(b)))
+    assert not all(np.array_equal(u, v) for u, v in zip(leaves(a), leaves(c)))
 
 
 def test_branches_have_separate_parameters():
     dna = DNA.of([I(CALL, 0, 0, target=1, heads=4)], [I("CONV_1X1", 0, dim=1)])
     block = compile_block(dna, 32)
     x = jax.random.normal(jax.random.key(1), (1, 3, 32))
-    params = block.init(jax.random.key(0), x)
+    params = block.init(0, x)
     kernel = params["h2_sub1"]["h2_CONV_1X1"]["kernel"]  # (4, 32, 8)
     y = block.apply(params, x)
     expected = jnp.concatenate([x @ kernel[h] for h in range(4)], axis=-1)
@@ -68,14 +77,14 @@ def test_bad_width_and_input_shape_are_refused():
         compile_block(seeds.get("transformer"), 0)
     block = compile_block(seeds.get("transformer"), 64)
     with pytest.raises(CompileError, match=r"\[batch, seq, 64\], got \(2, 5, 32\)"):
-        block.init(jax.random.key(0), jnp.ones((2, 5, 32)))
+        block.init(0, jnp.ones((2, 5, 32)))
 
 
 def test_language_model_shapes_and_parameter_count():
     cfg = LMConfig(vocab_size=100, d_model=32, num_layers=3)
     lm = build_lm(seeds.get("primer_ez"), cfg)
     tokens = jnp.zeros((2, 7), jnp.int32)
-    params = jax.jit(lm.init)(jax.random.key(0), tokens)
+    params = lm.init(0, tokens)
     logits = jax.jit(lm.apply)(params, tokens)
     assert logits.shape == (2, 7, 100)
     block = count_params(params["blocks"]) // 3

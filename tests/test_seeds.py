@@ -12,7 +12,7 @@ from reference_blocks import REFERENCES
 
 def perturbed_params(block, x, seed=0):
     """Initial parameters plus noise, so that e.g. LayerNorm gains are not all 1."""
-    params = jax.jit(block.init)(jax.random.key(seed), x)
+    params = block.init(seed, x)
     leaves, tree = jax.tree_util.tree_flatten(params)
     keys = jax.random.split(jax.random.key(seed + 1), len(leaves))
     noisy = [leaf + 0.1 * jax.random.normal(k, leaf.shape) for leaf, k in zip(leaves, keys)]

@@ -1,0 +1,107 @@
+"""Fitness: a model learns, runs are reproducible, and failures are contained."""
+
+import math
+
+import pytest
+
+from primer_search import seeds
+from primer_search.data import DataConfig
+from primer_search.dna import DNA, Instruction
+from primer_search.evaluate import (BudgetConfig, EvalResult, Evaluator, FitnessConfig,
+                                    ModelConfig, Status, unigram_perplexity)
+from primer_search.hurdles import HurdleTracker
+
+I = Instruction
+TINY = FitnessConfig(data=DataConfig(seq_len=32, batch_size=8, eval_tokens=2048),
+                     model=ModelConfig(d_model=32, num_layers=1),
+                     budget=BudgetConfig(steps=20, stages=2))
+
+# exp(1000 x) squared overflows to Inf, and Inf - Inf is NaN.
+NAN_PROGRAM = DNA.of([I("C_MUL", 0, const=1000.0), I("EXP", 2), I("SQUARE", 3),
+                      I("DIFFERENCE", 4, 4), I("ADD", 0, 5)])
+
+
+@pytest.fixture(scope="module")
+def evaluator():
+    return Evaluator(TINY)
+
+
+def test_transformer_learns_far_below_the_unigram_baseline():
+    cfg = FitnessConfig(data=DataConfig(seq_len=64, batch_size=16),
+                        model=ModelConfig(d_model=64, num_layers=2),
+                        budget=BudgetConfig(steps=300))
+    ev = Evaluator(cfg)
+    unigram = unigram_perplexity(ev.dataset)
+    result = ev.evaluate(seeds.get("transformer"))
+    assert result.status == Status.OK, result.reason
+    assert 600 < unigram < 800  # PTB's unigram perplexity is about 700
+    assert result.fitness < unigram / 1.7, (result.fitness, unigram)
+    assert result.word_perplexity == pytest.approx(result.fitness)  # word-level tokens
+    assert 0 < result.bits_per_byte < 3
+
+
+def test_same_seed_same_validation_loss(evaluator):
+    a = evaluator.evaluate(seeds.get("primer_ez"))
+    b = Evaluator(TINY).evaluate(seeds.get("primer_ez"))
+    assert a.status == b.status == Status.OK
+    assert abs(a.valid_loss - b.valid_loss) < 1e-6
+    assert a.steps == b.steps == 20
+    assert len(a.stage_fitness) == 2 and a.stage_fitness[-1] == a.fitness
+
+
+def test_nan_program_fails_with_reason_and_the_next_evaluation_works(evaluator):
+    bad = evaluator.evaluate(NAN_PROGRAM)
+    assert bad.status == Status.NAN and bad.failed
+    assert "loss is nan" in bad.reason
+    assert bad.fitness == math.inf
+    assert bad.steps <= TINY.budget.steps
+    good = evaluator.evaluate(seeds.get("transformer"))
+    assert good.status == Status.OK and math.isfinite(good.fitness)
+
+
+def test_invalid_program_is_recorded_not_raised(evaluator):
+    result = evaluator.evaluate(DNA.of([I("RED_MEAN", 0)]))
+    assert result.status == Status.INVALID
+    assert "returns width 1" in result.reason and result.fitness == math.inf
+
+
+def test_hurdle_stops_a_candidate_and_keeps_its_partial_fitness(evaluator):
+    result = evaluator.evaluate(seeds.get("transformer"), hurdles=[1.0])
+    assert result.status == Status.HURDLE and not result.failed
+    assert result.steps == 10 and len(result.stage_fitness) == 1
+    assert result.fitness == result.stage_fitness[0] > 1.0
+    assert "worse than the hurdle 1" in result.reason
+
+
+def test_time_limit_and_wall_clock_budget():
+    timed_out = Evaluator(FitnessConfig(data=TINY.data, model=TINY.model,
+                                        budget=BudgetConfig(steps=10_000, timeout_s=0.5)))
+    result = timed_out.evaluate(seeds.get("transformer"))
+    assert result.status == Status.TIMEOUT and "time limit of 0.5 s" in result.reason
+    by_time = Evaluator(FitnessConfig(data=TINY.data, model=TINY.model,
+                                      budget=BudgetConfig(steps=None, seconds=1.0)))
+    result = by_time.evaluate(seeds.get("transformer"))
+    assert result.status == Status.OK and result.steps > 5
+    assert 1.0 <= result.train_s < 2.0
+
+
+def test_result_round_trips_through_a_dict(evaluator):
+    result = evaluator.evaluate(seeds.get("transformer"))
+    assert EvalResult.from_dict(result.to_dict()) == result
+
+
+def test_bad_budget_is_refused_with_the_value():
+    with pytest.raises(ValueError, match="budget.steps must be >= 1 or None, got 0"):
+        BudgetConfig(steps=0)
+    with pytest.raises(ValueError, match="set steps, seconds or both"):
+        BudgetConfig(steps=None, seconds=None)
+
+
+def test_hurdle_tracker_passes_the_better_half():
+    tracker = HurdleTracker(stages=3, quantile=0.5, min_history=4)
+    assert tracker.thresholds() == [None, None]
+    for f in ([10, 5, 1], [20, 6, 2], [30, 7, 3], [40, 8, 4]):
+        tracker.record(f)
+    assert tracker.thresholds() == [25.0, 6.5]
+    tracker.record([float("inf")])  # a failed candidate does not move the hurdles
+    assert tracker.thresholds() == [25.0, 6.5]
