@@ -38,7 +38,7 @@ class SubBuilder:
         """Append ``op(in1, in2, const=c, dim=dim)``; return its state index."""
         return self._add(Instruction(op, in1, in2, c, Fraction(dim)))
 
-    def call(self, sub: "SubBuilder", in1: int, in2: int | None = None, *, heads: int = 1) -> int:
+    def call(self, sub: SubBuilder, in1: int, in2: int | None = None, *, heads: int = 1) -> int:
         """Append a call of ``sub`` (``in2`` defaults to ``in1``); return its state index."""
         return self._add(Instruction(CALL, in1, in1 if in2 is None else in2,
                                      target=sub.index, heads=heads))

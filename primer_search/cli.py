@@ -1,5 +1,9 @@
 """The ``primer-search`` command line. Thin: each command calls the library's functions.
 
+    primer-search search tiny_cpu [--set key=value ...] [--store PATH] | --resume STORE
+    primer-search top STORE [-n 10] [--json]
+    primer-search show STORE ID [--json]
+    primer-search lineage STORE ID [--json]
     primer-search train --dna seeds:primer_ez --corpus ptb --steps 300 [--seconds 60] [--json]
     primer-search show-dna seeds:transformer [--prune]
     primer-search seeds | ops
@@ -8,9 +12,12 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import sys
+import time
+from pathlib import Path
 
 __all__ = ["main"]
 
@@ -96,9 +103,150 @@ def cmd_ops(args) -> int:
     return 0
 
 
+# ---- search and its store -------------------------------------------------------------
+
+def cmd_search(args) -> int:
+    from primer_search.config import apply_overrides, load_config
+    from primer_search.controller import resume_search, run_search
+
+    if args.resume:
+        if args.config:
+            raise ValueError("give either a CONFIG or --resume STORE, not both")
+        overrides = apply_overrides({}, args.set)
+        summary = resume_search(args.resume, overrides, progress=not args.quiet)
+    else:
+        if not args.config:
+            raise ValueError("search needs a CONFIG (a TOML file or tiny_cpu, gpu_small, "
+                             "primer_lm1b) or --resume STORE")
+        config = load_config(args.config, args.set)
+        store = args.store or time.strftime(f"{Path(args.config).stem}-%Y%m%d-%H%M%S.sqlite")
+        summary = run_search(config, store, progress=not args.quiet)
+    if args.json:
+        print(json.dumps(dataclasses.asdict(summary), default=_json_float))
+        return 0
+    print(f"\nstore {summary.store}: {summary.finished} candidates ({summary.trained} trained, "
+          f"{summary.duplicates} duplicates, {summary.failed} failed) in "
+          f"{summary.seconds:.0f} s; stopped by {summary.stopped_by}")
+    _print_top(summary.store, 5, retrained=False)
+    return 0
+
+
+def _open_store(path):
+    from primer_search.store import Store
+
+    return Store(path, readonly=True)
+
+
+def _candidate_row(c) -> dict:
+    r = c.result
+    return {"id": c.id, "parent": c.parent_id, "status": c.status,
+            "fitness": _json_float(c.fitness) if c.fitness is not None else None,
+            "steps": r.steps if r else None, "params": r.num_params if r else None,
+            "step_ms": round(1000 * r.step_time_s, 2) if r else None,
+            "mutation": c.mutation, "kind": c.kind}
+
+
+def _print_top(path, n: int, retrained: bool) -> None:
+    with _open_store(path) as store:
+        if retrained:
+            rows = store.retrain_summary()[:n]
+            print(f"{'id':>6} {'runs':>5} {'mean fitness':>13} {'std':>8}")
+            for r in rows:
+                print(f"{r['id']:>6} {r['runs']:>5} {r['mean_fitness']:>13.4g} {r['std_fitness']:>8.3g}")
+            return
+        print(f"{'id':>6} {'parent':>6} {'fitness':>10} {'steps':>6} {'params':>9} {'step ms':>8}  mutation")
+        for c in store.top(n):
+            r = _candidate_row(c)
+            print(f"{r['id']:>6} {r['parent'] or '-'!s:>6} {c.fitness:>10.4g} {r['steps']!s:>6} "
+                  f"{r['params']!s:>9} {r['step_ms']!s:>8}  {c.mutation[:70]}")
+
+
+def cmd_top(args) -> int:
+    if args.json:
+        with _open_store(args.store) as store:
+            rows = store.retrain_summary()[:args.n] if args.retrained else \
+                [_candidate_row(c) for c in store.top(args.n)]
+        print(json.dumps(rows, default=_json_float))
+    else:
+        _print_top(args.store, args.n, args.retrained)
+    return 0
+
+
+def cmd_show(args) -> int:
+    import difflib
+
+    with _open_store(args.store) as store:
+        c = store.get(args.id)
+        parent = store.get(c.parent_id) if c.parent_id is not None else None
+    diff = list(difflib.unified_diff(
+        parent.dna_text.splitlines() if parent else [], c.dna_text.splitlines(),
+        f"#{parent.id}" if parent else "(none)", f"#{c.id}", lineterm="", n=1)) if parent else []
+    if args.json:
+        print(json.dumps({**_candidate_row(c), "reason": c.result.reason if c.result else "",
+                          "metrics": c.result.to_dict() if c.result else None,
+                          "dna": c.dna_text, "diff_to_parent": "\n".join(diff),
+                          "duplicate_of": c.duplicate_of}, default=_json_float))
+        return 0
+    print(f"candidate #{c.id}  status {c.status}  fitness {c.fitness}  parent "
+          f"{'#' + str(c.parent_id) if c.parent_id is not None else '-'}")
+    print(f"mutation: {c.mutation}")
+    if c.duplicate_of is not None:
+        print(f"duplicate of #{c.duplicate_of} (same functional fingerprint; fitness reused)")
+    if c.result is not None:
+        r = c.result
+        if r.reason:
+            print(f"reason: {r.reason}")
+        print(f"valid ppl {r.perplexity:.4g}  word ppl {r.word_perplexity:.4g}  bits/byte "
+              f"{r.bits_per_byte:.4g}  train loss {r.train_loss:.4g}  steps {r.steps}  params "
+              f"{r.num_params}  step {1000 * r.step_time_s:.1f} ms  stages {list(r.stage_fitness)}")
+    print()
+    print(c.dna_text, end="")
+    if diff:
+        print("\ndiff to parent:")
+        print("\n".join(diff))
+    return 0
+
+
+def cmd_lineage(args) -> int:
+    with _open_store(args.store) as store:
+        chain = store.lineage(args.id)
+    if args.json:
+        print(json.dumps([_candidate_row(c) for c in chain], default=_json_float))
+        return 0
+    for depth, c in enumerate(chain):
+        fit = f"{c.fitness:.4g}" if c.fitness is not None else "pending"
+        print(f"{'  ' * depth}#{c.id}  {fit:>10}  {c.mutation[:90]}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="primer-search", description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="command", required=True)
+
+    q = sub.add_parser("search", help="run (or resume) a search")
+    q.add_argument("config", nargs="?", help="TOML config, or tiny_cpu / gpu_small / primer_lm1b")
+    q.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config field, e.g. --set fitness.budget.steps=50")
+    q.add_argument("--store", help="SQLite file to create (default: CONFIG-DATE-TIME.sqlite)")
+    q.add_argument("--resume", metavar="STORE", help="continue the search in STORE")
+    q.add_argument("--quiet", action="store_true", help="no live progress display")
+    q.add_argument("--json", action="store_true", help="print the summary as JSON")
+    q.set_defaults(fn=cmd_search)
+
+    for name, fn, text in (("top", cmd_top, "the best candidates of a store"),):
+        c = sub.add_parser(name, help=text)
+        c.add_argument("store")
+        c.add_argument("-n", type=int, default=10)
+        c.add_argument("--retrained", action="store_true", help="rank by retraining results")
+        c.add_argument("--json", action="store_true")
+        c.set_defaults(fn=fn)
+    for name, fn, text in (("show", cmd_show, "one candidate: program, metrics, diff to parent"),
+                           ("lineage", cmd_lineage, "a candidate's ancestors up to its seed")):
+        c = sub.add_parser(name, help=text)
+        c.add_argument("store")
+        c.add_argument("id", type=int)
+        c.add_argument("--json", action="store_true")
+        c.set_defaults(fn=fn)
 
     t = sub.add_parser("train", help="train one DNA and print its fitness")
     t.add_argument("--dna", default="seeds:transformer",
@@ -135,7 +283,7 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         return args.fn(args)
-    except (DNAError, DataError, KeyError, ValueError) as e:
+    except (DNAError, DataError, KeyError, ValueError, FileExistsError) as e:
         message = e.args[0] if isinstance(e, KeyError) and e.args else e
         print(f"primer-search: error: {message}", file=sys.stderr)
         return 2

@@ -23,18 +23,20 @@ every width, also where the heads do not divide it.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from fractions import Fraction
-from typing import Any, Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 import primitives
+from primer_search.dna import DNA, Instruction
+from primer_search.fusions import fused
+from primer_search.validate import MAIN_WIDTH, canonical, output_width
 from primitives._numerics import fit_channels
 from primitives.spec import Width
-from primer_search.dna import DNA, Instruction
-from primer_search.validate import MAIN_WIDTH, canonical, output_width
 
 __all__ = ["Block", "CompileError", "compile_block", "param_name"]
 
@@ -92,7 +94,7 @@ _PLANNING_RNG = np.random.default_rng(0)
 
 
 def _run(dna: DNA, sub: int, a, b, widths: tuple[Width, Width], unit: Fraction,
-         params: Params | None):
+         params: Params | None, fuse: bool):
     """Interpret subprogram ``sub`` on arguments ``a``, ``b`` of symbolic ``widths``.
 
     With ``params``, compute the block. With ``params=None`` (planning, only ever traced
@@ -101,6 +103,9 @@ def _run(dna: DNA, sub: int, a, b, widths: tuple[Width, Width], unit: Fraction,
     """
     planning = params is None
     plan: dict = {}
+    fusion = fused(dna.subprograms[sub]) if fuse else None
+    if fusion is not None:  # a known parameter-free pattern with the width of its input
+        return fusion[1](a), plan, widths[0]
     states, sym = [a, b], list(widths)
     for i, ins in enumerate(dna.subprograms[sub].instructions):
         name = param_name(i, ins)
@@ -108,7 +113,7 @@ def _run(dna: DNA, sub: int, a, b, widths: tuple[Width, Width], unit: Fraction,
         w12 = (sym[ins.in1], sym[ins.in2])
         if ins.is_call:
             y, p, w = _call(dna, ins, x1, x2, w12, unit,
-                            None if planning else params.get(name, {}))
+                            None if planning else params.get(name, {}), fuse)
             if p:
                 plan[name] = p
         else:
@@ -128,17 +133,17 @@ def _run(dna: DNA, sub: int, a, b, widths: tuple[Width, Width], unit: Fraction,
     return states[-1], plan, sym[-1]
 
 
-def _call(dna: DNA, ins: Instruction, x1, x2, widths, unit: Fraction, params):
+def _call(dna: DNA, ins: Instruction, x1, x2, widths, unit: Fraction, params, fuse: bool):
     if ins.heads == 1:
-        return _run(dna, ins.target, x1, x2, widths, unit, params)
+        return _run(dna, ins.target, x1, x2, widths, unit, params, fuse)
     branch_unit = unit / ins.heads
     if params is None:  # planning: one branch gives the shapes of all
-        y, plan, _ = _run(dna, ins.target, x1, x2, widths, branch_unit, None)
+        y, plan, _ = _run(dna, ins.target, x1, x2, widths, branch_unit, None, fuse)
         ys = jnp.broadcast_to(y, (ins.heads,) + y.shape)
         plan = _Heads(ins.heads, plan) if plan else {}
     else:
         def branch(p):
-            return _run(dna, ins.target, x1, x2, widths, branch_unit, p)[0]
+            return _run(dna, ins.target, x1, x2, widths, branch_unit, p, fuse)[0]
 
         ys = jax.vmap(branch, axis_size=ins.heads)(params)
         plan = {}
@@ -168,8 +173,12 @@ def as_rng(seed: int | np.random.Generator) -> np.random.Generator:
     return seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
 
 
-def compile_block(dna: DNA, d_model: int) -> Block:
+def compile_block(dna: DNA, d_model: int, fuse: bool = True) -> Block:
     """Compile ``dna`` for model width ``d_model``.
+
+    With ``fuse``, subprograms that are exactly a known pattern (softmax, ReLU) run as
+    their ``jax.nn`` implementation (see :mod:`primer_search.fusions`); without, every
+    instruction is interpreted op by op.
 
     Raises ``DNAError`` for an invalid program and :class:`CompileError` when a valid one
     cannot run at this width.
@@ -189,7 +198,8 @@ def compile_block(dna: DNA, d_model: int) -> Block:
         _check_input(x)
         if "plan" not in plans:  # parameter shapes depend on d_model only
             def trace(x):
-                y, plans["plan"], _ = _run(program, 0, x, x, (MAIN_WIDTH, MAIN_WIDTH), unit, None)
+                y, plans["plan"], _ = _run(program, 0, x, x, (MAIN_WIDTH, MAIN_WIDTH), unit,
+                                           None, fuse)
                 return y
 
             jax.eval_shape(trace, jax.ShapeDtypeStruct(x.shape, jnp.float32))
@@ -197,6 +207,6 @@ def compile_block(dna: DNA, d_model: int) -> Block:
 
     def apply(params: Params, x):
         _check_input(x)
-        return _run(program, 0, x, x, (MAIN_WIDTH, MAIN_WIDTH), unit, params)[0]
+        return _run(program, 0, x, x, (MAIN_WIDTH, MAIN_WIDTH), unit, params, fuse)[0]
 
     return Block(dna=program, d_model=d_model, init=init, apply=apply)

@@ -33,13 +33,22 @@ import dataclasses
 import hashlib
 import math
 import os
+from collections.abc import Iterable
 from fractions import Fraction
-from typing import Iterable
 
 import msgpack
 
-__all__ = ["CALL", "DNA", "DNAError", "FORMAT", "FORMAT_VERSION", "Instruction",
-           "Subprogram", "load_dna", "save_dna"]
+__all__ = [
+    "CALL",
+    "DNA",
+    "FORMAT",
+    "FORMAT_VERSION",
+    "DNAError",
+    "Instruction",
+    "Subprogram",
+    "load_dna",
+    "save_dna",
+]
 
 CALL = "CALL"
 FORMAT = "primer-search/dna"
@@ -87,7 +96,7 @@ class Instruction:
     def is_call(self) -> bool:
         return self.op == CALL
 
-    def replace(self, **changes) -> "Instruction":
+    def replace(self, **changes) -> Instruction:
         return dataclasses.replace(self, **changes)
 
     def to_list(self) -> list:
@@ -119,7 +128,7 @@ class DNA:
         check_structure(self)
 
     @staticmethod
-    def of(*subprograms: Iterable[Instruction]) -> "DNA":
+    def of(*subprograms: Iterable[Instruction]) -> DNA:
         """``DNA.of([main instructions], [sub 1 instructions], ...)``."""
         return DNA(tuple(Subprogram(tuple(s)) for s in subprograms))
 
@@ -143,7 +152,7 @@ class DNA:
         return msgpack.packb(payload, use_bin_type=True)
 
     @staticmethod
-    def from_bytes(data: bytes) -> "DNA":
+    def from_bytes(data: bytes) -> DNA:
         """Parse :meth:`to_bytes` output. Anything malformed raises :class:`DNAError`."""
         if not isinstance(data, (bytes, bytearray)):
             raise DNAError(f"DNA bytes expected, got {type(data).__name__}")
@@ -188,7 +197,7 @@ def _parse_instruction(s: int, i: int, row) -> Instruction:
     where = f"subprogram {s}, instruction {i}"
     if not isinstance(row, list) or len(row) != 8:
         raise DNAError(f"{where}: expected a list of 8 fields "
-                       "[op, in1, in2, const, dim_num, dim_den, target, heads], got {row!r}")
+                       f"[op, in1, in2, const, dim_num, dim_den, target, heads], got {row!r}")
     op, in1, in2, const, num, den, target, heads = row
     if not isinstance(op, str):
         raise DNAError(f"{where}: op must be a string, got {op!r}")

@@ -21,9 +21,8 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
-from typing import Sequence
+from collections.abc import Sequence
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -33,8 +32,16 @@ from primer_search.dna import DNA, DNAError
 from primer_search.model import LMConfig, build_lm, count_params
 from primer_search.train import OptimConfig, make_optimizer, make_steps
 
-__all__ = ["BudgetConfig", "EvalResult", "Evaluator", "FitnessConfig", "ModelConfig",
-           "Status", "unigram_perplexity", "WORST_FITNESS"]
+__all__ = [
+    "WORST_FITNESS",
+    "BudgetConfig",
+    "EvalResult",
+    "Evaluator",
+    "FitnessConfig",
+    "ModelConfig",
+    "Status",
+    "unigram_perplexity",
+]
 
 WORST_FITNESS = math.inf
 
@@ -133,7 +140,7 @@ class EvalResult:
         return d
 
     @staticmethod
-    def from_dict(d: dict) -> "EvalResult":
+    def from_dict(d: dict) -> EvalResult:
         d = dict(d)
         d["stage_fitness"] = tuple(d.get("stage_fitness", ()))
         return EvalResult(**d)

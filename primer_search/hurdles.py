@@ -8,7 +8,7 @@ the paper. Pure bookkeeping: no I/O, no training.
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 

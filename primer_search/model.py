@@ -22,7 +22,7 @@ import numpy as np
 from primer_search.compiler import Block, as_rng, compile_block
 from primer_search.dna import DNA
 
-__all__ = ["LMConfig", "LanguageModel", "build_lm", "count_params", "sinusoids", "layer_norm"]
+__all__ = ["LMConfig", "LanguageModel", "build_lm", "count_params", "layer_norm", "sinusoids"]
 
 LN_EPS = 1e-6
 

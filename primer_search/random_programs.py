@@ -14,13 +14,13 @@ from __future__ import annotations
 
 import dataclasses
 import random
+from collections.abc import Sequence
 from fractions import Fraction
-from typing import Sequence
 
 import primitives
-from primitives.spec import SEQ, ShapeError, Width
 from primer_search.dna import CALL, DNA, HEADS, DNAError, Instruction, Subprogram
 from primer_search.validate import MAIN_WIDTH, output_width, validate
+from primitives.spec import SEQ, ShapeError, Width
 
 __all__ = ["DIM_BANK", "RandomSpec", "random_const", "random_dna", "random_instruction"]
 

@@ -13,12 +13,12 @@ matrices split by heads.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 from primer_search.builder import ProgramBuilder, SubBuilder
 from primer_search.dna import DNA
 
-__all__ = ["names", "get", "register", "transformer", "primer_ez"]
+__all__ = ["get", "names", "primer_ez", "register", "transformer"]
 
 LN_EPS = 1e-6
 

@@ -8,7 +8,8 @@ int32 array ``[batch, seq + 1]``: inputs are ``batch[:, :-1]``, targets ``batch[
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp

@@ -9,7 +9,8 @@
 * a multi-head call's subprogram returns a width relative to its unit.
 
 ``canonical(dna)`` prunes dead code and unreachable subprograms, resets the fields an op
-does not read, and renumbers what is left. Two DNAs that differ only in dead code or in
+does not read, writes MAIN's ``h1`` as ``h0`` (both are the block input), and renumbers
+what is left. Two DNAs that differ only in dead code or in
 ignored fields have the same canonical form, and :func:`dna_hash` hashes that form.
 """
 
@@ -19,10 +20,10 @@ import hashlib
 from fractions import Fraction
 
 import primitives
-from primitives.spec import REL, ShapeError, Width
 from primer_search.dna import DNA, DNAError, Instruction, Subprogram, format_instruction
+from primitives.spec import REL, ShapeError, Width
 
-__all__ = ["validate", "output_width", "canonical", "dna_hash", "readable"]
+__all__ = ["canonical", "dna_hash", "output_width", "readable", "validate"]
 
 MAIN_WIDTH = Width.rel(1)
 
@@ -143,7 +144,8 @@ def canonical(dna: DNA) -> DNA:
     out = []
     for s in sorted(reachable):
         # Renumber states: h0, h1 stay; live instruction outputs are packed after them.
-        state_map = {0: 0, 1: 1}
+        # In MAIN both arguments are the block input x, so h1 is written as h0.
+        state_map = {0: 0, 1: 0 if s == 0 else 1}
         kept = []
         for i, ins in enumerate(subs[s].instructions):
             if not live[s][i]:

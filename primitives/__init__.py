@@ -5,18 +5,17 @@ added so that normalisers can carry their epsilon. Importing this package regist
 primitive; look them up with :func:`get` and :func:`names`.
 """
 
-from primitives.spec import Primitive as Primitive
-from primitives.spec import ShapeError as ShapeError
-from primitives.spec import Width as Width
+# Importing the op modules fills the registry.
+from primitives import elementwise as _elementwise  # noqa: F401
+from primitives import reductions as _reductions  # noqa: F401
+from primitives import sequence as _sequence  # noqa: F401
 from primitives.registry import get as get
 from primitives.registry import is_primitive as is_primitive
 from primitives.registry import names as names
 from primitives.registry import register as register
 from primitives.registry import run as run
-
-# Importing the op modules fills the registry.
-from primitives import elementwise as _elementwise  # noqa: F401,E402
-from primitives import reductions as _reductions  # noqa: F401,E402
-from primitives import sequence as _sequence  # noqa: F401,E402
+from primitives.spec import Primitive as Primitive
+from primitives.spec import ShapeError as ShapeError
+from primitives.spec import Width as Width
 
 __all__ = ["Primitive", "ShapeError", "Width", "get", "is_primitive", "names", "register", "run"]

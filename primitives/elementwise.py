@@ -11,7 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from primitives import _numerics as num
-from primitives.registry import register, same_width, parametric_same_width
+from primitives.registry import parametric_same_width, register, same_width
 from primitives.spec import Primitive
 
 

@@ -12,8 +12,17 @@ from fractions import Fraction
 from primitives import _numerics as num
 from primitives.spec import SEQ, Primitive, ShapeError, Width
 
-__all__ = ["register", "get", "names", "run", "is_primitive",
-           "same_width", "parametric_same_width", "to_dim", "reduced"]
+__all__ = [
+    "get",
+    "is_primitive",
+    "names",
+    "parametric_same_width",
+    "reduced",
+    "register",
+    "run",
+    "same_width",
+    "to_dim",
+]
 
 _REGISTRY: dict[str, Primitive] = {}
 

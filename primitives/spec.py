@@ -13,10 +13,11 @@ see :class:`Width`.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from fractions import Fraction
-from typing import Any, Callable, Literal
+from typing import Any, Literal
 
-__all__ = ["Width", "Primitive", "ShapeError", "REL", "ABS", "SEQ"]
+__all__ = ["ABS", "REL", "SEQ", "Primitive", "ShapeError", "Width"]
 
 REL: Literal["rel"] = "rel"
 ABS: Literal["abs"] = "abs"
@@ -42,15 +43,15 @@ class Width:
     value: Fraction = Fraction(1)
 
     @staticmethod
-    def rel(f: Fraction | int) -> "Width":
+    def rel(f: Fraction | int) -> Width:
         return Width(REL, Fraction(f))
 
     @staticmethod
-    def abs(n: int) -> "Width":
+    def abs(n: int) -> Width:
         return Width(ABS, Fraction(n))
 
     @staticmethod
-    def seq() -> "Width":
+    def seq() -> Width:
         return Width(SEQ, Fraction(1))
 
     def resolve(self, unit: int, seq_len: int | None = None) -> int:

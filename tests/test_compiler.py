@@ -89,3 +89,28 @@ def test_language_model_shapes_and_parameter_count():
     assert logits.shape == (2, 7, 100)
     block = count_params(params["blocks"]) // 3
     assert count_params(params) == 100 * 32 + 3 * block + 2 * 32
+
+
+@pytest.mark.parametrize("name", seeds.names())
+def test_fused_softmax_and_relu_equal_the_interpreter(name):
+    """Fusion (fusions.py) changes speed, not values or gradients."""
+    x = jax.random.normal(jax.random.key(2), (2, 12, 64)) * 2
+    fused, plain = compile_block(seeds.get(name), 64), compile_block(seeds.get(name), 64, fuse=False)
+    params = fused.init(0, x)
+
+    def loss(block):
+        return lambda p: jnp.sum(jnp.sin(block.apply(p, x)))
+
+    np.testing.assert_allclose(fused.apply(params, x), plain.apply(params, x), rtol=1e-5, atol=1e-5)
+    g_fused, g_plain = jax.grad(loss(fused))(params), jax.grad(loss(plain))(params)
+    for a, b in zip(jax.tree_util.tree_leaves(g_fused), jax.tree_util.tree_leaves(g_plain)):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+
+
+def test_fusion_only_applies_to_exact_patterns():
+    from primer_search.fusions import fused
+
+    softmax = seeds.get("transformer").subprograms[3]
+    assert fused(softmax)[0] == "softmax"
+    edited = DNA.of(softmax.instructions[:-1] + (I("MULTIPLY", 5, 6),)).subprograms[0]
+    assert fused(edited) is None

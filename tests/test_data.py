@@ -328,7 +328,7 @@ def test_lm1b_release_layout(lm1b_dir, monkeypatch):
     shard_streams = [word_stream(lines, ds.vocab) for lines in train.values()]
     allowed = {(int(a), int(b)) for s in shard_streams for a, b in itertools.pairwise(s)}
     allowed |= {(0, int(s[0])) for s in shard_streams}  # shard boundaries
-    pairs = {(int(a), int(b)) for r in np.concatenate(batches) 
+    pairs = {(int(a), int(b)) for r in np.concatenate(batches)
              for a, b in itertools.pairwise(r)}
     assert pairs <= allowed
     assert "news.en.heldout-00000-of-00050" not in opened

@@ -11,8 +11,16 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from primer_search import seeds
-from primer_search.dna import (CALL, DNA, FORMAT, FORMAT_VERSION, DNAError, Instruction,
-                               load_dna, save_dna)
+from primer_search.dna import (
+    CALL,
+    DNA,
+    FORMAT,
+    FORMAT_VERSION,
+    DNAError,
+    Instruction,
+    load_dna,
+    save_dna,
+)
 from primer_search.random_programs import random_dna
 from primer_search.validate import canonical, readable, validate
 

@@ -7,8 +7,15 @@ import pytest
 from primer_search import seeds
 from primer_search.data import DataConfig
 from primer_search.dna import DNA, Instruction
-from primer_search.evaluate import (BudgetConfig, EvalResult, Evaluator, FitnessConfig,
-                                    ModelConfig, Status, unigram_perplexity)
+from primer_search.evaluate import (
+    BudgetConfig,
+    EvalResult,
+    Evaluator,
+    FitnessConfig,
+    ModelConfig,
+    Status,
+    unigram_perplexity,
+)
 from primer_search.hurdles import HurdleTracker
 
 I = Instruction

@@ -3,11 +3,11 @@
 import jax
 import numpy as np
 import pytest
+from reference_blocks import REFERENCES
 
 from primer_search import seeds
 from primer_search.compiler import compile_block
 from primer_search.validate import canonical, validate
-from reference_blocks import REFERENCES
 
 
 def perturbed_params(block, x, seed=0):

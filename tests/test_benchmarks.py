@@ -1,0 +1,70 @@
+"""Smoke tests for the benchmarks: the compile/step benchmark runs and reports its figures,
+and the hand-written Flax reference Transformer trains."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BENCH = os.path.join(ROOT, "benchmarks")
+if BENCH not in sys.path:
+    sys.path.insert(0, BENCH)
+
+from flax_transformer import FlaxLM, params_from_dna
+
+from primer_search import seeds
+from primer_search.model import LMConfig, build_lm
+from primer_search.train import OptimConfig, make_optimizer, make_steps
+
+
+def test_compile_and_step_quick_json():
+    """``compile_and_step.py --quick --json`` (about 30 s on 2 idle CPU cores).
+
+    The subprocess inherits the test environment (conftest's XLA_FLAGS lowers XLA's
+    optimisation level), so only the plumbing is checked here, not the speed."""
+    proc = subprocess.run(
+        [sys.executable, os.path.join(BENCH, "compile_and_step.py"), "--quick", "--json"],
+        check=False, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    res = json.loads(proc.stdout)
+    for key in ("compile_s_median", "step_ratio_vs_flax", "peak_rss_mb"):
+        value = res[key]
+        assert isinstance(value, (int, float)) and math.isfinite(value) and value > 0, (key, value)
+    assert res["compile_timed"] >= 1
+    assert res["equivalence"]["flax"]["match"] is True, res["equivalence"]
+
+
+def test_flax_reference_trains():
+    cfg = LMConfig(vocab_size=64, d_model=32, num_layers=2)
+    model = FlaxLM(cfg)
+    opt = make_optimizer(OptimConfig(learning_rate=3e-3, warmup_steps=5))
+    init_state, train_step, _ = make_steps(model, opt)
+    batch = jnp.asarray(np.random.default_rng(0).integers(0, 64, (4, 17)), jnp.int32)
+    state = init_state(0, batch)
+    losses = []
+    for _ in range(30):
+        state, metrics = train_step(state, batch)
+        losses.append(float(metrics["loss"]))
+    assert all(math.isfinite(v) for v in losses)
+    # Memorising one small batch: the loss should fall well below its start (~log 64).
+    assert losses[-1] < 0.5 * losses[0], losses
+
+
+def test_flax_reference_matches_dna_seed():
+    cfg = LMConfig(vocab_size=50, d_model=32, num_layers=2)
+    tokens = jnp.asarray(np.random.default_rng(1).integers(0, 50, (2, 12)), jnp.int32)
+    dna_lm = build_lm(seeds.get("transformer"), cfg)
+    params = dna_lm.init(0, tokens)
+    params = jax.tree_util.tree_map(lambda a: a + 0.05, params)  # LN scale/bias off 1/0
+    want = dna_lm.apply(params, tokens)
+    for scan in (True, False):
+        got = FlaxLM(cfg, scan=scan).apply(params_from_dna(params, scan=scan), tokens)
+        np.testing.assert_allclose(got, want, atol=1e-4, rtol=1e-4)

@@ -1,0 +1,60 @@
+"""Search configs: bundled files load, unknown keys and bad values are named."""
+
+from pathlib import Path
+
+import pytest
+
+from primer_search.config import (
+    ConfigError,
+    apply_overrides,
+    config_from_dict,
+    config_to_dict,
+    load_config,
+)
+
+CONFIGS = sorted(p.stem for p in (Path(__file__).parent.parent / "search_configs").glob("*.toml"))
+
+
+@pytest.mark.parametrize("name", CONFIGS)
+def test_bundled_configs_load_and_round_trip(name):
+    cfg = load_config(name)
+    assert config_from_dict(config_to_dict(cfg)) == cfg
+
+
+def test_bundled_configs_are_the_promised_ones():
+    assert {"tiny_cpu", "gpu_small", "primer_lm1b"} <= set(CONFIGS)
+    paper = load_config("primer_lm1b")
+    assert (paper.fitness.model.d_model, paper.fitness.model.num_layers) == (512, 6)
+    assert (paper.evolution.population_size, paper.evolution.tournament_size) == (100, 10)
+    assert paper.fitness.budget.stages == 4 and paper.fitness.budget.seconds is not None
+
+
+def test_overrides_apply_with_types():
+    cfg = load_config("tiny_cpu", ["fitness.budget.steps=7", "workers=1", "seeds=['primer_ez']"])
+    assert cfg.fitness.budget.steps == 7 and cfg.workers == 1 and cfg.seeds == ("primer_ez",)
+    assert apply_overrides({}, ["a.b=hello"]) == {"a": {"b": "hello"}}
+
+
+@pytest.mark.parametrize("override, message", [
+    (["wokers=2"], r"unknown key\(s\) \['wokers'\]"),
+    (["fitness.budget.stepz=2"], "stepz"),
+    (["workers='two'"], "workers"),
+    (["fitness.budget.steps=0"], "budget.steps must be >= 1 or None, got 0"),
+    (["seeds=['gpt9']"], "unknown seed blocks \\['gpt9'\\]"),
+    (["evaluator='magic'"], "evaluator must be 'train' or 'toy', got 'magic'"),
+    (["fitness.data.corpus='wiki'"], "wiki"),
+])
+def test_bad_keys_and_values_are_named(override, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config("tiny_cpu", override)
+
+
+def test_missing_and_malformed_files(tmp_path):
+    with pytest.raises(ConfigError, match="config file 'nope.toml' does not exist"):
+        load_config("nope.toml")
+    bad = tmp_path / "bad.toml"
+    bad.write_text("workers = = 2")
+    with pytest.raises(ConfigError, match="bad.toml: not valid TOML"):
+        load_config(bad)
+    with pytest.raises(ConfigError, match="--set expects key=value"):
+        load_config("tiny_cpu", ["workers"])

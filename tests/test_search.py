@@ -1,0 +1,171 @@
+"""The search controller on Ray: end to end, crash safety, fault tolerance.
+
+These tests use the toy evaluator (no training), so they test the machinery; the real
+training path is covered by tests/test_evaluate.py and the README's tiny_cpu search.
+"""
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+
+ray = pytest.importorskip("ray")
+
+from primer_search.cli import main
+from primer_search.config import load_config
+from primer_search.controller import run_search
+from primer_search.store import Store
+
+TOY = ["evaluator='toy'", "fitness.budget.stages=1"]
+
+
+def toy_config(*overrides):
+    return load_config("tiny_cpu", TOY + list(overrides))
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    ray.init(num_cpus=2, include_dashboard=False, logging_level="WARNING", log_to_driver=False)
+    yield
+    ray.shutdown()
+
+
+def worker_pids():
+    out = subprocess.run(["pgrep", "-f", "ray::_Worker"], capture_output=True, text=True)
+    return [int(p) for p in out.stdout.split()]
+
+
+def test_toy_search_end_to_end_and_the_cli(local_ray, tmp_path, capsys):
+    store_path = tmp_path / "s.sqlite"
+    summary = run_search(toy_config("max_candidates=40", "workers=2"), store_path, progress=False)
+    assert summary.finished == 40 and summary.stopped_by == "candidate limit"
+    with Store(store_path, readonly=True) as store:
+        rows = store.finished()
+        assert len(rows) == 40 and not store.pending()
+        # The 16 initial members are copies of 2 seeds: 2 trained, 14 reused by fingerprint.
+        assert sum(r.status == "duplicate" for r in rows[:16]) >= 14
+        best = store.top(1)[0]
+        assert best.fitness <= min(r.fitness for r in rows if r.status == "ok")
+        child = next(r for r in rows if r.parent_id is not None)
+    assert main(["top", str(store_path), "-n", "3"]) == 0
+    assert f"{best.id:>6}" in capsys.readouterr().out
+    assert main(["show", str(store_path), str(child.id)]) == 0
+    out = capsys.readouterr().out
+    assert "diff to parent:" in out and child.mutation in out
+    assert main(["lineage", str(store_path), str(child.id)]) == 0
+    assert "seed:" in capsys.readouterr().out
+    assert main(["show", str(store_path), "9999"]) == 2  # a clear error, not a traceback
+    assert "9999" in capsys.readouterr().err
+
+
+def test_a_killed_worker_does_not_stop_the_search(local_ray, tmp_path):
+    store_path = tmp_path / "k.sqlite"
+    cfg = toy_config("max_candidates=24", "workers=1", "toy_sleep_s=0.5", "max_retries=1",
+                     "dedup=false")
+    result = {}
+    thread = threading.Thread(target=lambda: result.update(
+        summary=run_search(cfg, store_path, progress=False)), daemon=True)
+    thread.start()
+    deadline = time.time() + 120
+    killed = False
+    while time.time() < deadline and not killed:
+        pids = worker_pids()
+        if pids and os.path.exists(store_path):
+            with Store(store_path, readonly=True) as store:
+                if len(store.finished()) >= 3:
+                    os.kill(pids[0], signal.SIGKILL)
+                    killed = True
+        time.sleep(0.2)
+    thread.join(timeout=180)
+    assert killed and not thread.is_alive()
+    assert result["summary"].finished == 24
+    with Store(store_path, readonly=True) as store:
+        assert not store.pending()
+        statuses = [c.status for c in store.finished()]
+    # The candidate in flight was retried on a new worker (or, past retries, recorded).
+    assert statuses.count("ok") >= 23
+
+
+def test_sigkill_the_controller_then_resume(tmp_path):
+    store_path = tmp_path / "crash.sqlite"
+    args = [sys.executable, "-m", "primer_search.cli", "search", "tiny_cpu", "--quiet",
+            "--store", str(store_path), "--set", "max_candidates=30", "--set", "workers=2",
+            "--set", "toy_sleep_s=0.3", "--set", "dedup=false"] + \
+        [x for o in TOY for x in ("--set", o)]
+    proc = subprocess.Popen(args, start_new_session=True, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 120
+        before = []
+        while time.time() < deadline:
+            if store_path.exists():
+                with Store(store_path, readonly=True) as store:
+                    if len(store.finished()) >= 8:
+                        break
+            time.sleep(0.2)
+        proc.send_signal(signal.SIGKILL)  # the controller only: no chance to clean up
+        proc.wait()
+        with Store(store_path, readonly=True) as store:
+            before = store.finished()
+            pending_at_crash = [c.id for c in store.pending()]
+        assert len(before) >= 8 and len(before) < 30
+    finally:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)  # Ray processes the controller started
+        except ProcessLookupError:
+            pass
+    resumed = subprocess.run([sys.executable, "-m", "primer_search.cli", "search", "--resume",
+                              str(store_path), "--quiet"], capture_output=True, text=True,
+                             timeout=300)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    with Store(store_path, readonly=True) as store:
+        after = store.finished()
+        assert not store.pending()
+    ids = [c.id for c in after]
+    assert len(after) == 30 and len(set(ids)) == 30
+    # Every evaluation completed before the crash is there once, unchanged, and first.
+    assert after[: len(before)] == before
+    # Those in flight at the crash were queued again and finished after the resume.
+    assert set(pending_at_crash) <= set(ids[len(before):])
+
+
+def test_removing_a_node_does_not_stop_the_search(tmp_path):
+    from ray.cluster_utils import Cluster
+
+    ray.shutdown()  # this test needs its own multi-node cluster
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0})
+    nodes = [cluster.add_node(num_cpus=1) for _ in range(3)]
+    ray.init(address=cluster.address, logging_level="WARNING", log_to_driver=False)
+    try:
+        store_path = tmp_path / "n.sqlite"
+        cfg = toy_config("max_candidates=30", "workers=2", "toy_sleep_s=0.3", "dedup=false")
+        result = {}
+        thread = threading.Thread(target=lambda: result.update(
+            summary=run_search(cfg, store_path, progress=False)), daemon=True)
+        thread.start()
+        deadline = time.time() + 120
+        while time.time() < deadline:
+            if store_path.exists():
+                with Store(store_path, readonly=True) as store:
+                    if len(store.finished()) >= 4:
+                        break
+            time.sleep(0.2)
+        # Two workers run on two of the three one-CPU nodes: removing two nodes removes
+        # at least one running worker. A fresh node restores the capacity for two.
+        cluster.remove_node(nodes[0])
+        cluster.remove_node(nodes[1])
+        cluster.add_node(num_cpus=1)
+        thread.join(timeout=240)
+        assert not thread.is_alive()
+        assert result["summary"].finished == 30
+        with Store(store_path, readonly=True) as store:
+            assert not store.pending()
+            workers = {c.worker for c in store.finished() if c.worker}
+        assert len(workers) > 2, workers  # a replacement worker took over
+    finally:
+        ray.shutdown()
+        cluster.shutdown()
