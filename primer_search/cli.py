@@ -207,6 +207,22 @@ def cmd_show(args) -> int:
     return 0
 
 
+def cmd_retrain(args) -> int:
+    from primer_search.retrain import retrain
+
+    def report(cid, seed, result):
+        if not args.json:
+            print(f"#{cid} seed {seed}: {result.status} fitness {result.fitness:.4g}")
+
+    rows = retrain(args.store, args.top, args.seeds, steps=args.steps, seconds=args.seconds,
+                   on_result=report)
+    if args.json:
+        print(json.dumps(rows, default=_json_float))
+    else:
+        _print_top(args.store, args.top, retrained=True)
+    return 0
+
+
 def cmd_lineage(args) -> int:
     with _open_store(args.store) as store:
         chain = store.lineage(args.id)
@@ -247,6 +263,15 @@ def build_parser() -> argparse.ArgumentParser:
         c.add_argument("id", type=int)
         c.add_argument("--json", action="store_true")
         c.set_defaults(fn=fn)
+
+    r = sub.add_parser("retrain", help="retrain the top K longer with several seeds")
+    r.add_argument("store")
+    r.add_argument("--top", type=int, default=10, help="how many candidates (default 10)")
+    r.add_argument("--seeds", type=int, default=3, help="training seeds each (default 3)")
+    r.add_argument("--steps", type=int, default=None, help="step budget (default: the search's)")
+    r.add_argument("--seconds", type=float, default=None, help="wall-clock budget")
+    r.add_argument("--json", action="store_true")
+    r.set_defaults(fn=cmd_retrain)
 
     t = sub.add_parser("train", help="train one DNA and print its fitness")
     t.add_argument("--dna", default="seeds:transformer",

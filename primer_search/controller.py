@@ -88,6 +88,10 @@ class SearchSummary:
     best_fitness: float | None
     seconds: float
     stopped_by: str
+    # Controller time spent on proposals (mutation, validation, fingerprint) and store
+    # writes, summed over the run; and the workers' evaluation time, summed.
+    controller_s: float = 0.0
+    evaluation_s: float = 0.0
 
 
 class _Controller:
@@ -107,6 +111,8 @@ class _Controller:
         self.tries: dict[int, int] = {}
         self.start = time.time()
         self.stopped_by = ""
+        self.controller_s = 0.0
+        self.evaluation_s = 0.0
         self._recover()
 
     # ---- state from the store -------------------------------------------------------
@@ -185,8 +191,11 @@ class _Controller:
     def _fill(self) -> None:
         for slot in self.slots:
             while slot.cid is None and not self._limits_reached():
+                t = time.perf_counter()
                 cand = self._next_candidate()
-                if cand is None or self._dedup(cand):
+                duplicate = cand is None or self._dedup(cand)
+                self.controller_s += time.perf_counter() - t
+                if duplicate:
                     continue
                 hurdles = self.hurdles.thresholds()
                 slot.ref = slot.actor.evaluate.remote(cand.id, cand.dna.to_bytes(), hurdles)
@@ -216,6 +225,8 @@ class _Controller:
         self._record(slot, cid, result, worker, node)
 
     def _record(self, slot: _Slot, cid: int, result: EvalResult, worker, node) -> None:
+        t = time.perf_counter()
+        self.evaluation_s += time.time() - slot.started
         self.store.finish(cid, result, worker=worker, node=node)  # first: never lost
         cand = self.store.get(cid)
         self.evolution.feedback(Member(cid, cand.dna, result.fitness))
@@ -227,6 +238,7 @@ class _Controller:
                 self.queue.append(self.store.get(waiting))
             else:
                 self._finish_duplicate(waiting, cand)
+        self.controller_s += time.perf_counter() - t
 
     def _check_timeouts(self) -> None:
         limit = self.cfg.candidate_timeout_s
@@ -280,7 +292,8 @@ class _Controller:
             failed=sum(1 for c in finished if c.status in Status.FAILED),
             best_id=top[0].id if top else None,
             best_fitness=top[0].fitness if top else None,
-            seconds=time.time() - self.start, stopped_by=self.stopped_by or "done")
+            seconds=time.time() - self.start, stopped_by=self.stopped_by or "done",
+            controller_s=self.controller_s, evaluation_s=self.evaluation_s)
 
 
 def _fitness(c: Candidate) -> float:
