@@ -223,6 +223,27 @@ def cmd_retrain(args) -> int:
     return 0
 
 
+def cmd_export(args) -> int:
+    from primer_search.export import export
+
+    if args.store:
+        if args.id is None:
+            raise ValueError("export STORE needs a candidate ID (see `primer-search top STORE`)")
+        with _open_store(args.store) as store:
+            cand = store.get(args.id)
+            d_model = store.config["fitness"]["model"]["d_model"]
+        dna, what = cand.dna, f"candidate #{cand.id} of {args.store}"
+    else:
+        dna, d_model, what = resolve_dna(args.dna), args.d_model or 128, args.dna
+    paths = export(dna, args.out, args.d_model or d_model)
+    for kind, path in paths.items():
+        print(f"wrote {kind}: {path}")
+    print(f"no trained weights are stored for {what}: the module was exported to "
+          "initialise fresh (LanguageModel(...).init), and weights.msgpack was not written",
+          file=sys.stderr)
+    return 0
+
+
 def cmd_lineage(args) -> int:
     with _open_store(args.store) as store:
         chain = store.lineage(args.id)
@@ -272,6 +293,15 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--seconds", type=float, default=None, help="wall-clock budget")
     r.add_argument("--json", action="store_true")
     r.set_defaults(fn=cmd_retrain)
+
+    e = sub.add_parser("export", help="write a block as a standalone Flax module")
+    e.add_argument("store", nargs="?", help="a search store (with ID), or use --dna")
+    e.add_argument("id", nargs="?", type=int)
+    e.add_argument("--dna", default="seeds:primer_ez", help="seeds:NAME or a DNA file")
+    e.add_argument("--d-model", type=int, default=None,
+                   help="model width (default: the search's, or 128 with --dna)")
+    e.add_argument("--out", required=True, help="output folder")
+    e.set_defaults(fn=cmd_export)
 
     t = sub.add_parser("train", help="train one DNA and print its fitness")
     t.add_argument("--dna", default="seeds:transformer",
