@@ -224,23 +224,32 @@ def cmd_retrain(args) -> int:
 
 
 def cmd_export(args) -> int:
+    from primer_search.controller import weights_folder
     from primer_search.export import export
 
+    weights, shell = None, ""
     if args.store:
         if args.id is None:
             raise ValueError("export STORE needs a candidate ID (see `primer-search top STORE`)")
         with _open_store(args.store) as store:
             cand = store.get(args.id)
-            d_model = store.config["fitness"]["model"]["d_model"]
+            model = store.config["fitness"]["model"]
+        d_model = model["d_model"]
         dna, what = cand.dna, f"candidate #{cand.id} of {args.store}"
+        path = weights_folder(args.store) / f"{cand.id}.msgpack"
+        weights = path.read_bytes() if path.exists() else None
+        shell = f" (LanguageModel(vocab_size=..., num_layers={model['num_layers']}))"
     else:
         dna, d_model, what = resolve_dna(args.dna), args.d_model or 128, args.dna
-    paths = export(dna, args.out, args.d_model or d_model)
+    paths = export(dna, args.out, args.d_model or d_model, weights=weights)
     for kind, path in paths.items():
         print(f"wrote {kind}: {path}")
-    print(f"no trained weights are stored for {what}: the module was exported to "
-          "initialise fresh (LanguageModel(...).init), and weights.msgpack was not written",
-          file=sys.stderr)
+    if weights is None:
+        print(f"no trained weights are stored for {what} (a search keeps those of its best "
+              "`keep_weights` candidates): the module was exported to initialise fresh "
+              "(LanguageModel(...).init), and weights.msgpack was not written", file=sys.stderr)
+    else:
+        print(f"weights are the trained parameters of {what}{shell}")
     return 0
 
 

@@ -75,6 +75,9 @@ class SearchConfig:
     hurdle_min_history: int = 10
     # Reuse the fitness of an earlier candidate with the same functional fingerprint.
     dedup: bool = True
+    # Keep the trained weights of the best K candidates beside the store (STORE.weights/),
+    # so that `primer-search export` can write them; 0 keeps none.
+    keep_weights: int = 10
     # Ray cluster address ("auto" or HOST:PORT); None starts Ray locally, embedded.
     address: str | None = None
     # The search's random seed (proposals); fitness.seed seeds training.

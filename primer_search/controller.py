@@ -63,9 +63,19 @@ class _Worker:
     def pid(self) -> int:
         return os.getpid()
 
-    def evaluate(self, cid: int, dna_bytes: bytes, hurdles: list) -> tuple:
+    def evaluate(self, cid: int, dna_bytes: bytes, hurdles: list, want_weights: bool) -> tuple:
         result = self.evaluator.evaluate(DNA.from_bytes(dna_bytes), hurdles)
-        return cid, result.to_dict(), f"{self.name}/pid{os.getpid()}", socket.gethostname()
+        weights = None
+        params = getattr(self.evaluator, "last_params", None)
+        if want_weights and params is not None and not result.failed:
+            import flax.serialization
+            import jax
+            import numpy as np
+
+            host = jax.tree_util.tree_map(np.asarray, params)
+            weights = flax.serialization.to_bytes({"params": host})
+        return (cid, result.to_dict(), f"{self.name}/pid{os.getpid()}", socket.gethostname(),
+                weights)
 
 
 @dataclasses.dataclass
@@ -198,14 +208,15 @@ class _Controller:
                 if duplicate:
                     continue
                 hurdles = self.hurdles.thresholds()
-                slot.ref = slot.actor.evaluate.remote(cand.id, cand.dna.to_bytes(), hurdles)
+                slot.ref = slot.actor.evaluate.remote(cand.id, cand.dna.to_bytes(), hurdles,
+                                                      self.cfg.keep_weights > 0)
                 slot.cid, slot.started, slot.fingerprint = cand.id, time.time(), cand.fingerprint
 
     def _collect(self, slot: _Slot, index: int) -> None:
         ray = self.ray
         cid = slot.cid
         try:
-            _, result_dict, worker, node = ray.get(slot.ref)
+            _, result_dict, worker, node, weights = ray.get(slot.ref)
             result = EvalResult.from_dict(result_dict)
         except (ray.exceptions.RayActorError, ray.exceptions.WorkerCrashedError) as e:
             slot.actor = self._new_actor(index)
@@ -223,6 +234,22 @@ class _Controller:
                                 reason=str(e).strip().splitlines()[-1][:500])
             worker, node = None, None
         self._record(slot, cid, result, worker, node)
+        if weights is not None:
+            self._keep_weights(cid, weights)
+
+    def _keep_weights(self, cid: int, weights: bytes) -> None:
+        """Write ``cid``'s weights if it is among the best ``keep_weights``; delete the
+        files of candidates that dropped out. Written after the result is stored."""
+        folder = weights_folder(self.store.path)
+        best = {c.id for c in self.store.top(self.cfg.keep_weights)}
+        if cid in best:
+            folder.mkdir(exist_ok=True)
+            tmp = folder / f"{cid}.msgpack.tmp"
+            tmp.write_bytes(weights)
+            tmp.replace(folder / f"{cid}.msgpack")
+        for path in folder.glob("*.msgpack") if folder.exists() else []:
+            if int(path.stem) not in best:
+                path.unlink()
 
     def _record(self, slot: _Slot, cid: int, result: EvalResult, worker, node) -> None:
         t = time.perf_counter()
@@ -294,6 +321,12 @@ class _Controller:
             best_fitness=top[0].fitness if top else None,
             seconds=time.time() - self.start, stopped_by=self.stopped_by or "done",
             controller_s=self.controller_s, evaluation_s=self.evaluation_s)
+
+
+def weights_folder(store_path) -> Path:
+    """Where a search keeps the trained weights of its best candidates: ``STORE.weights/``,
+    one ``ID.msgpack`` each (flax.serialization bytes of ``{"params": lm_params}``)."""
+    return Path(f"{store_path}.weights")
 
 
 def _fitness(c: Candidate) -> float:

@@ -186,6 +186,7 @@ class Evaluator:
         """Train and score ``dna``. ``hurdles[k]`` is the fitness a candidate must reach
         (be at or below) after stage ``k`` to go on; None or missing means no hurdle."""
         start = time.perf_counter()
+        self.last_params = None  # the trained parameters of a successful evaluation
         timings = {"compile_s": 0.0, "train_s": 0.0, "eval_s": 0.0}
         partial: dict = {}
         try:
@@ -262,6 +263,7 @@ class Evaluator:
                     f"{stage_fitness[-1]:.4g} is worse than the hurdle {hurdle:.4g}")
                 break
 
+        self.last_params = state.params
         tokens = steps * self.dataset.batch_size * self.dataset.seq_len
         return EvalResult(
             fitness=stage_fitness[-1], status=status, reason=reason, steps=steps,

@@ -309,19 +309,22 @@ class LanguageModel(nn.Module):
 
 
 def export(dna: DNA, out_dir: str | os.PathLike, d_model: int,
-           lm_params: dict | None = None, module_name: str = "block") -> dict[str, Path]:
-    """Write ``{module_name}.py``, ``weights.msgpack`` (when ``lm_params`` is given: the
-    language model's trained parameters, loadable into ``LanguageModel``) and
-    ``program.dna``. Returns the written paths."""
+           lm_params: dict | None = None, module_name: str = "block",
+           weights: bytes | None = None) -> dict[str, Path]:
+    """Write ``{module_name}.py``, ``weights.msgpack`` (when ``lm_params`` or serialised
+    ``weights`` are given: the language model's trained parameters, loadable into
+    ``LanguageModel``) and ``program.dna``. Returns the written paths."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     paths = {"source": out / f"{module_name}.py", "dna": out / "program.dna"}
     paths["source"].write_text(export_source(dna, d_model))
     save_dna(canonical(dna), paths["dna"])
     if lm_params is not None:
-        paths["weights"] = out / "weights.msgpack"
         host = jax.tree_util.tree_map(np.asarray, lm_params)
-        paths["weights"].write_bytes(flax.serialization.to_bytes({"params": host}))
+        weights = flax.serialization.to_bytes({"params": host})
+    if weights is not None:
+        paths["weights"] = out / "weights.msgpack"
+        paths["weights"].write_bytes(weights)
     return paths
 
 

@@ -169,3 +169,42 @@ def test_removing_a_node_does_not_stop_the_search(tmp_path):
     finally:
         ray.shutdown()
         cluster.shutdown()
+
+
+def test_real_search_keeps_top_weights_for_export(local_ray, tmp_path, capsys):
+    """A tiny real search (PTB training) keeps the weights of its best K candidates, and
+    `export STORE ID` writes them into a module that loads them."""
+    import flax.serialization
+    import jax
+    import numpy as np
+
+    from primer_search.controller import weights_folder
+    from primer_search.model import LMConfig, build_lm
+
+    store_path = tmp_path / "w.sqlite"
+    cfg = load_config("tiny_cpu", [
+        "max_candidates=6", "workers=1", "keep_weights=2", "evolution.population_size=2",
+        "evolution.tournament_size=2", "fitness.model.d_model=16", "fitness.model.num_layers=1",
+        "fitness.data.seq_len=16", "fitness.data.batch_size=4", "fitness.data.eval_tokens=256",
+        "fitness.budget.steps=4", "fitness.budget.stages=1"])
+    run_search(cfg, store_path, progress=False)
+    with Store(store_path, readonly=True) as store:
+        best = [c.id for c in store.top(2)]
+        dna = store.get(best[0]).dna
+    kept = sorted(int(p.stem) for p in weights_folder(store_path).glob("*.msgpack"))
+    assert kept == sorted(best)
+    out = tmp_path / "export"
+    assert main(["export", str(store_path), str(best[0]), "--out", str(out)]) == 0
+    assert "trained parameters of candidate" in capsys.readouterr().out
+    # The exported weights are the engine's: same logits from both models.
+    lm = build_lm(dna, LMConfig(vocab_size=10_000, d_model=16, num_layers=1))
+    tokens = np.zeros((1, 8), np.int32)
+    engine = flax.serialization.from_bytes({"params": lm.init(0, tokens)},
+                                           (out / "weights.msgpack").read_bytes())["params"]
+    ns: dict = {}
+    exec(compile((out / "block.py").read_text(), "block.py", "exec"), ns)  # noqa: S102
+    model = ns["LanguageModel"](vocab_size=10_000, num_layers=1)
+    variables = flax.serialization.from_bytes(model.init(jax.random.key(0), tokens),
+                                              (out / "weights.msgpack").read_bytes())
+    np.testing.assert_allclose(model.apply(variables, tokens), lm.apply(engine, tokens),
+                               rtol=1e-5, atol=1e-5)
