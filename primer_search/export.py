@@ -21,6 +21,7 @@ The initialiser in the file reproduces the engine's distributions for a fresh st
 
 from __future__ import annotations
 
+import inspect
 import os
 from pathlib import Path
 
@@ -32,7 +33,9 @@ import numpy as np
 import primitives
 from primer_search.compiler import compile_block, param_name
 from primer_search.dna import DNA, format_instruction, save_dna
+from primer_search.model import sinusoids
 from primer_search.validate import MAIN_WIDTH, canonical, output_width
+from primitives._numerics import fit_channels
 
 __all__ = ["export_source", "export", "ExportError"]
 
@@ -68,20 +71,12 @@ for _k in (3, 7, 15, 31):
 _HELPERS = '''
 
 def _fit(x, like):
-    """Resize x's channels to like's: broadcast one, truncate wider, tile narrower."""
-    c, width = x.shape[-1], like.shape[-1]
-    if c == width:
-        return x
-    if c == 1:
-        return jnp.broadcast_to(x, x.shape[:-1] + (width,))
-    if c > width:
-        return x[..., :width]
-    reps = -(-width // c)
-    return jnp.tile(x, (1,) * (x.ndim - 1) + (reps,))[..., :width]
+    """Resize x's channels to like's (see fit_channels)."""
+    return fit_channels(x, like.shape[-1])
 
 
 def _fit_to(x, width):
-    return _fit(x, jnp.zeros((width,), x.dtype))
+    return fit_channels(x, width)
 
 
 def _causal(rows, cols):
@@ -245,6 +240,9 @@ def export_source(dna: DNA, d_model: int, class_name: str = "Block") -> str:
            '"""', "", "import math", "", "import flax.linen as nn", "import jax",
            "import jax.numpy as jnp", "import numpy as np", "",
            f"D_MODEL = {d_model}"]
+    # The engine's own functions, copied verbatim so the file needs nothing else.
+    out += ["", "", inspect.getsource(fit_channels).rstrip(), "", "",
+            inspect.getsource(sinusoids).rstrip()]
     out.append(_HELPERS)
     out += ["", "def _normal(key, shape, fan_in):",
             "    return jax.random.normal(key, shape) / np.sqrt(fan_in)", "", "",
@@ -270,16 +268,6 @@ def export_source(dna: DNA, d_model: int, class_name: str = "Block") -> str:
 
 
 _LM_SOURCE = '''
-
-def sinusoids(seq_len, d_model):
-    half = d_model // 2
-    freqs = np.exp(-math.log(10_000.0) * np.arange(half) / max(half - 1, 1))
-    angles = np.arange(seq_len)[:, None] * freqs[None, :]
-    out = np.zeros((seq_len, d_model), np.float32)
-    out[:, :half] = np.sin(angles)
-    out[:, half:2 * half] = np.cos(angles)
-    return out
-
 
 class LanguageModel(nn.Module):
     """Embedding * sqrt(d) + sinusoids, N blocks, final LayerNorm, tied output."""
