@@ -237,7 +237,7 @@ def export_source(dna: DNA, d_model: int, class_name: str = "Block") -> str:
            "", *["    " + line for line in str(program).rstrip().splitlines()], "",
            "Imports only jax, flax and numpy. Block maps x [batch, seq, d_model] to the same",
            "shape; LanguageModel wraps N blocks in the fixed shell the search trained them in.",
-           '"""', "", "import math", "", "import flax.linen as nn", "import jax",
+           '"""', "", "import flax.linen as nn", "import jax",
            "import jax.numpy as jnp", "import numpy as np", "",
            f"D_MODEL = {d_model}"]
     # The engine's own functions, copied verbatim so the file needs nothing else.
@@ -282,7 +282,7 @@ class LanguageModel(nn.Module):
         blocks = self.param("blocks", lambda k: jax.vmap(init_program)(
             jax.random.split(k, self.num_layers)))
         norm = self.param("final_norm", lambda k: {{"scale": jnp.ones((d,)), "bias": jnp.zeros((d,))}})
-        x = embed[tokens] * math.sqrt(d) + sinusoids(tokens.shape[-1], d)
+        x = embed[tokens] * np.sqrt(d) + sinusoids(tokens.shape[-1], d)
         block = {block}()
 
         def layer(h, p):

@@ -42,7 +42,7 @@ class LMConfig:
 def sinusoids(seq_len: int, d_model: int) -> np.ndarray:
     """The Transformer's fixed position signal, ``[seq_len, d_model]`` (sin | cos halves)."""
     half = d_model // 2
-    freqs = np.exp(-math.log(10_000.0) * np.arange(half) / max(half - 1, 1))
+    freqs = np.exp(-np.log(10_000.0) * np.arange(half) / max(half - 1, 1))
     angles = np.arange(seq_len)[:, None] * freqs[None, :]
     out = np.zeros((seq_len, d_model), np.float32)
     out[:, :half] = np.sin(angles)

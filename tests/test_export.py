@@ -70,6 +70,9 @@ def test_exported_files_stand_alone(tmp_path):
     paths = export(seeds.get("primer_ez"), tmp_path / "out", 32, lm_params=params)
     assert {p.name for p in paths.values()} == {"block.py", "weights.msgpack", "program.dna"}
     subprocess.run([sys.executable, "-m", "py_compile", str(paths["source"])], check=True)
+    imports = {line.split()[1].split(".")[0] for line in paths["source"].read_text().splitlines()
+               if line.startswith(("import ", "from "))}
+    assert imports == {"flax", "jax", "numpy"}, imports
     lint = subprocess.run([sys.executable, "-m", "ruff", "check", "--isolated",
                            str(paths["source"])], capture_output=True, text=True)
     assert lint.returncode == 0, lint.stdout
