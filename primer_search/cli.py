@@ -253,6 +253,14 @@ def cmd_export(args) -> int:
     return 0
 
 
+def cmd_plot(args) -> int:
+    from primer_search.plots import write_all
+
+    for path in write_all(args.store, args.out):
+        print(f"wrote {path}")
+    return 0
+
+
 def cmd_lineage(args) -> int:
     with _open_store(args.store) as store:
         chain = store.lineage(args.id)
@@ -302,6 +310,11 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--seconds", type=float, default=None, help="wall-clock budget")
     r.add_argument("--json", action="store_true")
     r.set_defaults(fn=cmd_retrain)
+
+    pl = sub.add_parser("plot", help="write a search's figures as PNG files")
+    pl.add_argument("store")
+    pl.add_argument("--out", required=True, help="output folder")
+    pl.set_defaults(fn=cmd_plot)
 
     e = sub.add_parser("export", help="write a block as a standalone Flax module")
     e.add_argument("store", nargs="?", help="a search store (with ID), or use --dna")

@@ -94,6 +94,9 @@ class BudgetConfig:
             raise ValueError(f"budget.seconds must be > 0 or None, got {self.seconds}")
         if self.stages < 1:
             raise ValueError(f"budget.stages must be >= 1, got {self.stages}")
+        if self.steps is not None and self.steps < self.stages:
+            raise ValueError(f"budget.steps ({self.steps}) must be at least budget.stages "
+                             f"({self.stages}): every stage trains at least one step")
 
 
 @dataclasses.dataclass(frozen=True)
