@@ -1,0 +1,95 @@
+"""Writes the notebooks in this folder from plain Python cells (run it after editing).
+
+Keeping the cells here keeps the notebooks reviewable as code; the .ipynb files are
+generated, without outputs.
+"""
+
+from pathlib import Path
+
+import nbformat
+
+HERE = Path(__file__).parent
+
+INSPECT = [
+    ("md", "# Inspect a search\n\nLoads a search store (set `PRIMER_SEARCH_STORE`, or edit "
+           "`STORE` below) and shows how fitness evolved, what the winners are, where they "
+           "came from and what changed along the way."),
+    ("code", "import os\n\nimport matplotlib.pyplot as plt\n\n"
+             "from primer_search import plots\nfrom primer_search.store import Store\n\n"
+             "STORE = os.environ.get('PRIMER_SEARCH_STORE', 'tiny_cpu.sqlite')\n"
+             "store = Store(STORE, readonly=True)\ncands = store.finished()\n"
+             "population = store.config.get('evolution', {}).get('population_size', 16)\n"
+             "print(f'{len(cands)} finished candidates in {STORE}')"),
+    ("md", "## Fitness against candidate index, with the running best"),
+    ("code", "fig, ax = plt.subplots(figsize=(9, 4))\nplots.fitness_over_time(cands, ax)"),
+    ("md", "## The population's fitness distribution over time"),
+    ("code", "fig, ax = plt.subplots(figsize=(9, 4))\n"
+             "plots.population_over_time(cands, ax, population)"),
+    ("md", "## Failed, hurdle-stopped and duplicate candidates"),
+    ("code", "fig, ax = plt.subplots(figsize=(7, 3))\nplots.outcomes(cands, ax)\n"
+             "for c in cands:\n    if c.result is not None and c.result.reason:\n"
+             "        print(f'#{c.id} {c.status}: {c.result.reason[:100]}')"),
+    ("md", "## Pareto fronts: perplexity against step time and against parameters"),
+    ("code", "fig, (a, b) = plt.subplots(1, 2, figsize=(12, 4))\n"
+             "plots.pareto(cands, a, 'step_time_s')\nplots.pareto(cands, b, 'num_params')"),
+    ("md", "## The top programs as readable code"),
+    ("code", "top = store.top(3)\nfor c in top:\n"
+             "    print(f'#{c.id}  fitness {c.fitness:.4g}  ({c.mutation})')\n"
+             "    print(c.dna_text)"),
+    ("md", "## The lineage of the best, and its diff against its seed"),
+    ("code", "import difflib\n\nchain = store.lineage(top[0].id)\n"
+             "fig, ax = plt.subplots(figsize=(9, 4))\nplots.lineage(chain, ax)\n"
+             "seed = chain[-1]\nprint(f'#{top[0].id} against its seed #{seed.id} '"
+             "f'({seed.mutation}), instruction by instruction:')\n"
+             "diff = difflib.unified_diff(seed.dna_text.splitlines(), top[0].dna_text.splitlines(),\n"
+             "                            f'seed #{seed.id}', f'best #{top[0].id}', lineterm='', n=0)\n"
+             "print('\\n'.join(diff))"),
+]
+
+EXPORT = [
+    ("md", "# Export the best block and train it with plain Flax and optax\n\n"
+           "Uses the store in `PRIMER_SEARCH_STORE`. The exported module imports only jax, "
+           "flax and numpy."),
+    ("code", "import importlib.util\nimport os\nimport tempfile\nfrom pathlib import Path\n\n"
+             "import jax\nimport jax.numpy as jnp\nimport numpy as np\nimport optax\n\n"
+             "from primer_search.cli import main\nfrom primer_search.store import Store\n\n"
+             "STORE = os.environ.get('PRIMER_SEARCH_STORE', 'tiny_cpu.sqlite')\n"
+             "with Store(STORE, readonly=True) as store:\n    best = store.top(1)[0]\n"
+             "out = Path(tempfile.mkdtemp()) / 'exported'\n"
+             "assert main(['export', STORE, str(best.id), '--out', str(out)]) == 0"),
+    ("code", "print((out / 'block.py').read_text()[:1500])"),
+    ("code", "spec = importlib.util.spec_from_file_location('exported_block', out / 'block.py')\n"
+             "block = importlib.util.module_from_spec(spec)\nspec.loader.exec_module(block)\n"
+             "model = block.LanguageModel(vocab_size=64, num_layers=2)\n\n"
+             "def batches(seed=0):\n    rng = np.random.default_rng(seed)\n    while True:\n"
+             "        start = rng.integers(0, 64, (16, 1))\n"
+             "        stride = rng.integers(1, 4, (16, 1))\n"
+             "        yield ((start + stride * np.arange(33)) % 64).astype(np.int32)\n\n"
+             "data = batches()\nparams = model.init(jax.random.key(0), next(data)[:, :-1])\n"
+             "optimizer = optax.adamw(3e-3)\nopt_state = optimizer.init(params)\n\n"
+             "@jax.jit\ndef step(params, opt_state, batch):\n    def loss_fn(p):\n"
+             "        logits = model.apply(p, batch[:, :-1])\n"
+             "        return optax.softmax_cross_entropy_with_integer_labels("
+             "logits, batch[:, 1:]).mean()\n"
+             "    loss, grads = jax.value_and_grad(loss_fn)(params)\n"
+             "    updates, opt_state = optimizer.update(grads, opt_state, params)\n"
+             "    return optax.apply_updates(params, updates), opt_state, loss\n\n"
+             "losses = []\nfor _ in range(int(os.environ.get('TRAIN_STEPS', 60))):\n"
+             "    params, opt_state, loss = step(params, opt_state, jnp.asarray(next(data)))\n"
+             "    losses.append(float(loss))\nprint(losses[0], '->', losses[-1])\n"
+             "assert losses[-1] < losses[0]"),
+]
+
+
+def write(name, cells):
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_markdown_cell(src) if kind == "md" else
+                nbformat.v4.new_code_cell(src) for kind, src in cells]
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3",
+                                 "language": "python"}
+    nbformat.write(nb, HERE / name)
+
+
+if __name__ == "__main__":
+    write("inspect_search.ipynb", INSPECT)
+    write("export_and_train.ipynb", EXPORT)

@@ -1,0 +1,41 @@
+"""Both notebooks run headless, against a small store the test creates; no cell may raise."""
+
+from pathlib import Path
+
+import pytest
+
+nbformat = pytest.importorskip("nbformat")
+nbclient = pytest.importorskip("nbclient")
+
+from primer_search import seeds  # noqa: E402
+from primer_search.config import config_to_dict, load_config  # noqa: E402
+from primer_search.evaluate import EvalResult  # noqa: E402
+from primer_search.store import Store  # noqa: E402
+from primer_search.validate import dna_hash  # noqa: E402
+
+NOTEBOOKS = Path(__file__).parent.parent / "notebooks"
+
+
+@pytest.mark.parametrize("name", ["inspect_search.ipynb", "export_and_train.ipynb"])
+def test_notebook_runs(name, tmp_path, monkeypatch):
+    store = tmp_path / "s.sqlite"
+    cfg = load_config("tiny_cpu", ["fitness.model.d_model=16"])
+    with Store(store, config_to_dict(cfg)) as s:
+        parent = None
+        for i, (block, fitness) in enumerate([("transformer", 500.0), ("primer_ez", 450.0),
+                                             ("primer_ez", 430.0), ("transformer", 470.0)]):
+            dna = seeds.get(block)
+            cid = s.add(dna=dna, parent_id=parent, mutation=f"m{i}", dna_hash=dna_hash(dna))
+            s.finish(cid, EvalResult(fitness=fitness, status="ok", step_time_s=0.1 * (i + 1),
+                                     num_params=1000 * (i + 1)))
+            parent = cid if i == 1 else parent
+    monkeypatch.setenv("PRIMER_SEARCH_STORE", str(store))
+    monkeypatch.setenv("TRAIN_STEPS", "40")
+    monkeypatch.setenv("MPLBACKEND", "Agg")
+    nb = nbformat.read(NOTEBOOKS / name, as_version=4)
+    client = nbclient.NotebookClient(nb, timeout=300, kernel_name="python3",
+                                     resources={"metadata": {"path": str(tmp_path)}})
+    client.execute()  # raises CellExecutionError if any cell raises
+    outputs = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code"
+                      for o in c.get("outputs", []))
+    assert "finished candidates" in outputs or "->" in outputs
