@@ -109,6 +109,9 @@ def cmd_search(args) -> int:
     from primer_search.config import apply_overrides, load_config
     from primer_search.controller import resume_search, run_search
 
+    if args.address:  # join a cluster started with `ray start`
+        args.set.append(f"address={json.dumps(args.address)}")
+
     if args.resume:
         if args.config:
             raise ValueError("give either a CONFIG or --resume STORE, not both")
@@ -283,6 +286,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="override a config field, e.g. --set fitness.budget.steps=50")
     q.add_argument("--store", help="SQLite file to create (default: CONFIG-DATE-TIME.sqlite)")
     q.add_argument("--resume", metavar="STORE", help="continue the search in STORE")
+    q.add_argument("--address", help="join a Ray cluster: auto or HOST:PORT (default: local Ray)")
     q.add_argument("--quiet", action="store_true", help="no live progress display")
     q.add_argument("--json", action="store_true", help="print the summary as JSON")
     q.set_defaults(fn=cmd_search)
