@@ -310,13 +310,14 @@ class _Controller:
         return self.summary()
 
     def summary(self) -> SearchSummary:
+        # Counts, not rows: the progress display calls this on every loop turn.
+        count = self.store.count
         top = self.store.top(1)
-        finished = self.store.finished()
+        finished = count() - count("pending")
+        duplicates = count("duplicate")
         return SearchSummary(
-            store=str(self.store.path), finished=len(finished),
-            trained=sum(1 for c in finished if c.status != "duplicate"),
-            duplicates=sum(1 for c in finished if c.status == "duplicate"),
-            failed=sum(1 for c in finished if c.status in Status.FAILED),
+            store=str(self.store.path), finished=finished, trained=finished - duplicates,
+            duplicates=duplicates, failed=sum(count(s) for s in Status.FAILED),
             best_id=top[0].id if top else None,
             best_fitness=top[0].fitness if top else None,
             seconds=time.time() - self.start, stopped_by=self.stopped_by or "done",
