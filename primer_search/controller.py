@@ -215,6 +215,7 @@ class _Controller:
     def _collect(self, slot: _Slot, index: int) -> None:
         ray = self.ray
         cid = slot.cid
+        weights = None  # only a finished evaluation returns weights
         try:
             _, result_dict, worker, node, weights = ray.get(slot.ref)
             result = EvalResult.from_dict(result_dict)
