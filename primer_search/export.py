@@ -35,6 +35,7 @@ from primer_search.compiler import compile_block, param_name
 from primer_search.dna import DNA, format_instruction, save_dna
 from primer_search.model import sinusoids
 from primer_search.validate import MAIN_WIDTH, canonical, output_width
+from primitives import extended
 from primitives._numerics import fit_channels
 
 __all__ = ["export_source", "export", "ExportError"]
@@ -67,6 +68,18 @@ _UNARY = {"ABS_ROOT": "jnp.sqrt(jnp.abs({a}) + 1e-30)", "SQUARE": "jnp.square({a
 for _k in (3, 7, 15, 31):
     _UNARY[f"CONV_{_k}X1"] = "_causal_conv({a}, {p}['kernel'])"
     _UNARY[f"DCONV_{_k}X1"] = "_depthwise_conv({a}, {p}['taps'])"
+# The primitives of ``primitives.extended`` call its functions, which the exported file
+# carries verbatim (only those its program uses); {w} is the output width.
+_BINARY["DECAY_SUM"] = "decay_sum({a}, _fit({b}, {a}))"
+_UNARY.update({"DELAY": "delay({a})", "LONG_CONV": "long_conv({a}, {p})",
+               "MONARCH": "monarch({a}, {p}, {w})",
+               "RAND_FEATURES": "random_features({a}, {w}, {c})", "ALIBI": "alibi({a}, {c})"})
+_EXTENDED_SOURCES = {
+    "DELAY": [extended.delay], "DECAY_SUM": [extended.decay_sum],
+    "LONG_CONV": [extended.long_conv_modes, extended.long_conv_filter, extended.long_conv],
+    "MONARCH": [extended.monarch],
+    "RAND_FEATURES": [extended.orthogonal_features, extended.random_features],
+    "ALIBI": [extended.alibi]}
 
 _HELPERS = '''
 
@@ -194,7 +207,9 @@ def _method(dna: DNA, ctx: Context, names: dict[Context, str]) -> list[str]:
                              f"{f.denominator})))")
             continue
         template = _BINARY.get(ins.op) or _UNARY[ins.op]
-        expr = template.format(a=a, b=b, c=repr(ins.const), p=f"p[{key!r}]")
+        f = widths[i + 2].value
+        width = f"max(1, round({f.numerator} * unit / {f.denominator}))"
+        expr = template.format(a=a, b=b, c=repr(ins.const), p=f"p[{key!r}]", w=width)
         lines.append(f"        {out} = {expr}")
     lines.append(f"        return h{len(dna.subprograms[s]) + 1}")
     return lines
@@ -218,6 +233,12 @@ def _init_lines(tree, indent: str) -> list[str]:
                 entries.append(f"{pname!r}: _normal(next(keys), {shape}, {fan_in})")
             elif pname == "taps":
                 entries.append(f"{pname!r}: _dconv_taps({shape})")
+            elif pname in ("kernel_r", "kernel_l", "amplitude"):  # MONARCH, LONG_CONV
+                entries.append(f"{pname!r}: _normal(next(keys), {shape}, {shape[-2]})")
+            elif pname in ("log_decay", "frequency"):  # LONG_CONV's deterministic start
+                which = 0 if pname == "log_decay" else 1
+                entries.append(f"{pname!r}: jnp.broadcast_to(long_conv_modes({shape[-1]})[{which}], "
+                               f"{shape})")
             elif pname == "scale":
                 entries.append(f"{pname!r}: jnp.ones({shape})")
             else:
@@ -244,6 +265,12 @@ def export_source(dna: DNA, d_model: int, class_name: str = "Block") -> str:
     out += ["", "", inspect.getsource(fit_channels).rstrip(), "", "",
             inspect.getsource(sinusoids).rstrip()]
     out.append(_HELPERS)
+    used = {ins.op for sub in program.subprograms for ins in sub.instructions}
+    if "LONG_CONV" in used:
+        out += ["", f"LONG_CONV_MODES = {extended.LONG_CONV_MODES}"]
+    for op, fns in _EXTENDED_SOURCES.items():
+        if op in used:
+            out += [line for fn in fns for line in ["", "", inspect.getsource(fn).rstrip()]]
     out += ["", "def _normal(key, shape, fan_in):",
             "    return jax.random.normal(key, shape) / np.sqrt(fan_in)", "", "",
             "def _dconv_taps(shape):",

@@ -1,12 +1,14 @@
 """The op vocabulary of primer-search: one spec and one pure JAX function per primitive.
 
 The vocabulary follows Primer (So et al. 2021, arXiv 2109.08668, Table 1); ``C_ADD`` is
-added so that normalisers can carry their epsilon. Importing this package registers every
+added so that normalisers can carry their epsilon, and :mod:`primitives.extended` adds
+the mechanisms of later blocks (RWKV, Monarch Mixer, Performer, ALiBi). Importing this package registers every
 primitive; look them up with :func:`get` and :func:`names`.
 """
 
 # Importing the op modules fills the registry.
 from primitives import elementwise as _elementwise  # noqa: F401
+from primitives import extended as _extended  # noqa: F401
 from primitives import reductions as _reductions  # noqa: F401
 from primitives import sequence as _sequence  # noqa: F401
 from primitives.registry import get as get
