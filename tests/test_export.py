@@ -51,13 +51,26 @@ def test_exported_random_programs_match_the_engine(chunk):
         check_block(random_dna(random.Random(5000 + 10 * chunk + i)), 32, seed=i)
 
 
-def test_exported_module_initialises_fresh_with_the_engine_shapes():
-    ns = load_source(export_source(seeds.get("primer_ez"), 32))
+@pytest.mark.parametrize("name", ["primer_ez", "monarch_mixer", "rwkv"])
+def test_exported_module_initialises_fresh_with_the_engine_shapes(name):
+    ns = load_source(export_source(seeds.get(name), 32))
     x = jnp.ones((1, 4, 32))
     fresh = ns["Block"]().init(jax.random.key(0), x)["params"]["program"]
-    engine = compile_block(seeds.get("primer_ez"), 32).init(0, x)
+    engine = compile_block(seeds.get(name), 32).init(0, x)
     shapes = jax.tree_util.tree_map(lambda a: a.shape, (fresh, engine))
     assert shapes[0] == shapes[1]
+    # Deterministic starts are the engine's exactly; random ones have its spread.
+    for (_, a), (_, b) in zip(jax.tree_util.tree_leaves_with_path(fresh),
+                              jax.tree_util.tree_leaves_with_path(engine)):
+        assert np.std(np.asarray(a)) == pytest.approx(np.std(np.asarray(b)), rel=0.35, abs=1e-6)
+
+
+def test_every_exported_seed_passes_ruff(tmp_path):
+    for name in seeds.names():
+        (tmp_path / f"{name}.py").write_text(export_source(seeds.get(name), 32))
+    lint = subprocess.run([sys.executable, "-m", "ruff", "check", "--isolated", str(tmp_path)],
+                          capture_output=True, text=True)
+    assert lint.returncode == 0, lint.stdout
 
 
 def test_exported_files_stand_alone(tmp_path):

@@ -11,11 +11,14 @@ from primer_search.validate import canonical, validate
 
 
 def perturbed_params(block, x, seed=0):
-    """Initial parameters plus noise, so that e.g. LayerNorm gains are not all 1."""
+    """Initial parameters plus noise, so that e.g. LayerNorm gains are not all 1. The
+    noise is 10% of a leaf's spread (or 0.1 for a constant leaf), so that weights keep
+    the scale of a trained model at every width."""
     params = block.init(seed, x)
     leaves, tree = jax.tree_util.tree_flatten(params)
     keys = jax.random.split(jax.random.key(seed + 1), len(leaves))
-    noisy = [leaf + 0.1 * jax.random.normal(k, leaf.shape) for leaf, k in zip(leaves, keys)]
+    noisy = [leaf + 0.1 * (float(np.std(leaf)) or 1.0) * jax.random.normal(k, leaf.shape)
+             for leaf, k in zip(leaves, keys)]
     return jax.tree_util.tree_unflatten(tree, noisy)
 
 
