@@ -68,3 +68,28 @@ def test_flax_reference_matches_dna_seed():
     for scan in (True, False):
         got = FlaxLM(cfg, scan=scan).apply(params_from_dna(params, scan=scan), tokens)
         np.testing.assert_allclose(got, want, atol=1e-4, rtol=1e-4)
+
+
+def test_zoo_quick_json():
+    """``zoo.py --quick --json`` on two seed blocks (about 15 s on 2 idle CPU cores): a row
+    per (budget, block), every run trained and its figures finite and positive."""
+    blocks = ["transformer", "primer_ez"]
+    proc = subprocess.run(
+        [sys.executable, os.path.join(BENCH, "zoo.py"), "--quick", "--json",
+         "--blocks", ",".join(blocks)],
+        check=False, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    res = json.loads(proc.stdout)
+    config, rows = res["config"], res["rows"]
+    assert config["blocks"] == blocks and config["seeds"] == 1 and config["corpus"] == "ptb"
+    assert (config["d_model"], config["layers"]) == (64, 2)  # the tiny_cpu fitness settings
+    budgets = [f"{config['steps']} steps", f"{config['seconds']:g} s"]
+    assert [(r["budget"], r["block"]) for r in rows] == [(b, k) for b in budgets for k in blocks]
+    for r in rows:
+        assert r["runs"] == r["seeds"] == config["seeds"] and not r["failed"], r
+        assert r["params"] > 0, r
+        ppl, tokens_per_s = r["valid_ppl"][0], r["tokens_per_s"][0]
+        assert math.isfinite(ppl) and ppl > 0, r
+        assert math.isfinite(tokens_per_s) and tokens_per_s > 0, r
+        assert r["steps"][0] >= 1 and r["step_ms"][0] > 0, r
+    assert rows[0]["steps"][0] == config["steps"]  # the step budget is reached exactly
