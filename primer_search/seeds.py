@@ -7,12 +7,12 @@ what differs from it where a block cannot be written exactly):
 
 =================  ==============================================================
 transformer        Vaswani et al. 2017: LayerNorm, softmax attention, ReLU FFN
-transformer_gelu   the same with the tanh-approximate GELU
+primer_ez          Primer-EZ (So et al. 2021): squared ReLU, multi-DConv-head attention
+transformer_gelu   the Transformer with the tanh-approximate GELU
 transformer_pp     Transformer++: RMSNorm and a SwiGLU FFN
 glu, bilinear,     the GLU family of FFNs (Shazeer 2020), d_ff cut to 2/3 so that
 reglu, geglu,      the parameter count stays that of the Transformer
 swiglu
-primer_ez          Primer-EZ (So et al. 2021): squared ReLU, multi-DConv-head attention
 primer             full Primer: also shared QK, Primer's norm, pre/post-norm
 performer          Performer (Choromanski et al. 2020): FAVOR+ attention
 rwkv               RWKV-4 (Peng et al. 2023): time and channel mixing
@@ -22,8 +22,9 @@ alibi_glu          ALiBi attention with a GEGLU FFN (the decoder parts of Mosaic
 =================  ==============================================================
 
 All are pre-norm (``x + F(norm(x))``) unless the docstring says otherwise, have no
-biases in their projections, and use 4 heads and a 4x FFN by default. Every seed is checked against a
-hand-written JAX reference (``tests/reference_blocks.py``) and for causality.
+biases in their projections, and use 4 heads and a 4x FFN by default. Every seed is
+checked against a hand-written JAX reference (``tests/reference_blocks.py``) and for
+causality.
 
 Vocabulary notes: the op set has no ReLU, LayerNorm or softmax, so seeds write them as
 subprograms (``relu``: ``MAX(x, 0 * x)``; ``layer_norm``; ``softmax``: ``MASK``, subtract
