@@ -181,25 +181,34 @@ GLU_D_FF = Fraction(8, 3)
 
 # ---- seeds --------------------------------------------------------------------------
 
+def _mlp_transformer(act_writer: Callable[[SubBuilder], None], heads: int, d_ff: Fraction,
+                     dconv: str | None = None, square: bool = False) -> DNA:
+    """A pre-norm Transformer with the FFN ``W2 act(W1 x)`` (``act(.)^2`` if ``square``),
+    ``act`` a subprogram; ``dconv`` follows Q, K and V with a depthwise convolution."""
+    p = ProgramBuilder()
+    main, norm, head, softmax, act = p.subprograms(5)
+    write_layer_norm(norm)
+    write_softmax(softmax)
+    act_writer(act)
+    write_attention_head(head, softmax, dconv=dconv)
+
+    def ffn(h: int) -> int:
+        hidden = main.call(act, main("CONV_1X1", h, dim=d_ff))
+        if square:
+            hidden = main("SQUARE", hidden)
+        return main("CONV_1X1", hidden, dim=1)
+
+    write_residual_block(main, norm, head, heads, ffn)
+    return p.build()
+
+
 @register
 def transformer(heads: int = 4, d_ff: int = 4) -> DNA:
     """Vanilla Transformer decoder block (Vaswani et al. 2017), pre-norm.
 
     ``y = x + MHA(LN(x)); out = y + W2 ReLU(W1 LN(y))``, no biases, d_ff = 4 d.
     """
-    p = ProgramBuilder()
-    main, norm, head, softmax, relu = p.subprograms(5)
-    write_layer_norm(norm)
-    write_softmax(softmax)
-    write_relu(relu)
-    write_attention_head(head, softmax)
-
-    def ffn(h: int) -> int:
-        hidden = main.call(relu, main("CONV_1X1", h, dim=d_ff))
-        return main("CONV_1X1", hidden, dim=1)
-
-    write_residual_block(main, norm, head, heads, ffn)
-    return p.build()
+    return _mlp_transformer(write_relu, heads, d_ff)
 
 
 @register
@@ -211,34 +220,14 @@ def primer_ez(heads: int = 4, d_ff: int = 4) -> DNA:
       depthwise convolution of width 3 along the sequence, one filter per channel per head
       (``z'_t = w0 z_t + w1 z_{t-1} + w2 z_{t-2}``).
     """
-    p = ProgramBuilder()
-    main, norm, head, softmax, relu = p.subprograms(5)
-    write_layer_norm(norm)
-    write_softmax(softmax)
-    write_relu(relu)
-    write_attention_head(head, softmax, dconv="DCONV_3X1")
-
-    def ffn(h: int) -> int:
-        hidden = main("SQUARE", main.call(relu, main("CONV_1X1", h, dim=d_ff)))
-        return main("CONV_1X1", hidden, dim=1)
-
-    write_residual_block(main, norm, head, heads, ffn)
-    return p.build()
+    return _mlp_transformer(write_relu, heads, d_ff, dconv="DCONV_3X1", square=True)
 
 
 @register
 def transformer_gelu(heads: int = 4, d_ff: int = 4) -> DNA:
     """The Transformer with GELU in the FFN: ``W2 GELU(W1 x)``, the tanh approximation
     ``0.5 z (1 + tanh(sqrt(2/pi) (z + 0.044715 z^3)))`` (Hendrycks & Gimpel 2016)."""
-    p = ProgramBuilder()
-    main, norm, head, softmax, gelu = p.subprograms(5)
-    write_layer_norm(norm)
-    write_softmax(softmax)
-    write_gelu(gelu)
-    write_attention_head(head, softmax)
-    write_residual_block(main, norm, head, heads, lambda h: main(
-        "CONV_1X1", main.call(gelu, main("CONV_1X1", h, dim=d_ff)), dim=1))
-    return p.build()
+    return _mlp_transformer(write_gelu, heads, d_ff)
 
 
 @register
