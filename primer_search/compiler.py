@@ -38,7 +38,7 @@ from primer_search.validate import MAIN_WIDTH, canonical, output_width
 from primitives._numerics import fit_channels
 from primitives.spec import Width
 
-__all__ = ["Block", "CompileError", "compile_block", "param_name"]
+__all__ = ["Block", "CompileError", "LeafDraw", "compile_block", "param_name"]
 
 Params = dict[str, Any]
 
@@ -63,6 +63,9 @@ class Block:
         Generator, and only the shape of ``x`` is used. Initialisation runs on the host:
         a shape-only trace finds what each instruction needs, and numpy draws it, so it
         costs no XLA compile (random-number init compiled with the step doubles it).
+      init_with: ``init_with(draw, x) -> params``: the same tree, each instruction's
+        parameters made by ``draw(path, op, in_width, out_width)`` (see ``LeafDraw``);
+        the fingerprint draws them by the structure of the program, not its order.
       apply: ``apply(params, x) -> y`` with ``y.shape == x.shape``; pure, jit-compatible.
     """
 
@@ -70,6 +73,7 @@ class Block:
     d_model: int
     init: Callable[[Any, Any], Params]
     apply: Callable[[Params, jax.Array], jax.Array]
+    init_with: Callable[[LeafDraw, Any], Params]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -155,17 +159,22 @@ def _call(dna: DNA, ins: Instruction, x1, x2, widths, unit: Fraction, params, fu
     return fit_channels(y, max(1, round(w.value * unit))), plan, w
 
 
-def _materialise(plan: dict, rng: np.random.Generator) -> Params:
+# draw(path, op, in_width, out_width) -> the parameters of one instruction. ``path`` is
+# the parameter keys from the top, with a head index after each multi-head call's key.
+LeafDraw = Callable[[tuple, str, int, int], dict]
+
+
+def _materialise(plan: dict, draw: LeafDraw, path: tuple = ()) -> Params:
     """Draw parameters for a plan, in program order (so a seed fixes them)."""
     out: Params = {}
     for name, node in plan.items():
         if isinstance(node, _Leaf):
-            out[name] = primitives.get(node.op).init(rng, node.in_width, node.out_width)
+            out[name] = draw(path + (name,), node.op, node.in_width, node.out_width)
         elif isinstance(node, _Heads):
-            draws = [_materialise(node.plan, rng) for _ in range(node.heads)]
+            draws = [_materialise(node.plan, draw, path + (name, h)) for h in range(node.heads)]
             out[name] = jax.tree_util.tree_map(lambda *xs: np.stack(xs), *draws)
         else:
-            out[name] = _materialise(node, rng)
+            out[name] = _materialise(node, draw, path + (name,))
     return out
 
 
@@ -194,7 +203,7 @@ def compile_block(dna: DNA, d_model: int, fuse: bool = True) -> Block:
 
     plans: dict = {}
 
-    def init(seed, x) -> Params:
+    def init_with(draw: LeafDraw, x) -> Params:
         _check_input(x)
         if "plan" not in plans:  # parameter shapes depend on d_model only
             def trace(x):
@@ -203,10 +212,15 @@ def compile_block(dna: DNA, d_model: int, fuse: bool = True) -> Block:
                 return y
 
             jax.eval_shape(trace, jax.ShapeDtypeStruct(x.shape, jnp.float32))
-        return _materialise(plans["plan"], as_rng(seed))
+        return _materialise(plans["plan"], draw)
+
+    def init(seed, x) -> Params:
+        rng = as_rng(seed)
+        return init_with(lambda path, op, n_in, n_out: primitives.get(op).init(rng, n_in, n_out),
+                         x)
 
     def apply(params: Params, x):
         _check_input(x)
         return _run(program, 0, x, x, (MAIN_WIDTH, MAIN_WIDTH), unit, params, fuse)[0]
 
-    return Block(dna=program, d_model=d_model, init=init, apply=apply)
+    return Block(dna=program, d_model=d_model, init=init, apply=apply, init_with=init_with)

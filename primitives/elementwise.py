@@ -15,9 +15,9 @@ from primitives.registry import parametric_same_width, register, same_width
 from primitives.spec import Primitive
 
 
-def _binary(name: str, fn, doc: str) -> None:
+def _binary(name: str, fn, doc: str, commutative: bool = False) -> None:
     register(Primitive(name=name, arity=2, shape=same_width, fit_input2="x1",
-                       apply=lambda p, a, b, c, w: fn(a, b), doc=doc))
+                       commutative=commutative, apply=lambda p, a, b, c, w: fn(a, b), doc=doc))
 
 
 def _unary(name: str, fn, doc: str) -> None:
@@ -25,13 +25,13 @@ def _unary(name: str, fn, doc: str) -> None:
                        apply=lambda p, a, b, c, w: fn(a), doc=doc))
 
 
-_binary("ADD", jnp.add, "a + b")
+_binary("ADD", jnp.add, "a + b", commutative=True)
 _binary("DIFFERENCE", jnp.subtract, "a - b")
-_binary("MULTIPLY", jnp.multiply, "a * b")
+_binary("MULTIPLY", jnp.multiply, "a * b", commutative=True)
 _binary("DIVIDE", lambda a, b: a / num.safe_denominator(b),
         "a / b, with |b| raised to at least 1e-12 (sign kept, 0 counts as positive)")
-_binary("MAX", jnp.maximum, "elementwise max(a, b)")
-_binary("MIN", jnp.minimum, "elementwise min(a, b)")
+_binary("MAX", jnp.maximum, "elementwise max(a, b)", commutative=True)
+_binary("MIN", jnp.minimum, "elementwise min(a, b)", commutative=True)
 
 _unary("ABS_ROOT", lambda a: jnp.sqrt(jnp.abs(a) + num.TINY),
        "sqrt(|a| + 1e-30): finite value and gradient at 0")

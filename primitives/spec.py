@@ -102,6 +102,9 @@ class Primitive:
         so input 1 is resized to ``seq`` channels.
       guard: pass the output through ``finite`` (NaN -> 0, Inf -> max float); for ops
         that overflow on moderate inputs, such as products over many terms.
+      commutative: a binary op whose inputs may be exchanged when they have the same
+        width (with different widths, input 2 is fitted to input 1, so order matters).
+        The fingerprint uses it to see that ``ADD(a, b)`` and ``ADD(b, a)`` are one program.
       doc: one line shown by ``primer-search ops``.
     """
 
@@ -117,6 +120,7 @@ class Primitive:
     fit_input2: Literal["x1"] | None = None
     fit_input1_to_seq: bool = False
     guard: bool = False
+    commutative: bool = False
 
     @property
     def has_params(self) -> bool:
