@@ -274,9 +274,9 @@ def export_source(dna: DNA, d_model: int, class_name: str = "Block") -> str:
     out += ["", "def _normal(key, shape, fan_in):",
             "    return jax.random.normal(key, shape) / np.sqrt(fan_in)", "", "",
             "def _dconv_taps(shape):",
-            '    """Mostly the current position: tap 0 is 0.5, the other taps share 0.5."""',
+            '    """Mostly the current position: tap 0 is 0.5, each lagged tap 0.5 / k."""',
             "    k = shape[-2]",
-            "    return jnp.full(shape, 0.5 / (k - 1)).at[..., 0, :].set(0.5)", "", "",
+            "    return jnp.full(shape, 0.5 / k).at[..., 0, :].set(0.5)", "", "",
             "def init_program(key):", '    """Fresh parameters, as the search initialised them."""',
             f"    keys = iter(jax.random.split(key, {max(1, len(jax.tree_util.tree_leaves(shapes)))}))",
             "    return {"]

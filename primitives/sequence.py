@@ -119,11 +119,11 @@ def _conv_init(k: int):
 
 
 def _dconv_init(k: int):
-    """Primer's released code starts a width-3 DConv at taps (0.5, 0.5/3, 0.5/3): mostly
-    the current position plus a little smoothing. Wider kernels spread the other 0.5 the
-    same way over their k - 1 lagged taps."""
+    """Primer's released code starts a width-k DConv with the current position's tap at
+    0.5 and every lagged tap at 0.5 / k: (0.5, 1/6, 1/6) for k = 3, mostly the current
+    position plus a little smoothing (the taps sum to 0.5 + 0.5 (k - 1) / k, not 1)."""
     def init(rng, in_width, out_width):
-        taps = np.full((k, in_width), 0.5 / (k - 1), np.float32)
+        taps = np.full((k, in_width), 0.5 / k, np.float32)
         taps[0] = 0.5
         return {"taps": taps}
     return init

@@ -168,8 +168,13 @@ def test_convolutions(k):
     y = primitives.run(dconv, {"taps": jnp.asarray(taps)}, jnp.asarray(x), jnp.asarray(x), 0.0, C)
     ref = sum(taps[i] * pad[:, k - 1 - i: k - 1 - i + 40] for i in range(k))
     np.testing.assert_allclose(np.asarray(y), ref, rtol=1e-5, atol=1e-5)
+    # Primer's released code: tap 0 is 0.5, each lagged tap 0.5 / k ((0.5, 1/6, 1/6) at 3).
     init = dconv.init(np.random.default_rng(0), C, C)["taps"]
-    assert float(init[0, 0]) == 0.5 and float(init[1:].sum(0)[0]) == pytest.approx(0.5)
+    expected = np.full((k, C), 0.5 / k, np.float32)
+    expected[0] = 0.5
+    np.testing.assert_array_equal(init, expected)
+    if k == 3:
+        np.testing.assert_allclose(init[:, 0], [0.5, 1 / 6, 1 / 6], rtol=1e-6)
     conv = primitives.get(f"CONV_{k}X1")
     w = rng.normal(size=(k, C, 4)).astype(np.float32)
     y = primitives.run(conv, {"kernel": jnp.asarray(w)}, jnp.asarray(x), jnp.asarray(x), 0.0, 4)
