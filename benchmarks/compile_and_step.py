@@ -239,7 +239,7 @@ def step_benchmark(steps: int, repeats: int, optimizer, with_loop: bool,
     for name, model in models.items():
         _, train_step, _ = make_steps(model, optimizer)
         p = jax.tree_util.tree_map(jnp.copy, params[name])  # train_step donates its state
-        state = TrainState(p, optimizer.init(p), jnp.zeros((), jnp.int32))
+        state = TrainState(p, optimizer.init(p), jnp.zeros((), jnp.int32), jnp.zeros((), jnp.int32))
         t0 = time.perf_counter()
         state, metrics = train_step(state, batch)  # compiles
         first[name].update(loss=float(metrics["loss"]),

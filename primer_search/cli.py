@@ -37,11 +37,14 @@ def _fitness_config(args):
     from primer_search.evaluate import BudgetConfig, FitnessConfig, ModelConfig
     from primer_search.train import OptimConfig
 
+    optim = {k: v for k, v in (("learning_rate", args.lr), ("warmup_steps", args.warmup),
+                               ("schedule", args.schedule)) if v is not None}
+    data = {"eval_tokens": args.eval_tokens} if args.eval_tokens is not None else {}
     return FitnessConfig(
         data=DataConfig(corpus=args.corpus, path=args.path, tokenizer=args.tokenizer,
-                        seq_len=args.seq_len, batch_size=args.batch_size),
+                        seq_len=args.seq_len, batch_size=args.batch_size, **data),
         model=ModelConfig(d_model=args.d_model, num_layers=args.layers),
-        optim=OptimConfig(learning_rate=args.lr),
+        optim=OptimConfig(**optim),
         budget=BudgetConfig(steps=args.steps, seconds=args.seconds, stages=args.stages),
         seed=args.seed)
 
@@ -342,7 +345,15 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--layers", type=int, default=2)
     t.add_argument("--seq-len", type=int, default=64)
     t.add_argument("--batch-size", type=int, default=16)
-    t.add_argument("--lr", type=float, default=1e-2)
+    t.add_argument("--lr", type=float, default=None,
+                   help="peak learning rate (default: the trainer's, see OptimConfig)")
+    t.add_argument("--warmup", type=int, default=None, help="warm-up steps (default: the trainer's)")
+    t.add_argument("--schedule", default=None,
+                   help="learning-rate schedule after warm-up: constant, linear, cosine, wsd or "
+                        "rsqrt (default: the trainer's)")
+    t.add_argument("--eval-tokens", type=int, default=None,
+                   help="validation tokens to score (default 16384; more is slower and less "
+                        "noisy; PTB's validation split has 73,760)")
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--json", action="store_true", help="print the result as JSON")
     t.set_defaults(fn=cmd_train)

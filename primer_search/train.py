@@ -3,6 +3,16 @@
 Pure functions: ``train_step(state, batch) -> (state, metrics)`` and
 ``eval_step(params, batch) -> summed loss``, jitted by :func:`make_steps`. A batch is an
 int32 array ``[batch, seq + 1]``: inputs are ``batch[:, :-1]``, targets ``batch[:, 1:]``.
+
+The optimiser is AdamW with global-norm clipping, a linear warm-up and one of four
+decays (:data:`SCHEDULES`). Weight decay applies to projection matrices and the
+embedding only, not to norm scales, biases, convolution taps or other per-channel
+vectors (:func:`decay_mask`), as most LM trainers do.
+
+A step whose gradient norm is not finite is counted in ``TrainState.bad_grad_steps``:
+global-norm clipping turns such a gradient into a zero (or NaN) update, so the model
+silently stops learning while its loss looks ordinary. The evaluator fails such a
+candidate instead of scoring it.
 """
 
 from __future__ import annotations
@@ -17,39 +27,111 @@ import optax
 
 from primer_search.model import LanguageModel
 
-__all__ = ["OptimConfig", "TrainState", "make_optimizer", "make_steps", "token_loss"]
+__all__ = ["SCHEDULES", "OptimConfig", "TrainState", "decay_mask", "learning_rate_schedule",
+           "make_optimizer", "make_steps", "token_loss"]
+
+# After warm-up: hold the peak ("constant"); fall linearly or along a half cosine to
+# `end_fraction` of the peak at the last step ("linear", "cosine"); hold the peak, then
+# fall linearly to `end_fraction` over the last `cooldown_fraction` of the steps ("wsd",
+# warm-up / stable / decay); or decay as 1/sqrt(step) ("rsqrt", the Transformer's and the
+# Primer paper's schedule).
+SCHEDULES = ("constant", "linear", "cosine", "wsd", "rsqrt")
 
 
 @dataclasses.dataclass(frozen=True)
 class OptimConfig:
-    """Optimiser and schedule (AdamW, linear warmup, then inverse-sqrt decay)."""
+    """Optimiser and learning-rate schedule (AdamW, linear warm-up, then a decay).
 
-    # Peak learning rate, reached at the end of warmup.
-    learning_rate: float = 1e-2
-    # Steps of linear warmup from 0.
+    The defaults were chosen by the sweep in ``benchmarks/trainer_sweep.py`` (README,
+    "Choosing the default trainer")."""
+
+    # Peak learning rate, reached at the end of warm-up.
+    learning_rate: float = 2e-2
+    # Steps of linear warm-up from 0.
     warmup_steps: int = 30
+    # What the rate does after warm-up: one of SCHEDULES. "linear" and "cosine" need to
+    # know the last step; under a budget in seconds alone they hold the peak instead
+    # (see make_optimizer).
+    schedule: str = "constant"
+    # Where "linear", "cosine" and "wsd" end, as a fraction of the peak rate.
+    end_fraction: float = 0.0
+    # The share of the steps over which "wsd" decays (at the end of the run).
+    cooldown_fraction: float = 0.2
     # Decoupled weight decay.
     weight_decay: float = 0.01
+    # Which parameters it applies to: "matrices" (projection and convolution kernels and
+    # the embedding; see decay_mask) or "all".
+    decay: str = "matrices"
     # Clip gradients to this global norm (0 turns clipping off).
     clip_norm: float = 1.0
     b1: float = 0.9
     b2: float = 0.98
 
+    def __post_init__(self):
+        if self.schedule not in SCHEDULES:
+            raise ValueError(f"optim.schedule must be one of {', '.join(SCHEDULES)}; got "
+                             f"{self.schedule!r}")
+        if self.learning_rate <= 0:
+            raise ValueError(f"optim.learning_rate must be > 0, got {self.learning_rate}")
+        if self.warmup_steps < 0:
+            raise ValueError(f"optim.warmup_steps must be >= 0, got {self.warmup_steps}")
+        if self.decay not in ("matrices", "all"):
+            raise ValueError(f"optim.decay must be 'matrices' or 'all', got {self.decay!r}")
+        if not 0.0 < self.cooldown_fraction <= 1.0:
+            raise ValueError(f"optim.cooldown_fraction must be in (0, 1], got "
+                             f"{self.cooldown_fraction}")
+        if not 0.0 <= self.end_fraction <= 1.0:
+            raise ValueError(f"optim.end_fraction must be in [0, 1], got {self.end_fraction}")
 
-def _schedule(cfg: OptimConfig) -> Callable:
+
+def learning_rate_schedule(cfg: OptimConfig, total_steps: int | None) -> Callable:
+    """``step -> rate`` (step counts from 0). ``total_steps`` is where "linear", "cosine"
+    and "wsd" reach ``end_fraction``; with None they hold the peak after warm-up."""
     warm = max(cfg.warmup_steps, 1)
+    peak, end = cfg.learning_rate, cfg.end_fraction
+    kind = cfg.schedule
+    if kind in ("linear", "cosine", "wsd") and total_steps is None:
+        kind = "constant"
+    # Where the decay starts: after warm-up, or at the cooldown for "wsd".
+    start = warm
+    if kind == "wsd":
+        start = max(warm, round(total_steps * (1.0 - cfg.cooldown_fraction)))
+    span = max((total_steps or 0) - start, 1)
 
     def lr(step):
         step = jnp.asarray(step, jnp.float32) + 1.0
-        return cfg.learning_rate * jnp.minimum(step / warm, jnp.sqrt(warm / step))
+        up = jnp.minimum(step / warm, 1.0)
+        if kind == "constant":
+            return peak * up
+        if kind == "rsqrt":
+            return peak * jnp.minimum(step / warm, jnp.sqrt(warm / step))
+        done = jnp.clip((step - start) / span, 0.0, 1.0)   # 0 where the decay starts, 1 at the end
+        if kind in ("linear", "wsd"):
+            fall = 1.0 - done
+        else:
+            fall = 0.5 * (1.0 + jnp.cos(jnp.pi * done))
+        return peak * up * (end + (1.0 - end) * fall)
 
     return lr
 
 
-def make_optimizer(cfg: OptimConfig) -> optax.GradientTransformation:
+def decay_mask(params) -> Any:
+    """True for the leaves weight decay applies to: dense and convolution kernels
+    (``kernel``, ``kernel_*``) and the token embedding. Norm scales, shifts (biases),
+    depthwise taps, long-convolution filters and the final norm are not decayed."""
+    def decays(path, _):
+        name = str(getattr(path[-1], "key", path[-1]))
+        return name == "embed" or name == "kernel" or name.startswith("kernel_")
+    return jax.tree_util.tree_map_with_path(decays, params)
+
+
+def make_optimizer(cfg: OptimConfig, total_steps: int | None = None
+                   ) -> optax.GradientTransformation:
+    """AdamW for a run of ``total_steps`` (None: unknown, e.g. a budget in seconds)."""
     parts = [optax.clip_by_global_norm(cfg.clip_norm)] if cfg.clip_norm > 0 else []
-    parts.append(optax.adamw(_schedule(cfg), b1=cfg.b1, b2=cfg.b2,
-                             weight_decay=cfg.weight_decay))
+    parts.append(optax.adamw(learning_rate_schedule(cfg, total_steps), b1=cfg.b1, b2=cfg.b2,
+                             weight_decay=cfg.weight_decay,
+                             mask=decay_mask if cfg.decay == "matrices" else None))
     return optax.chain(*parts)
 
 
@@ -58,10 +140,12 @@ class TrainState:
     params: Any
     opt_state: Any
     step: jax.Array
+    # Steps so far whose gradient norm was NaN or Inf (their update did not train).
+    bad_grad_steps: jax.Array
 
 
-jax.tree_util.register_dataclass(TrainState, data_fields=["params", "opt_state", "step"],
-                                 meta_fields=[])
+jax.tree_util.register_dataclass(
+    TrainState, data_fields=["params", "opt_state", "step", "bad_grad_steps"], meta_fields=[])
 
 
 def token_loss(model: LanguageModel, params, batch):
@@ -79,7 +163,9 @@ def make_steps(model: LanguageModel, optimizer: optax.GradientTransformation):
 
     def init_state(seed, batch) -> TrainState:
         params = model.init(seed, batch[:, :-1])
-        return TrainState(params, init_optimizer(params), jnp.zeros((), jnp.int32))
+        # Two arrays, not one: the train step donates its state, buffer by buffer.
+        return TrainState(params, init_optimizer(params), jnp.zeros((), jnp.int32),
+                          jnp.zeros((), jnp.int32))
 
     def loss_fn(params, batch):
         return token_loss(model, params, batch).mean()
@@ -88,8 +174,10 @@ def make_steps(model: LanguageModel, optimizer: optax.GradientTransformation):
         loss, grads = jax.value_and_grad(loss_fn)(state.params, batch)
         updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
-        metrics = {"loss": loss, "grad_norm": optax.tree.norm(grads)}
-        return TrainState(params, opt_state, state.step + 1), metrics
+        grad_norm = optax.tree.norm(grads)
+        bad = state.bad_grad_steps + (~jnp.isfinite(grad_norm)).astype(jnp.int32)
+        metrics = {"loss": loss, "grad_norm": grad_norm}
+        return TrainState(params, opt_state, state.step + 1, bad), metrics
 
     def eval_step(params, batch):
         """Summed token loss and token count of one batch."""
