@@ -8,30 +8,45 @@ value of the wrong type is an error that names it. ``--set a.b.c=value`` overrid
 field (the value is read as TOML, else as a string).
 
 Dict-to-dataclass conversion uses ``dacite`` in strict mode.
+
+A resumed search keeps its word (:func:`resume_overrides`): overrides are merged key by
+key into the stored config, and only the keys in :data:`RESUMABLE_KEYS` (limits, workers,
+resources, the cluster address) may change. Everything else defines what a fitness
+means or what the population is (the fitness task and budget, the seeds, evolution,
+hurdles, dedup, the search seed); changing it halfway would rank candidates scored under
+different rules against each other, so it is refused with an error that says how to
+start a new search from this one's best instead.
 """
 
 from __future__ import annotations
 
 import copy
 import dataclasses
+import inspect
 import os
 import tomllib
 from collections.abc import Sequence
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
 import dacite
 
+from primer_search.dna import DNA
 from primer_search.evaluate import FitnessConfig
 from primer_search.evolution import EvolutionConfig
 
 __all__ = [
+    "RESUMABLE_KEYS",
     "ConfigError",
     "SearchConfig",
     "apply_overrides",
     "config_from_dict",
     "config_to_dict",
     "load_config",
+    "merge",
+    "resume_overrides",
+    "seed_dnas",
 ]
 
 
@@ -47,8 +62,14 @@ class SearchConfig:
     fitness: FitnessConfig = FitnessConfig()
     # Regularized evolution: population, tournament, mutations.
     evolution: EvolutionConfig = EvolutionConfig()
-    # Seed blocks of the initial population (names from `primer-search seeds`).
+    # Seed blocks of the initial population: names from `primer-search seeds`, or paths
+    # to DNA files (for example the program.dna that `primer-search export` writes).
     seeds: tuple[str, ...] = ("transformer",)
+    # Attention heads of the seed blocks that have heads (the Primer paper used 8).
+    seed_heads: int = 4
+    # FFN width of the seed blocks as a multiple of d_model, e.g. 4 or "8/3"; None keeps
+    # each seed's own (4 for the Transformer family, 8/3 for the GLU family).
+    seed_d_ff: int | float | str | None = None
     # "train": real training (the fitness section); "toy": a cheap stand-in fitness of
     # the program's shape, for testing the search machinery and measuring its overhead.
     evaluator: str = "train"
@@ -69,10 +90,11 @@ class SearchConfig:
     candidate_timeout_s: float | None = None
     # Times a candidate is retried after its worker died, before it is recorded as failed.
     max_retries: int = 1
-    # Hurdles: quantile of earlier candidates a candidate must reach after each stage
-    # (fitness.budget.stages > 1), and how many earlier candidates a hurdle needs.
-    hurdle_quantile: float = 0.5
+    # Hurdles (fitness.budget.stages > 1; the pass rate is fitness.budget.pass_rate): how
+    # many candidates must have completed a stage before its hurdle is set, and how many
+    # of the most recent ones it is computed from (None: the population size).
     hurdle_min_history: int = 10
+    hurdle_window: int | None = None
     # Reuse the fitness of an earlier candidate with the same functional fingerprint.
     dedup: bool = True
     # Keep the trained weights of the best K candidates beside the store (STORE.weights/),
@@ -92,10 +114,48 @@ class SearchConfig:
             raise ConfigError("seeds must name at least one seed block")
         from primer_search import seeds as seed_library
 
-        unknown = [s for s in self.seeds if s not in seed_library.names()]
+        unknown = [s for s in self.seeds
+                   if s not in seed_library.names() and not Path(s).is_file()]
         if unknown:
-            raise ConfigError(f"unknown seed blocks {unknown}; known: "
-                              f"{', '.join(seed_library.names())}")
+            raise ConfigError(f"unknown seed blocks {unknown}: expected names ("
+                              f"{', '.join(seed_library.names())}) or paths to DNA files")
+        if self.seed_heads < 1:
+            raise ConfigError(f"seed_heads must be >= 1, got {self.seed_heads}")
+        if self.seed_d_ff is not None:
+            try:
+                ratio = Fraction(str(self.seed_d_ff))
+            except (ValueError, ZeroDivisionError):
+                ratio = Fraction(0)
+            if ratio <= 0:
+                raise ConfigError(f"seed_d_ff must be a positive number such as 4 or \"8/3\", "
+                                  f"got {self.seed_d_ff!r}")
+        if self.hurdle_window is not None and self.hurdle_window < 1:
+            raise ConfigError(f"hurdle_window must be >= 1 or None, got {self.hurdle_window}")
+
+    @property
+    def hurdle_window_size(self) -> int:
+        return self.hurdle_window or self.evolution.population_size
+
+
+def seed_dnas(config: SearchConfig) -> list[tuple[str, DNA]]:
+    """The seed programs of a search: library seeds built with the config's heads and
+    FFN width where they take them, and DNA files read as they are."""
+    from primer_search import seeds as seed_library
+    from primer_search.dna import load_dna
+
+    out = []
+    for name in config.seeds:
+        if name not in seed_library.names():
+            out.append((name, load_dna(name)))
+            continue
+        accepts = inspect.signature(seed_library._SEEDS[name]).parameters
+        kwargs: dict[str, Any] = {}
+        if "heads" in accepts:
+            kwargs["heads"] = config.seed_heads
+        if "d_ff" in accepts and config.seed_d_ff is not None:
+            kwargs["d_ff"] = Fraction(str(config.seed_d_ff))
+        out.append((name, seed_library.get(name, **kwargs)))
+    return out
 
 
 _DACITE = dacite.Config(strict=True, cast=[tuple])
@@ -143,6 +203,58 @@ def apply_overrides(data: dict, overrides: Sequence[str]) -> dict:
                 raise ConfigError(f"--set {key}: {part!r} is a value, not a section")
         node[parts[-1]] = _parse_value(value.strip())
     return data
+
+
+def merge(base: dict, overrides: dict) -> dict:
+    """``overrides`` merged into ``base`` key by key, at every depth (a copy)."""
+    out = copy.deepcopy(base)
+    for key, value in overrides.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+# Top-level keys a resume may change: when and where the work runs, not what it means.
+RESUMABLE_KEYS = frozenset({
+    "max_candidates", "max_hours", "workers", "cpus_per_worker", "gpus_per_worker",
+    "threads_per_worker", "candidate_timeout_s", "max_retries", "keep_weights", "address",
+    "toy_sleep_s"})
+
+
+def _leaves(d: dict, prefix: str = "") -> dict[str, Any]:
+    out = {}
+    for key, value in d.items():
+        if isinstance(value, dict):
+            out.update(_leaves(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def resume_overrides(stored: dict, overrides: dict, store_path: str = "STORE") -> dict:
+    """The stored config with ``overrides`` merged in, or a :class:`ConfigError` naming
+    the first key that a resume may not change (see the module doc)."""
+    merged = merge(stored, overrides)
+    config_from_dict(merged, source=f"{store_path} (stored config with overrides)")
+    before, after = _leaves(stored), _leaves(merged)
+    for key in sorted(after):
+        if key in RESUMABLE_KEYS or before.get(key, _MISSING) == after[key]:
+            continue
+        raise ConfigError(
+            f"a resume cannot change {key} (stored {before.get(key, '(unset)')!r}, given "
+            f"{after[key]!r}): it defines how candidates are scored or what the population "
+            f"is, and the search would compare candidates judged under different rules. "
+            f"A resume may change only {', '.join(sorted(RESUMABLE_KEYS))}. To search under "
+            f"new rules, start a new search from this one's best: `primer-search top "
+            f"{store_path}` gives its id, `primer-search export {store_path} ID --out DIR` "
+            f"writes DIR/program.dna, then `primer-search search CONFIG --set "
+            f"'seeds=[\"DIR/program.dna\"]' --set {key}=...`")
+    return merged
+
+
+_MISSING = object()
 
 
 def load_config(path: str | os.PathLike, overrides: Sequence[str] = ()) -> SearchConfig:

@@ -30,8 +30,13 @@ import socket
 import time
 from pathlib import Path
 
-from primer_search import seeds as seed_library
-from primer_search.config import SearchConfig, config_from_dict, config_to_dict
+from primer_search.config import (
+    SearchConfig,
+    config_from_dict,
+    config_to_dict,
+    resume_overrides,
+    seed_dnas,
+)
 from primer_search.dna import DNA
 from primer_search.evaluate import EvalResult, Status
 from primer_search.evolution import Member, RegularizedEvolution
@@ -112,10 +117,11 @@ class _Controller:
         self.cfg = config
         self.store = store
         self.show_progress = progress
-        self.evolution = RegularizedEvolution(
-            config.evolution, [(n, seed_library.get(n)) for n in config.seeds], seed=config.seed)
-        self.hurdles = HurdleTracker(config.fitness.budget.stages, config.hurdle_quantile,
-                                     config.hurdle_min_history)
+        self.evolution = RegularizedEvolution(config.evolution, seed_dnas(config),
+                                              seed=config.seed)
+        budget = config.fitness.budget
+        self.hurdles = HurdleTracker(budget.stages, budget.pass_rate, config.hurdle_min_history,
+                                     config.hurdle_window_size)
         self.queue: list[Candidate] = []
         self.waiting: dict[str, list[int]] = {}  # fingerprint -> pending duplicates
         self.tries: dict[int, int] = {}
@@ -129,7 +135,7 @@ class _Controller:
 
     def _recover(self) -> None:
         finished = self.store.finished()
-        members = [Member(c.id, c.dna, _fitness(c)) for c in finished]
+        members = [_member(c) for c in finished]
         self.evolution.recover(members, num_proposed=self.store.count(kind="search"))
         for c in finished:
             if c.status != "duplicate" and c.result is not None:
@@ -171,7 +177,8 @@ class _Controller:
         if self.queue:
             return self.queue.pop(0)
         prop = self.evolution.propose()
-        fp = _safe_fingerprint(prop.dna) if self.cfg.dedup else None
+        fp = _safe_fingerprint(prop.dna, self.cfg.fitness.model.d_model) if self.cfg.dedup \
+            else None
         cid = self.store.add(dna=prop.dna, parent_id=prop.parent_id, mutation=prop.mutation,
                              dna_hash=dna_hash(prop.dna), fingerprint=fp,
                              seed=self.cfg.fitness.seed)
@@ -182,11 +189,10 @@ class _Controller:
         fp = cand.fingerprint
         if not self.cfg.dedup or fp is None:
             return False
-        earlier = self.store.by_fingerprint(fp)
-        # Reuse a result only if it would come out the same again: not a time-out, an
-        # out-of-memory or a dead worker, which depend on the moment.
-        if earlier is not None and earlier.result is not None and \
-                earlier.status not in (Status.TIMEOUT, Status.OOM, Status.ERROR):
+        # The earliest result that would come out the same again (not a time-out, an
+        # out-of-memory or a dead worker, which depend on the moment).
+        earlier = self.store.by_fingerprint(fp, exclude=Status.TRANSIENT)
+        if earlier is not None and earlier.result is not None:
             self._finish_duplicate(cand.id, earlier)
             return True
         if fp in self.waiting or any(s.fingerprint == fp for s in self.slots):
@@ -196,7 +202,7 @@ class _Controller:
 
     def _finish_duplicate(self, cid: int, earlier: Candidate) -> None:
         self.store.mark_duplicate(cid, earlier.id, earlier.result)
-        self.evolution.feedback(Member(cid, self.store.get(cid).dna, _fitness(earlier)))
+        self.evolution.feedback(_member(self.store.get(cid)))
 
     def _fill(self) -> None:
         for slot in self.slots:
@@ -257,12 +263,12 @@ class _Controller:
         self.evaluation_s += time.time() - slot.started
         self.store.finish(cid, result, worker=worker, node=node)  # first: never lost
         cand = self.store.get(cid)
-        self.evolution.feedback(Member(cid, cand.dna, result.fitness))
+        self.evolution.feedback(_member(cand))
         self.hurdles.record(result.stage_fitness)
         fp = slot.fingerprint
         slot.cid = slot.ref = slot.fingerprint = None
         for waiting in self.waiting.pop(fp, []) if fp else []:
-            if result.status in (Status.TIMEOUT, Status.OOM, Status.ERROR):  # not reusable
+            if result.status in Status.TRANSIENT:  # not reusable
                 self.queue.append(self.store.get(waiting))
             else:
                 self._finish_duplicate(waiting, cand)
@@ -331,13 +337,16 @@ def weights_folder(store_path) -> Path:
     return Path(f"{store_path}.weights")
 
 
-def _fitness(c: Candidate) -> float:
-    return c.fitness if c.fitness is not None else math.inf
+def _member(c: Candidate) -> Member:
+    """A finished candidate as evolution sees it: its fitness and how many hurdle stages
+    it completed (see :func:`primer_search.hurdles.rank_key`)."""
+    fitness = c.fitness if c.fitness is not None else math.inf
+    return Member(c.id, c.dna, fitness, c.result.stages_completed if c.result else 0)
 
 
-def _safe_fingerprint(dna: DNA) -> str | None:
+def _safe_fingerprint(dna: DNA, d_model: int) -> str | None:
     try:
-        return fingerprint(dna)
+        return fingerprint(dna, d_model)
     except Exception:  # noqa: BLE001 - a program the probe cannot run is simply not deduped
         return None
 
@@ -400,11 +409,14 @@ def run_search(config: SearchConfig, store_path: str | os.PathLike,
 
 def resume_search(store_path: str | os.PathLike, overrides: dict | None = None,
                   progress: bool = True) -> SearchSummary:
-    """Continue the search in ``store_path`` with its stored config (``overrides`` may
-    change limits such as max_candidates, workers or address)."""
+    """Continue the search in ``store_path`` with its stored config. ``overrides`` (a
+    nested dict) are merged key by key and may change only limits, workers, resources
+    and the address (:data:`primer_search.config.RESUMABLE_KEYS`); anything else is
+    refused with a :class:`~primer_search.config.ConfigError`. Each resume and its
+    overrides are recorded in the store."""
     with Store(store_path) as store:
-        data = dict(store.config)
-        data.update(overrides or {})
+        data = resume_overrides(store.config, overrides or {}, str(store_path))
         config = config_from_dict(data, source=f"{store_path} (stored config)")
+        store.record_resume(overrides or {})
         _init_ray(config)
         return _Controller(config, store, progress).run()

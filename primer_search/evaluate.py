@@ -6,14 +6,21 @@ a number of steps (deterministic), a number of seconds of training (the paper's 
 so that slow blocks pay for their slowness), or both, whichever ends first.
 
 Progressive dynamic hurdles (So et al. 2019, the Evolved Transformer; used in Primer):
-training is split into ``stages`` equal parts. After each stage the model is evaluated;
-if its fitness is worse than the hurdle for that stage (a quantile of earlier candidates
-at the same stage, see :mod:`primer_search.hurdles`), it stops there, is recorded as
-``hurdle`` and keeps its partial fitness.
+training is split into ``stages`` parts whose lengths grow so that every stage costs the
+same expected compute at the hurdles' pass rate (:func:`primer_search.hurdles.stage_ends`;
+lengths 1, 2, 4, 8, 16 of 31 for four hurdles passing half each, as in the Primer paper).
+After each stage the model is evaluated; if its fitness is worse than the hurdle for that
+stage (a quantile of recent candidates at the same stage, see
+:mod:`primer_search.hurdles`), it stops there, is recorded as ``hurdle`` and keeps its
+partial fitness.
+
+A budget in seconds counts completed steps only: with ``seconds`` set, every step is
+waited for before the clock is read, so a stage overshoots its time by at most one step.
 
 Failures never escape :meth:`Evaluator.evaluate`: an invalid program, a compile error, a
-NaN or Inf loss, running out of memory or passing the time limit each come back as an
-:class:`EvalResult` with a status, a reason and the worst fitness (``inf``).
+NaN or Inf loss, a training signal that stopped (see :class:`Status`), running out of
+memory or passing the time limit each come back as an :class:`EvalResult` with a status,
+a reason and the worst fitness (``inf``).
 """
 
 from __future__ import annotations
@@ -29,6 +36,7 @@ import numpy as np
 from primer_search.compiler import CompileError
 from primer_search.data import DataConfig, Dataset, load_dataset, metrics_from_eval
 from primer_search.dna import DNA, DNAError
+from primer_search.hurdles import stage_ends
 from primer_search.model import LMConfig, build_lm, count_params
 from primer_search.train import OptimConfig, make_optimizer, make_steps
 
@@ -47,17 +55,30 @@ WORST_FITNESS = math.inf
 
 
 class Status:
-    """What happened to a candidate."""
+    """What happened to a candidate.
+
+    "Did not train" has two statuses. ``nan``: the training or validation loss became
+    NaN or Inf. ``untrained``: some step's gradient norm was NaN or Inf while the loss
+    stayed finite (LOG of an exact zero has gradient 1e30; a few such entries overflow
+    the norm); global-norm clipping then scales the whole update to zero or NaN, so the
+    model stops learning while its loss looks ordinary. A loss that merely falls slowly
+    is not a failure: the shell around the block (embedding, output layer) always learns
+    something, and the fitness already says how much.
+    """
 
     OK = "ok"                # trained through the whole budget
     HURDLE = "hurdle"        # stopped at a hurdle; fitness is that stage's
     INVALID = "invalid"      # the program does not validate or compile
     NAN = "nan"              # the loss became NaN or Inf
+    UNTRAINED = "untrained"  # a gradient norm was NaN or Inf: updates stopped training
     OOM = "oom"              # ran out of memory
     TIMEOUT = "timeout"      # passed the candidate's hard time limit
     ERROR = "error"          # anything else (the reason says what)
 
-    FAILED = frozenset({INVALID, NAN, OOM, TIMEOUT, ERROR})
+    FAILED = frozenset({INVALID, NAN, UNTRAINED, OOM, TIMEOUT, ERROR})
+    # Failures that depend on the moment (load, memory, a dead worker), not on the
+    # program: their results are never reused for a duplicate.
+    TRANSIENT = frozenset({OOM, TIMEOUT, ERROR})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -78,8 +99,14 @@ class BudgetConfig:
     steps: int | None = 300
     # Seconds of training in total, compile and evaluation excluded. None: steps alone.
     seconds: float | None = None
-    # Number of hurdle stages the budget is split into (1: no hurdles).
+    # Number of stages the budget is split into; a hurdle follows every stage but the
+    # last (1: no hurdles; 5: the Primer paper's four hurdles).
     stages: int = 1
+    # The share of candidates each hurdle lets through (the hurdle is this quantile of
+    # recent candidates' fitness at that stage). Stage lengths follow from it: stage k
+    # trains in proportion to pass_rate**-k, so every stage costs the same expected
+    # compute (1, 2, 4, 8, 16 of 31 parts for five stages at 0.5). 1.0: equal stages.
+    pass_rate: float = 0.5
     # Hard limit on one evaluation, compile and evaluation included. None: no limit.
     timeout_s: float | None = None
     # Check the training loss for NaN/Inf every this many steps.
@@ -94,6 +121,8 @@ class BudgetConfig:
             raise ValueError(f"budget.seconds must be > 0 or None, got {self.seconds}")
         if self.stages < 1:
             raise ValueError(f"budget.stages must be >= 1, got {self.stages}")
+        if not 0.0 < self.pass_rate <= 1.0:
+            raise ValueError(f"budget.pass_rate must be in (0, 1], got {self.pass_rate}")
         if self.steps is not None and self.steps < self.stages:
             raise ValueError(f"budget.steps ({self.steps}) must be at least budget.stages "
                              f"({self.stages}): every stage trains at least one step")
@@ -137,6 +166,10 @@ class EvalResult:
     def failed(self) -> bool:
         return self.status in Status.FAILED
 
+    @property
+    def stages_completed(self) -> int:
+        return len(self.stage_fitness)
+
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)
         d["stage_fitness"] = list(self.stage_fitness)
@@ -175,13 +208,19 @@ class Evaluator:
     # ---- the budget -----------------------------------------------------------------
 
     def _stage_limits(self) -> list[tuple[int | None, float | None]]:
+        """Cumulative (steps, seconds) at the end of each stage."""
         b = self.config.budget
-        limits = []
-        for k in range(1, b.stages + 1):
-            steps = None if b.steps is None else round(b.steps * k / b.stages)
-            seconds = None if b.seconds is None else b.seconds * k / b.stages
-            limits.append((steps, seconds))
-        return limits
+        steps = [None] * b.stages if b.steps is None else stage_ends(b.steps, b.stages,
+                                                                    b.pass_rate)
+        fractions = stage_ends(None, b.stages, b.pass_rate)
+        seconds = [None if b.seconds is None else b.seconds * f for f in fractions]
+        return list(zip(steps, seconds))
+
+    def _total_steps(self) -> int | None:
+        """The last step, for schedules that decay to it; None when a seconds budget
+        decides where training ends."""
+        b = self.config.budget
+        return b.steps if b.seconds is None else None
 
     # ---- evaluation -------------------------------------------------------------------
 
@@ -201,6 +240,21 @@ class Evaluator:
         return EvalResult(fitness=WORST_FITNESS, status=status, reason=reason, **timings,
                           **partial)
 
+    @staticmethod
+    def _check_training(state, metrics, steps: int) -> None:
+        """Fail on a non-finite loss, or on any step so far with a non-finite gradient
+        norm (waits for the step: a sync point)."""
+        loss = float(metrics["loss"])
+        if not math.isfinite(loss):
+            raise _Failure(Status.NAN, f"training loss is {loss} at step {steps}")
+        bad = int(state.bad_grad_steps)
+        if bad:
+            raise _Failure(Status.UNTRAINED, (
+                f"gradient norm was NaN or Inf in {bad} of the first {steps} steps (last "
+                f"{float(metrics['grad_norm']):.3g}) while the loss stayed finite; clipping "
+                "turns such a gradient into a zero or NaN update, so the model stopped "
+                "learning"))
+
     def _check_time(self, start: float) -> None:
         limit = self.config.budget.timeout_s
         if limit is not None and time.perf_counter() - start > limit:
@@ -210,7 +264,8 @@ class Evaluator:
         cfg = self.config
         lm = build_lm(dna, LMConfig(vocab_size=self.dataset.vocab_size,
                                     d_model=cfg.model.d_model, num_layers=cfg.model.num_layers))
-        init_state, train_step, eval_step = make_steps(lm, make_optimizer(cfg.optim))
+        init_state, train_step, eval_step = make_steps(
+            lm, make_optimizer(cfg.optim, self._total_steps()))
         batches = self.dataset.train_batches(cfg.seed)
         first = jnp.asarray(next(batches))
 
@@ -223,30 +278,30 @@ class Evaluator:
         partial["num_params"] = count_params(state.params)
         self._check_time(start)
 
-        steps, stage_fitness, recent = 0, [], []
+        steps, stage_fitness = 0, []
         batch = first
+        timed = cfg.budget.seconds is not None
         for k, (step_limit, second_limit) in enumerate(self._stage_limits()):
-            t = time.perf_counter()
+            t, stage_start = time.perf_counter(), steps
             while True:
                 if step_limit is not None and steps >= step_limit:
                     break
-                if second_limit is not None and timings["train_s"] + (
+                if second_limit is not None and steps > stage_start and timings["train_s"] + (
                         time.perf_counter() - t) >= second_limit:
                     break
                 state, metrics = step_fn(state, batch)
                 steps += 1
+                if timed:  # count only completed steps against the clock
+                    metrics["loss"].block_until_ready()
                 batch = jnp.asarray(next(batches))
                 if steps % cfg.budget.check_every == 0:
-                    loss = float(metrics["loss"])  # waits for the step: a sync point
-                    recent.append(loss)
-                    if not math.isfinite(loss):
-                        raise _Failure(Status.NAN, f"training loss is {loss} at step {steps}")
+                    partial.update(steps=steps, train_loss=float(metrics["loss"]))
+                    self._check_training(state, metrics, steps)
                     self._check_time(start)
             loss = float(metrics["loss"])
             timings["train_s"] += time.perf_counter() - t
             partial.update(steps=steps, train_loss=loss)
-            if not math.isfinite(loss):
-                raise _Failure(Status.NAN, f"training loss is {loss} at step {steps}")
+            self._check_training(state, metrics, steps)
 
             t = time.perf_counter()
             total = sum(float(eval_fns[b.shape](state.params, b)[0]) for b in self._eval_batches)

@@ -20,11 +20,11 @@ from __future__ import annotations
 
 import collections
 import dataclasses
-import math
 import random
 from collections.abc import Iterable, Sequence
 
 from primer_search.dna import DNA
+from primer_search.hurdles import rank_key
 from primer_search.mutations import MutationConfig, MutationError, mutate
 from primer_search.random_programs import RandomSpec, random_dna
 
@@ -59,11 +59,14 @@ class EvolutionConfig:
 
 @dataclasses.dataclass(frozen=True)
 class Member:
-    """A finished candidate as the population sees it."""
+    """A finished candidate as the population sees it: its fitness and how many hurdle
+    stages it completed (a candidate stopped at a hurdle ranks below every one that
+    passed it; see :func:`primer_search.hurdles.rank_key`)."""
 
     id: int
     dna: DNA
     fitness: float
+    stages: int = 1
 
 
 @dataclasses.dataclass(frozen=True)
@@ -76,8 +79,8 @@ class Proposal:
     mutation: str
 
 
-def _key(fitness: float) -> float:
-    return fitness if not math.isnan(fitness) else math.inf
+def _key(member: Member) -> tuple:
+    return rank_key(member.fitness, member.stages) + (member.id,)
 
 
 class RegularizedEvolution:
@@ -122,7 +125,7 @@ class RegularizedEvolution:
         sample = rng.sample(members, min(cfg.tournament_size, len(members)))
         # The tournament winner is the parent; in the rare case that no valid, different
         # child of it can be drawn, the next best in the sample is tried.
-        for parent in sorted(sample, key=lambda m: (_key(m.fitness), m.id)):
+        for parent in sorted(sample, key=_key):
             try:
                 child, how = mutate(parent.dna, rng, cfg.mutation)
             except MutationError:
@@ -153,4 +156,4 @@ class RegularizedEvolution:
         """The best member of the current population."""
         if not self.population:
             return None
-        return min(self.population, key=lambda m: (_key(m.fitness), m.id))
+        return min(self.population, key=_key)

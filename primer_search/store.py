@@ -18,6 +18,7 @@ any SQLite client) read committed rows while a search writes, without blocking i
 Schema (``SCHEMA_VERSION`` 1)::
 
     meta(key TEXT PRIMARY KEY, value TEXT)       -- format, schema_version, config, created_at
+    resumes(seq INTEGER PRIMARY KEY, at REAL, overrides TEXT)  -- each resume, its --set
     candidates(
         id           INTEGER PRIMARY KEY AUTOINCREMENT,  -- increasing, never reused
         parent_id    INTEGER REFERENCES candidates(id),
@@ -190,6 +191,15 @@ CREATE INDEX candidates_parent ON candidates(parent_id);
 CREATE INDEX candidates_kind_status ON candidates(kind, status);
 """
 
+# Tables added after schema version 1 was first written; created on open if missing.
+_ADDED_TABLES = """
+CREATE TABLE IF NOT EXISTS resumes (
+    seq       INTEGER PRIMARY KEY AUTOINCREMENT,
+    at        REAL NOT NULL,
+    overrides TEXT NOT NULL
+)
+"""
+
 _COLUMNS = ("id, parent_id, mutation, kind, dna, dna_text, dna_hash, fingerprint, status, "
             "result, duplicate_of, seed, worker, node, created_at, finished_at")
 
@@ -280,6 +290,7 @@ class Store:
                     for statement in _SCHEMA.split(";"):
                         if statement.strip():
                             self._conn.execute(statement)
+                    self._conn.execute(_ADDED_TABLES)
                     self._conn.executemany("INSERT INTO meta (key, value) VALUES (?, ?)", [
                         ("format", FORMAT),
                         ("schema_version", str(SCHEMA_VERSION)),
@@ -289,6 +300,9 @@ class Store:
                     ])
                     return {} if config is None else config
         stored = self._check_meta(meta)
+        if not self.readonly and not self._has_table("resumes"):
+            with self._write() as conn:
+                conn.execute(_ADDED_TABLES)
         if config is not None and config != stored:
             keys = _config_diff(stored, config)
             raise StoreError(f"store {self.path} was created with a different config; "
@@ -435,11 +449,15 @@ class Store:
         return self._query(sql, params)[0][0]
 
     def top(self, n: int = 10, kind: str = "search") -> list[Candidate]:
-        """The ``n`` best finished candidates (lowest finite fitness), duplicates excluded."""
+        """The ``n`` best finished candidates, duplicates excluded, ranked as evolution
+        ranks them (:func:`primer_search.hurdles.rank_key`): finite fitness only, more
+        hurdle stages completed first, then lower fitness."""
         return self._select(
             "kind = ? AND status NOT IN (?, ?) AND fitness IS NOT NULL "
             "AND fitness > -9e999 AND fitness < 9e999",
-            (kind, PENDING, DUPLICATE), order="fitness, finish_seq", limit=max(0, n))
+            (kind, PENDING, DUPLICATE),
+            order="json_array_length(result, '$.stage_fitness') DESC, fitness, finish_seq",
+            limit=max(0, n))
 
     def retrain_summary(self) -> list[dict]:
         """Finished ``retrain`` rows grouped by the retrained candidate (their parent_id).
@@ -484,11 +502,34 @@ class Store:
             chain.append(self.get(pid))
         return chain
 
-    def by_fingerprint(self, fingerprint: str) -> Candidate | None:
-        """The earliest finished, non-duplicate ``search`` candidate with this fingerprint."""
-        rows = self._select("fingerprint = ? AND kind = 'search' AND status NOT IN (?, ?)",
-                            (fingerprint, PENDING, DUPLICATE), order="finish_seq", limit=1)
+    def by_fingerprint(self, fingerprint: str, exclude=()) -> Candidate | None:
+        """The earliest finished, non-duplicate ``search`` candidate with this fingerprint
+        whose status is not in ``exclude`` (e.g. failures of the moment, which a
+        duplicate must not inherit)."""
+        skip = (PENDING, DUPLICATE, *sorted(exclude))
+        marks = ", ".join("?" * len(skip))
+        rows = self._select(f"fingerprint = ? AND kind = 'search' AND status NOT IN ({marks})",
+                            (fingerprint, *skip), order="finish_seq", limit=1)
         return rows[0] if rows else None
+
+    # ---- resumes ---------------------------------------------------------------------
+
+    def record_resume(self, overrides: dict) -> None:
+        """Note that the search was resumed, with the overrides it was given."""
+        with self._write() as conn:
+            conn.execute("INSERT INTO resumes (at, overrides) VALUES (?, ?)",
+                         (time.time(), json.dumps(overrides, sort_keys=True)))
+
+    def resumes(self) -> list[dict]:
+        """Every resume so far, oldest first: ``{"at": unix time, "overrides": dict}``."""
+        if not self._has_table("resumes"):
+            return []
+        return [{"at": at, "overrides": json.loads(text)} for at, text in self._query(
+            "SELECT at, overrides FROM resumes ORDER BY seq")]
+
+    def _has_table(self, name: str) -> bool:
+        return bool(self._query("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?",
+                                (name,)))
 
     # ---- closing ---------------------------------------------------------------------
 

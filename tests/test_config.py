@@ -26,7 +26,12 @@ def test_bundled_configs_are_the_promised_ones():
     paper = load_config("primer_lm1b")
     assert (paper.fitness.model.d_model, paper.fitness.model.num_layers) == (512, 6)
     assert (paper.evolution.population_size, paper.evolution.tournament_size) == (100, 10)
-    assert paper.fitness.budget.stages == 4 and paper.fitness.budget.seconds is not None
+    # Four hurdles passing half each (five stages), 8 heads, a wall-clock budget.
+    assert paper.fitness.budget.stages == 5 and paper.fitness.budget.pass_rate == 0.5
+    assert paper.fitness.budget.seconds is not None and paper.seed_heads == 8
+    from primer_search.config import seed_dnas
+    (_, dna), = seed_dnas(paper)
+    assert dna.subprograms[0].instructions[1].heads == 8
 
 
 def test_overrides_apply_with_types():

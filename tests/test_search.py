@@ -118,13 +118,22 @@ def test_sigkill_the_controller_then_resume(tmp_path):
             os.killpg(proc.pid, signal.SIGKILL)  # Ray processes the controller started
         except ProcessLookupError:
             pass
+    # A resume may not change what fitness means: refused before anything runs.
+    refused = subprocess.run([sys.executable, "-m", "primer_search.cli", "search", "--resume",
+                              str(store_path), "--quiet", "--set", "fitness.budget.steps=200"],
+                             capture_output=True, text=True, timeout=120)
+    assert refused.returncode == 2
+    assert "a resume cannot change fitness.budget.steps (stored 100, given 200)" in refused.stderr
+    with Store(store_path, readonly=True) as store:
+        assert store.finished() == before and store.resumes() == []
     resumed = subprocess.run([sys.executable, "-m", "primer_search.cli", "search", "--resume",
-                              str(store_path), "--quiet"], capture_output=True, text=True,
-                             timeout=300)
+                              str(store_path), "--quiet", "--set", "workers=1"],
+                             capture_output=True, text=True, timeout=300)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     with Store(store_path, readonly=True) as store:
         after = store.finished()
         assert not store.pending()
+        assert [r["overrides"] for r in store.resumes()] == [{"workers": 1}]
     ids = [c.id for c in after]
     assert len(after) == 30 and len(set(ids)) == 30
     # Every evaluation completed before the crash is there once, unchanged, and first.

@@ -178,6 +178,40 @@ def test_by_fingerprint_finds_the_earliest_finished_original(tmp_path):
         assert store.by_fingerprint("G") is None                   # retrains never match
 
 
+def test_by_fingerprint_skips_failures_of_the_moment(tmp_path):
+    # The first candidate with a fingerprint timed out; a later one trained. A duplicate
+    # must reuse the later, reusable result, not re-measure or inherit the time-out.
+    with Store(tmp_path / "s.db") as store:
+        first, second = add(store, 0, fingerprint="F"), add(store, 1, fingerprint="F")
+        store.finish(first, EvalResult(fitness=math.inf, status="timeout", reason="slow"))
+        store.finish(second, ok(7.0))
+        assert store.by_fingerprint("F").id == first
+        transient = ("timeout", "oom", "error")
+        assert store.by_fingerprint("F", exclude=transient).id == second
+
+
+def test_top_ranks_hurdle_stopped_candidates_below_finished_ones(tmp_path):
+    with Store(tmp_path / "s.db") as store:
+        full, stopped = add(store, 0), add(store, 1)
+        store.finish(full, EvalResult(fitness=480.0, status="ok", stage_fitness=(700.0, 480.0)))
+        store.finish(stopped, EvalResult(fitness=450.0, status="hurdle", stage_fitness=(450.0,)))
+        assert [c.id for c in store.top(2)] == [full, stopped]
+
+
+def test_resumes_are_recorded_and_older_stores_gain_the_table(tmp_path):
+    path = tmp_path / "s.db"
+    with Store(path, {"a": 1}) as store:
+        assert store.resumes() == []
+        store.record_resume({"max_candidates": 9})
+        store._conn.execute("DROP TABLE resumes")            # as a store of the first version
+    with Store(path) as store:
+        assert store.resumes() == []
+        store.record_resume({"workers": 2})
+        assert [r["overrides"] for r in store.resumes()] == [{"workers": 2}]
+    with Store(path, readonly=True) as store:
+        assert store.resumes()[0]["at"] > 0
+
+
 def test_retrain_summary_on_hand_computed_values(tmp_path):
     with Store(tmp_path / "s.db") as store:
         a, b, c = add(store, 0), add(store, 1), add(store, 2)
