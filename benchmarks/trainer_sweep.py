@@ -58,7 +58,7 @@ def parse_grid(items: list[str]) -> list[dict]:
         if not sep or key not in fields:
             raise SystemExit(f"--grid expects FIELD=v1,v2 with FIELD one of {sorted(fields)}; "
                              f"got {item!r}")
-        kind = type(getattr(OptimConfig(), key))
+        kind = float if key == "learning_rate" else type(getattr(OptimConfig(), key))
         axes.append([(key, kind(v)) for v in values.split(",")])
     return [dict(combo) for combo in itertools.product(*axes)] if axes else [{}]
 

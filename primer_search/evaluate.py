@@ -265,7 +265,7 @@ class Evaluator:
         lm = build_lm(dna, LMConfig(vocab_size=self.dataset.vocab_size,
                                     d_model=cfg.model.d_model, num_layers=cfg.model.num_layers))
         init_state, train_step, eval_step = make_steps(
-            lm, make_optimizer(cfg.optim, self._total_steps()))
+            lm, make_optimizer(cfg.optim, self._total_steps(), cfg.model.d_model))
         batches = self.dataset.train_batches(cfg.seed)
         first = jnp.asarray(next(batches))
 

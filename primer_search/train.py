@@ -27,7 +27,7 @@ import optax
 
 from primer_search.model import LanguageModel
 
-__all__ = ["SCHEDULES", "OptimConfig", "TrainState", "decay_mask", "learning_rate_schedule",
+__all__ = ["LR_TIMES_WIDTH", "SCHEDULES", "OptimConfig", "TrainState", "decay_mask", "learning_rate_schedule",
            "make_optimizer", "make_steps", "token_loss"]
 
 # After warm-up: hold the peak ("constant"); fall linearly or along a half cosine to
@@ -38,25 +38,32 @@ __all__ = ["SCHEDULES", "OptimConfig", "TrainState", "decay_mask", "learning_rat
 SCHEDULES = ("constant", "linear", "cosine", "wsd", "rsqrt")
 
 
+# The default peak learning rate times the model width: Adam's best rate for the hidden
+# matrices falls roughly as 1 / width. Measured by benchmarks/trainer_sweep.py: the best
+# rates were near 1.4e-2 at width 64 (100 steps) and 7e-3 at width 128 (300 steps).
+LR_TIMES_WIDTH = 0.9
+
+
 @dataclasses.dataclass(frozen=True)
 class OptimConfig:
     """Optimiser and learning-rate schedule (AdamW, linear warm-up, then a decay).
 
     The defaults were chosen by the sweep in ``benchmarks/trainer_sweep.py`` (README,
-    "Choosing the default trainer")."""
+    "The default trainer")."""
 
-    # Peak learning rate, reached at the end of warm-up.
-    learning_rate: float = 2e-2
-    # Steps of linear warm-up from 0.
-    warmup_steps: int = 30
-    # What the rate does after warm-up: one of SCHEDULES. "linear" and "cosine" need to
-    # know the last step; under a budget in seconds alone they hold the peak instead
-    # (see make_optimizer).
-    schedule: str = "constant"
+    # Peak learning rate, reached at the end of warm-up. None: LR_TIMES_WIDTH / d_model.
+    learning_rate: float | None = None
+    # Steps of linear warm-up from 0 ...
+    warmup_steps: int = 100
+    # ... or this share of a known step budget, if that is shorter.
+    warmup_fraction: float = 0.3
+    # What the rate does after warm-up: one of SCHEDULES. "linear", "cosine" and "wsd"
+    # need to know the last step; under a budget in seconds they hold the peak instead.
+    schedule: str = "wsd"
     # Where "linear", "cosine" and "wsd" end, as a fraction of the peak rate.
     end_fraction: float = 0.0
     # The share of the steps over which "wsd" decays (at the end of the run).
-    cooldown_fraction: float = 0.2
+    cooldown_fraction: float = 0.1
     # Decoupled weight decay.
     weight_decay: float = 0.01
     # Which parameters it applies to: "matrices" (projection and convolution kernels and
@@ -71,10 +78,28 @@ class OptimConfig:
         if self.schedule not in SCHEDULES:
             raise ValueError(f"optim.schedule must be one of {', '.join(SCHEDULES)}; got "
                              f"{self.schedule!r}")
-        if self.learning_rate <= 0:
-            raise ValueError(f"optim.learning_rate must be > 0, got {self.learning_rate}")
+        if self.learning_rate is not None and self.learning_rate <= 0:
+            raise ValueError(f"optim.learning_rate must be > 0 or None, got {self.learning_rate}")
         if self.warmup_steps < 0:
             raise ValueError(f"optim.warmup_steps must be >= 0, got {self.warmup_steps}")
+        if not 0.0 < self.warmup_fraction <= 1.0:
+            raise ValueError(f"optim.warmup_fraction must be in (0, 1], got "
+                             f"{self.warmup_fraction}")
+
+    def peak_rate(self, d_model: int | None) -> float:
+        """The peak learning rate for a model of width ``d_model``."""
+        if self.learning_rate is not None:
+            return self.learning_rate
+        if not d_model:
+            raise ValueError("optim.learning_rate is None (scaled with the width), so the "
+                             "optimiser needs the model width d_model")
+        return LR_TIMES_WIDTH / d_model
+
+    def warmup(self, total_steps: int | None) -> int:
+        """Warm-up steps for a run of ``total_steps`` (None: unknown)."""
+        if total_steps is None:
+            return self.warmup_steps
+        return min(self.warmup_steps, round(self.warmup_fraction * total_steps))
         if self.decay not in ("matrices", "all"):
             raise ValueError(f"optim.decay must be 'matrices' or 'all', got {self.decay!r}")
         if not 0.0 < self.cooldown_fraction <= 1.0:
@@ -84,11 +109,13 @@ class OptimConfig:
             raise ValueError(f"optim.end_fraction must be in [0, 1], got {self.end_fraction}")
 
 
-def learning_rate_schedule(cfg: OptimConfig, total_steps: int | None) -> Callable:
+def learning_rate_schedule(cfg: OptimConfig, total_steps: int | None,
+                           d_model: int | None = None) -> Callable:
     """``step -> rate`` (step counts from 0). ``total_steps`` is where "linear", "cosine"
-    and "wsd" reach ``end_fraction``; with None they hold the peak after warm-up."""
-    warm = max(cfg.warmup_steps, 1)
-    peak, end = cfg.learning_rate, cfg.end_fraction
+    and "wsd" reach ``end_fraction``; with None they hold the peak after warm-up.
+    ``d_model`` sets the peak when ``cfg.learning_rate`` is None."""
+    warm = max(cfg.warmup(total_steps), 1)
+    peak, end = cfg.peak_rate(d_model), cfg.end_fraction
     kind = cfg.schedule
     if kind in ("linear", "cosine", "wsd") and total_steps is None:
         kind = "constant"
@@ -125,11 +152,13 @@ def decay_mask(params) -> Any:
     return jax.tree_util.tree_map_with_path(decays, params)
 
 
-def make_optimizer(cfg: OptimConfig, total_steps: int | None = None
-                   ) -> optax.GradientTransformation:
-    """AdamW for a run of ``total_steps`` (None: unknown, e.g. a budget in seconds)."""
+def make_optimizer(cfg: OptimConfig, total_steps: int | None = None,
+                   d_model: int | None = None) -> optax.GradientTransformation:
+    """AdamW for a run of ``total_steps`` (None: unknown, e.g. a budget in seconds) of a
+    model of width ``d_model`` (needed when ``cfg.learning_rate`` is None)."""
     parts = [optax.clip_by_global_norm(cfg.clip_norm)] if cfg.clip_norm > 0 else []
-    parts.append(optax.adamw(learning_rate_schedule(cfg, total_steps), b1=cfg.b1, b2=cfg.b2,
+    parts.append(optax.adamw(learning_rate_schedule(cfg, total_steps, d_model),
+                             b1=cfg.b1, b2=cfg.b2,
                              weight_decay=cfg.weight_decay,
                              mask=decay_mask if cfg.decay == "matrices" else None))
     return optax.chain(*parts)

@@ -129,12 +129,27 @@ def test_a_member_that_passed_a_hurdle_outranks_one_stopped_at_it():
 
 # ---- the default trainer --------------------------------------------------------------
 
+def test_default_rate_scales_with_width_and_warmup_fits_the_budget():
+    from primer_search.train import LR_TIMES_WIDTH
+
+    cfg = OptimConfig()
+    assert cfg.learning_rate is None
+    assert cfg.peak_rate(64) == pytest.approx(LR_TIMES_WIDTH / 64)
+    assert cfg.peak_rate(128) == pytest.approx(cfg.peak_rate(64) / 2)
+    assert OptimConfig(learning_rate=1e-3).peak_rate(512) == 1e-3
+    with pytest.raises(ValueError, match="needs the model width"):
+        cfg.peak_rate(None)
+    assert (cfg.warmup(100), cfg.warmup(1000), cfg.warmup(None)) == (30, 100, 100)
+
+
 def test_schedules_reach_their_end():
     total = 100
-    for kind in ("linear", "cosine"):
+    for kind in ("linear", "cosine", "wsd"):
         lr = learning_rate_schedule(OptimConfig(learning_rate=1.0, warmup_steps=10,
                                                 schedule=kind), total)
         assert float(lr(9)) == pytest.approx(1.0)            # peak at the end of warm-up
+        # Half way: "linear" and "cosine" are falling, "wsd" holds until its cooldown.
+        assert (float(lr(total // 2)) == 1.0) == (kind == "wsd")
         assert float(lr(total - 1)) == pytest.approx(0.0, abs=1e-6)
     const = learning_rate_schedule(OptimConfig(learning_rate=1.0, warmup_steps=10,
                                                schedule="linear"), None)
