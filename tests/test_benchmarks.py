@@ -12,6 +12,7 @@ import sys
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BENCH = os.path.join(ROOT, "benchmarks")
@@ -93,3 +94,28 @@ def test_zoo_quick_json():
         assert math.isfinite(tokens_per_s) and tokens_per_s > 0, r
         assert r["steps"][0] >= 1 and r["step_ms"][0] > 0, r
     assert rows[0]["steps"][0] == config["steps"]  # the step budget is reached exactly
+
+
+def _run_json(script, *args):
+    proc = subprocess.run([sys.executable, os.path.join(BENCH, script), *args, "--json"],
+                          check=False, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    return json.loads(proc.stdout)
+
+
+def test_trainer_sweep_runs_its_grid():
+    res = _run_json("trainer_sweep.py", "--profile", "tiny_cpu", "--steps", "3", "--seeds", "1",
+                    "--blocks", "transformer", "--grid", "schedule=constant,wsd")
+    assert [r["setting"]["schedule"] for r in res["rows"]] == ["constant", "wsd"]
+    assert min(r["gap_to_best"] for r in res["rows"]) == 0.0
+    assert all(math.isfinite(r["mean"]) for r in res["rows"])
+
+
+def test_fitness_noise_reports_a_threshold():
+    res = _run_json("fitness_noise.py", "--seeds", "2", "--mutants", "1",
+                    "--set", "fitness.budget.steps=3", "--set", "fitness.budget.stages=1",
+                    "--set", "fitness.data.eval_tokens=512")
+    assert [r["program"] for r in res["rows"]] == ["transformer", "primer_ez", "mutant1"]
+    summary = res["summary"]
+    assert summary["smallest_difference"] == pytest.approx(
+        1.96 * math.sqrt(2) * summary["pooled_std"])

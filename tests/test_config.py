@@ -1,5 +1,6 @@
 """Search configs: bundled files load, unknown keys and bad values are named."""
 
+from fractions import Fraction
 from pathlib import Path
 
 import pytest
@@ -63,3 +64,23 @@ def test_missing_and_malformed_files(tmp_path):
         load_config(bad)
     with pytest.raises(ConfigError, match="--set expects key=value"):
         load_config("tiny_cpu", ["workers"])
+
+
+def test_seeds_take_heads_and_d_ff_from_the_config_and_may_be_dna_files(tmp_path):
+    from primer_search import seeds
+    from primer_search.config import seed_dnas
+    from primer_search.dna import save_dna
+
+    cfg = load_config("tiny_cpu", ["seeds=['transformer', 'rwkv']", "seed_heads=2",
+                                   "seed_d_ff='8/3'"])
+    (_, transformer), (_, rwkv) = seed_dnas(cfg)
+    assert transformer == seeds.get("transformer", heads=2, d_ff=Fraction(8, 3))
+    assert rwkv == seeds.get("rwkv", d_ff=Fraction(8, 3))    # no heads to take
+    path = tmp_path / "best.dna"
+    save_dna(seeds.get("primer_ez"), path)
+    from_file = load_config("tiny_cpu", [f"seeds=['{path}']"])
+    assert seed_dnas(from_file) == [(str(path), seeds.get("primer_ez"))]
+    with pytest.raises(ConfigError, match="unknown seed blocks"):
+        load_config("tiny_cpu", ["seeds=['no_such_block']"])
+    with pytest.raises(ConfigError, match="seed_d_ff must be a positive number"):
+        load_config("tiny_cpu", ["seed_d_ff='x'"])
