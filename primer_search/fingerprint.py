@@ -92,17 +92,19 @@ class _Structure:
         self.dna = dna
         self._memo: dict = {}
 
-    def _analyse(self, sub: int, w0: Width, w1: Width):
-        key = (sub, w0, w1)
+    def _analyse(self, sub: int, w0: Width, w1: Width, same: bool):
+        """``same``: the caller passes one expression as both arguments, so reading
+        ``h0`` or ``h1`` is the same thing."""
+        key = (sub, w0, w1, same)
         if key in self._memo:
             return self._memo[key]
         instructions = self.dna.subprograms[sub].instructions
-        widths, exprs = [w0, w1], ["arg0", "arg1"]
+        widths, exprs = [w0, w1], ["arg0", "arg0" if same else "arg1"]
         readers: list[list[tuple]] = [[] for _ in range(len(instructions) + 2)]
         for ins in instructions:
             a, b = widths[ins.in1], widths[ins.in2]
             if ins.is_call:
-                callee = self._analyse(ins.target, a, b)[0]
+                callee = self._analyse(ins.target, a, b, exprs[ins.in1] == exprs[ins.in2])[0]
                 expr = _digest("CALL", callee, ins.heads, exprs[ins.in1], exprs[ins.in2])
                 out = output_width(self.dna, ins.target, a, b)
                 slots = [(ins.in1, 1), (ins.in2, 2)]
@@ -128,27 +130,29 @@ class _Structure:
             base = (exprs[i + 2], tuple(sorted(readers[i + 2])))
             seen[base] = seen.get(base, -1) + 1
             names.append(_digest(*base, seen[base]))
-        result = (exprs[-1], names, widths)
+        result = (exprs[-1], names, widths, exprs)
         self._memo[key] = result
         return result
 
     def paths(self) -> dict[tuple, str]:
         """Parameter path (as ``Block.init_with`` passes it) -> structural name."""
         out: dict[tuple, str] = {}
-        self._walk(0, MAIN_WIDTH, MAIN_WIDTH, (), "main", out)
+        self._walk(0, MAIN_WIDTH, MAIN_WIDTH, True, (), "main", out)  # MAIN: x, x
         return out
 
-    def _walk(self, sub: int, w0: Width, w1: Width, path: tuple, prefix: str, out: dict):
-        _, names, widths = self._analyse(sub, w0, w1)
+    def _walk(self, sub: int, w0: Width, w1: Width, same: bool, path: tuple, prefix: str,
+              out: dict):
+        _, names, widths, exprs = self._analyse(sub, w0, w1, same)
         for i, ins in enumerate(self.dna.subprograms[sub].instructions):
             key, name = param_name(i, ins), f"{prefix}/{names[i]}"
             if ins.is_call:
                 a, b = widths[ins.in1], widths[ins.in2]
+                both = exprs[ins.in1] == exprs[ins.in2]
                 if ins.heads == 1:
-                    self._walk(ins.target, a, b, path + (key,), name, out)
+                    self._walk(ins.target, a, b, both, path + (key,), name, out)
                 else:
                     for h in range(ins.heads):
-                        self._walk(ins.target, a, b, path + (key, h), f"{name}#{h}", out)
+                        self._walk(ins.target, a, b, both, path + (key, h), f"{name}#{h}", out)
             else:
                 out[path + (key,)] = name
 

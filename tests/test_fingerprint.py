@@ -118,6 +118,18 @@ def test_independent_instructions_in_another_order(base):
     assert fingerprint(block(ffn_first_gate=False), WIDTH) == base
 
 
+def test_reading_either_argument_when_both_are_the_same_state():
+    # LayerNorm is called as sub1(h, h): its first RED_MEAN reading h1 instead of h0
+    # computes the same (a search met this: two candidates, the same fitness 472.5).
+    dna = seeds.get("transformer")
+    norm = dna.subprograms[1].instructions
+    assert norm[0].op == "RED_MEAN" and norm[0].in1 == 0
+    other = DNA(dna.subprograms[:1] + (Subprogram((norm[0].replace(in1=1),) + norm[1:]),)
+                + dna.subprograms[2:])
+    assert other != dna
+    assert fingerprint(other, WIDTH) == fingerprint(dna, WIDTH)
+
+
 def test_swapped_attention_projections_are_the_same_program():
     # Exchanging the Q and V projection instructions (references follow) reorders
     # nothing but the text.
