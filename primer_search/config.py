@@ -236,6 +236,14 @@ def _leaves(d: dict, prefix: str = "") -> dict[str, Any]:
 def resume_overrides(stored: dict, overrides: dict, store_path: str = "STORE") -> dict:
     """The stored config with ``overrides`` merged in, or a :class:`ConfigError` naming
     the first key that a resume may not change (see the module doc)."""
+    if "hurdle_quantile" in stored:
+        raise ConfigError(
+            f"{store_path} was written by an earlier version of primer-search, whose hurdle "
+            "stages were equal in length and whose fingerprints and trainer differ; "
+            "resuming it would mix candidates judged under different rules. Its rows can "
+            "still be read (top, show, export); start a new search from its best: "
+            f"`primer-search export {store_path} ID --out DIR`, then `primer-search search "
+            "CONFIG --set 'seeds=[\"DIR/program.dna\"]'`")
     merged = merge(stored, overrides)
     config_from_dict(merged, source=f"{store_path} (stored config with overrides)")
     before, after = _leaves(stored), _leaves(merged)

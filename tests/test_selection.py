@@ -221,3 +221,10 @@ def test_train_command_exposes_the_schedule(capsys):
     assert main(["train", "--schedule", "step"]) == 2
     assert "optim.schedule must be one of constant, linear, cosine, wsd, rsqrt; got 'step'" \
         in capsys.readouterr().err
+
+
+def test_a_store_of_the_first_version_is_refused_with_a_way_forward(stored):
+    old = {**stored, "hurdle_quantile": 0.5}
+    with pytest.raises(ConfigError, match="written by an earlier version") as e:
+        resume_overrides(old, {}, "old.sqlite")
+    assert "primer-search export old.sqlite ID --out DIR" in str(e.value)
