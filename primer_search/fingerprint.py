@@ -83,9 +83,11 @@ def _round(y: np.ndarray) -> np.ndarray:
 class _Structure:
     """Structural names of a canonical program's instructions, by subprogram context.
 
-    ``expression(sub, w0, w1)`` hashes what a subprogram returns as a function of its
-    arguments; ``names(sub, w0, w1)`` gives each instruction a name made of what it
-    computes, how its output is used, and (only for exact ties) its order.
+    ``_analyse(sub, w0, w1, same)`` gives, for a subprogram called with arguments of
+    widths ``w0``, ``w1``: a hash of what it returns as a function of its arguments, and
+    for each instruction a name made of what it computes, how its output is read, and
+    (only for exact ties) its order. ``paths()`` joins the names along call sites into
+    the names of every parameter path of the compiled block.
     """
 
     def __init__(self, dna: DNA):
