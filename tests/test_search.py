@@ -18,7 +18,7 @@ ray = pytest.importorskip("ray")
 from primer_search.cli import main
 from primer_search.config import load_config
 from primer_search.controller import run_search
-from primer_search.store import Store
+from primer_search.store import Store, StoreError
 
 TOY = ["evaluator='toy'", "fitness.budget.stages=1"]
 
@@ -32,6 +32,16 @@ def local_ray():
     ray.init(num_cpus=2, include_dashboard=False, logging_level="WARNING", log_to_driver=False)
     yield
     ray.shutdown()
+
+
+def finished_so_far(store_path) -> int:
+    """Finished candidates in a store a search is writing; 0 while the file does not exist
+    yet or is still being created (it exists, empty, before its schema is committed)."""
+    try:
+        with Store(store_path, readonly=True) as store:
+            return len(store.finished())
+    except StoreError:
+        return 0
 
 
 def worker_pids():
@@ -74,11 +84,9 @@ def test_a_killed_worker_does_not_stop_the_search(local_ray, tmp_path):
     killed = False
     while time.time() < deadline and not killed:
         pids = worker_pids()
-        if pids and os.path.exists(store_path):
-            with Store(store_path, readonly=True) as store:
-                if len(store.finished()) >= 3:
-                    os.kill(pids[0], signal.SIGKILL)
-                    killed = True
+        if pids and finished_so_far(store_path) >= 3:
+            os.kill(pids[0], signal.SIGKILL)
+            killed = True
         time.sleep(0.2)
     thread.join(timeout=180)
     assert killed and not thread.is_alive()
@@ -102,10 +110,8 @@ def test_sigkill_the_controller_then_resume(tmp_path):
         deadline = time.time() + 120
         before = []
         while time.time() < deadline:
-            if store_path.exists():
-                with Store(store_path, readonly=True) as store:
-                    if len(store.finished()) >= 8:
-                        break
+            if finished_so_far(store_path) >= 8:
+                break
             time.sleep(0.2)
         proc.send_signal(signal.SIGKILL)  # the controller only: no chance to clean up
         proc.wait()
@@ -158,10 +164,8 @@ def test_removing_a_node_does_not_stop_the_search(tmp_path):
         thread.start()
         deadline = time.time() + 120
         while time.time() < deadline:
-            if store_path.exists():
-                with Store(store_path, readonly=True) as store:
-                    if len(store.finished()) >= 4:
-                        break
+            if finished_so_far(store_path) >= 4:
+                break
             time.sleep(0.2)
         # Two workers run on two of the three one-CPU nodes: removing two nodes removes
         # at least one running worker. A fresh node restores the capacity for two.
