@@ -123,7 +123,7 @@ class SearchConfig:
             raise ConfigError(f"seed_heads must be >= 1, got {self.seed_heads}")
         if self.seed_d_ff is not None:
             try:
-                ratio = Fraction(str(self.seed_d_ff))
+                ratio = self.seed_d_ff_ratio
             except (ValueError, ZeroDivisionError):
                 ratio = Fraction(0)
             if ratio <= 0:
@@ -131,6 +131,11 @@ class SearchConfig:
                                   f"got {self.seed_d_ff!r}")
         if self.hurdle_window is not None and self.hurdle_window < 1:
             raise ConfigError(f"hurdle_window must be >= 1 or None, got {self.hurdle_window}")
+
+    @property
+    def seed_d_ff_ratio(self) -> Fraction | None:
+        """``seed_d_ff`` as an exact fraction (None: each seed's own)."""
+        return None if self.seed_d_ff is None else Fraction(str(self.seed_d_ff))
 
     @property
     def hurdle_window_size(self) -> int:
@@ -153,7 +158,7 @@ def seed_dnas(config: SearchConfig) -> list[tuple[str, DNA]]:
         if "heads" in accepts:
             kwargs["heads"] = config.seed_heads
         if "d_ff" in accepts and config.seed_d_ff is not None:
-            kwargs["d_ff"] = Fraction(str(config.seed_d_ff))
+            kwargs["d_ff"] = config.seed_d_ff_ratio
         out.append((name, seed_library.get(name, **kwargs)))
     return out
 

@@ -241,10 +241,12 @@ class Evaluator:
                           **partial)
 
     @staticmethod
-    def _check_training(state, metrics, steps: int) -> None:
-        """Fail on a non-finite loss, or on any step so far with a non-finite gradient
-        norm (waits for the step: a sync point)."""
+    def _check_training(state, metrics, steps: int, partial: dict) -> float:
+        """Record the training loss so far in ``partial`` and return it; fail on a
+        non-finite loss, or on any step so far with a non-finite gradient norm (waits for
+        the step: a sync point)."""
         loss = float(metrics["loss"])
+        partial.update(steps=steps, train_loss=loss)
         if not math.isfinite(loss):
             raise _Failure(Status.NAN, f"training loss is {loss} at step {steps}")
         bad = int(state.bad_grad_steps)
@@ -254,6 +256,7 @@ class Evaluator:
                 f"{float(metrics['grad_norm']):.3g}) while the loss stayed finite; clipping "
                 "turns such a gradient into a zero or NaN update, so the model stopped "
                 "learning"))
+        return loss
 
     def _check_time(self, start: float) -> None:
         limit = self.config.budget.timeout_s
@@ -295,13 +298,11 @@ class Evaluator:
                     metrics["loss"].block_until_ready()
                 batch = jnp.asarray(next(batches))
                 if steps % cfg.budget.check_every == 0:
-                    partial.update(steps=steps, train_loss=float(metrics["loss"]))
-                    self._check_training(state, metrics, steps)
+                    self._check_training(state, metrics, steps, partial)
                     self._check_time(start)
-            loss = float(metrics["loss"])
+            metrics["loss"].block_until_ready()  # the stage's training time ends here
             timings["train_s"] += time.perf_counter() - t
-            partial.update(steps=steps, train_loss=loss)
-            self._check_training(state, metrics, steps)
+            loss = self._check_training(state, metrics, steps, partial)
 
             t = time.perf_counter()
             total = sum(float(eval_fns[b.shape](state.params, b)[0]) for b in self._eval_batches)
