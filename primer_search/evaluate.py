@@ -34,9 +34,10 @@ import jax.numpy as jnp
 import numpy as np
 
 from primer_search.compiler import CompileError
-from primer_search.data import DataConfig, Dataset, load_dataset, metrics_from_eval
+from primer_search.data import DataConfig, Dataset, load_dataset
 from primer_search.dna import DNA, DNAError
 from primer_search.hurdles import stage_ends
+from primer_search.metrics import metrics_from_eval
 from primer_search.model import LMConfig, build_lm, count_params
 from primer_search.train import OptimConfig, make_optimizer, make_steps
 

@@ -1,4 +1,5 @@
-"""Corpora, tokenisation, batching and the data cache (primer_search.data)."""
+"""Corpora, tokenisation, batching and the data cache (primer_search.data), and the
+evaluation metrics (primer_search.metrics)."""
 
 import itertools
 import math
@@ -8,8 +9,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from primer_search import data
-from primer_search.data import DataConfig, DataError, EvalInfo, load_dataset, metrics_from_eval
+from primer_search.data import DataConfig, DataError, EvalInfo, corpora, load_dataset, sources
+from primer_search.data.tokenizers import ByteTokenizer, WordTokenizer
+from primer_search.metrics import metrics_from_eval
 
 # ------------------------------------------------------------------------------- helpers
 
@@ -233,7 +235,7 @@ def test_cache_is_written_and_used_on_second_load(tmp_path, monkeypatch):
     def fail(*args, **kwargs):
         raise AssertionError("the corpus was tokenised again")
 
-    monkeypatch.setattr(data, "_build_word_vocab", fail)
+    monkeypatch.setattr(corpora, "build_word_vocab", fail)
     warm = load_dataset(cfg)
     assert warm.vocab == cold.vocab and warm.eval_info == cold.eval_info
     assert all(np.array_equal(a, b) for a, b in zip(warm.eval_batches(), cold.eval_batches()))
@@ -302,8 +304,8 @@ def lm1b_dir(tmp_path):
 def test_lm1b_release_layout(lm1b_dir, monkeypatch):
     parent, _, train, heldout = lm1b_dir
     opened = []
-    real = data._read_lines
-    monkeypatch.setattr(data, "_read_lines", lambda p: (opened.append(p.name), real(p))[1])
+    real = sources.read_lines
+    monkeypatch.setattr(sources, "read_lines", lambda p: (opened.append(p.name), real(p))[1])
     cfg = DataConfig(corpus="lm1b", path=str(parent), seq_len=8, batch_size=4,
                      eval_tokens=400, vocab_size=30, cache_dir=str(parent / "cache"))
     ds = load_dataset(cfg)
@@ -345,7 +347,7 @@ def test_lm1b_capped_training_prefix_and_cache(lm1b_dir, monkeypatch):
     assert ds.train_tokens == 500
     stream = word_stream(train[1] + train[2], ds.vocab)[:500]
     assert_rows_are_windows(np.concatenate(take(ds.train_batches(0), 40)), stream)
-    monkeypatch.setattr(data, "_read_lines", lambda p: pytest.fail(f"read {p} again"))
+    monkeypatch.setattr(sources, "read_lines", lambda p: pytest.fail(f"read {p} again"))
     again = load_dataset(cfg)
     assert again.vocab == ds.vocab and again.eval_info == ds.eval_info
     assert np.array_equal(next(again.train_batches(5)), next(ds.train_batches(5)))
@@ -463,8 +465,8 @@ def test_word_and_byte_counts_agree(lines):
     """Both tokenisers count the same words and bytes over the same text."""
     lines = [" ".join(line.split()) for line in lines]
     vocab = ["<eos>", "<unk>"] + sorted({w for line in lines for w in line.split()})
-    w_ids, w_bytes, w_ends = data._WordTokenizer(vocab).annotate(lines)
-    b_ids, b_bytes, b_ends = data._ByteTokenizer().annotate(lines)
+    w_ids, w_bytes, w_ends = WordTokenizer(vocab).annotate(lines)
+    b_ids, b_bytes, b_ends = ByteTokenizer().annotate(lines)
     normalised = "".join(line + "\n" for line in lines if line)
     assert int(w_bytes.sum()) == b_ids.size == len(normalised.encode()) == int(b_bytes.sum())
     assert int(w_ends.sum()) == w_ids.size == int(b_ends.sum())
