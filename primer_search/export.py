@@ -2,10 +2,17 @@
 
 ``export_source(dna, d_model)`` writes Python source that imports only jax, flax and numpy:
 
+* the engine's own functions that the block needs, copied from their source by
+  :mod:`primitives.source`: each primitive the program uses (``add``, ``t_mat_mul``, ...),
+  its parameter initialiser, and the helpers and constants they reach; nothing here
+  knows any op by name, so a newly registered primitive exports as it is;
+* ``init_program(seed)``: fresh parameters, drawn on the host by those initialisers in
+  program order, exactly as the engine's ``compile_block(dna, d).init(seed, x)`` draws them;
 * a ``flax.linen`` module ``Block`` (x: [batch, seq, d_model] -> same shape) whose methods
-  mirror the program: ``main``, ``sub1``, ... take their parameters and two arguments,
-  and each instruction is one statement named after its op, with the DNA line as a
-  comment;
+  mirror the program: ``main``, ``sub1``, ... take their parameters and two arguments, and
+  each instruction is one statement, written by the registry's own recipe
+  (:func:`primitives.registry.invoke`) with the DNA line as a comment, e.g.
+  ``h5 = add(h2, fit_like(h3, h2))  # h5 = ADD(h2, h3)``;
 * a ``LanguageModel`` wrapper with the engine's fixed shell: scaled embedding plus
   sinusoids, N blocks under ``lax.scan``, final LayerNorm, tied output.
 
@@ -16,13 +23,13 @@ being re-expressed as sub-module objects.
 
 Parameters live in one ``self.param("program", ...)`` tree whose keys are the engine's
 (``h3_CONV_1X1`` owns ``{"kernel": ...}``; multi-head calls carry a leading heads axis).
-The initialiser in the file reproduces the engine's distributions for a fresh start.
 """
 
 from __future__ import annotations
 
-import inspect
+import dataclasses
 import os
+from fractions import Fraction
 from pathlib import Path
 
 import flax.serialization
@@ -31,125 +38,17 @@ import jax.numpy as jnp
 import numpy as np
 
 import primitives
-from primer_search.compiler import compile_block, param_name
+from primer_search.compiler import as_rng, compile_block, param_name
 from primer_search.dna import DNA, format_instruction, save_dna
-from primer_search.model import sinusoids
+from primer_search.model import layer_norm, sinusoids
 from primer_search.validate import MAIN_WIDTH, canonical, output_width
-from primitives import extended
 from primitives._numerics import fit_channels
+from primitives.registry import invoke
+from primitives.source import call_source, standalone_source
 
-__all__ = ["export_source", "export", "ExportError"]
+__all__ = ["export", "export_source"]
 
-
-class ExportError(ValueError):
-    """An export cannot be written as asked (the message says why)."""
-
-
-# One expression template per primitive: a, b are the input names, c the constant, p the
-# instruction's parameters, T/C the sequence length and a's channel count.
-_BINARY = {"ADD": "{a} + _fit({b}, {a})", "DIFFERENCE": "{a} - _fit({b}, {a})",
-           "MULTIPLY": "{a} * _fit({b}, {a})", "DIVIDE": "{a} / _safe_den(_fit({b}, {a}))",
-           "MAX": "jnp.maximum({a}, _fit({b}, {a}))", "MIN": "jnp.minimum({a}, _fit({b}, {a}))"}
-_UNARY = {"ABS_ROOT": "jnp.sqrt(jnp.abs({a}) + 1e-30)", "SQUARE": "jnp.square({a})",
-          "EXP": "jnp.exp(jnp.minimum({a}, 80.0))", "LOG": "jnp.log(jnp.abs({a}) + 1e-30)",
-          "ABS": "jnp.abs({a})", "RECIP": "1.0 / _safe_den({a})", "SIGN": "jnp.sign({a})",
-          "COS": "jnp.cos({a})", "SIN": "jnp.sin({a})", "TANH": "jnp.tanh({a})",
-          "SIGMOID": "jax.nn.sigmoid({a})", "C_MUL": "{a} * {c}", "C_ADD": "{a} + {c}",
-          "SCALE": "{a} * {p}['scale']", "SHIFT": "{a} + {p}['shift']",
-          "RED_MEAN": "jnp.mean({a}, axis=-1, keepdims=True)",
-          "RED_SUM": "jnp.sum({a}, axis=-1, keepdims=True)",
-          "RED_MIN": "jnp.min({a}, axis=-1, keepdims=True)",
-          "RED_MAX": "jnp.max({a}, axis=-1, keepdims=True)",
-          "RED_PROD": "_finite(jnp.prod({a}, axis=-1, keepdims=True))",
-          "T_MAT_MUL": "_t_mat_mul({a}, _fit({b}, {a}))",
-          "MAT_MUL": "_mat_mul({a}, {b})", "MASK": "_mask({a})",
-          "CUM_SUM": "jnp.cumsum({a}, axis=1)", "CUM_PROD": "_finite(jnp.cumprod({a}, axis=1))",
-          "CONV_1X1": "{a} @ {p}['kernel']"}
-for _k in (3, 7, 15, 31):
-    _UNARY[f"CONV_{_k}X1"] = "_causal_conv({a}, {p}['kernel'])"
-    _UNARY[f"DCONV_{_k}X1"] = "_depthwise_conv({a}, {p}['taps'])"
-# The primitives of ``primitives.extended`` call its functions, which the exported file
-# carries verbatim (only those its program uses); {w} is the output width.
-_BINARY["DECAY_SUM"] = "decay_sum({a}, _fit({b}, {a}))"
-_UNARY.update({"DELAY": "delay({a})", "LONG_CONV": "long_conv({a}, {p})",
-               "MONARCH": "monarch({a}, {p}, {w})",
-               "RAND_FEATURES": "random_features({a}, {w}, {c})", "ALIBI": "alibi({a}, {c})"})
-_EXTENDED_SOURCES = {
-    "DELAY": [extended.delay], "DECAY_SUM": [extended.decay_sum],
-    "LONG_CONV": [extended.long_conv_modes, extended.long_conv_filter, extended.long_conv],
-    "MONARCH": [extended.monarch],
-    "RAND_FEATURES": [extended.orthogonal_features, extended.random_features],
-    "ALIBI": [extended.alibi]}
-
-_HELPERS = '''
-
-def _fit(x, like):
-    """Resize x's channels to like's (see fit_channels)."""
-    return fit_channels(x, like.shape[-1])
-
-
-def _fit_to(x, width):
-    return fit_channels(x, width)
-
-
-def _causal(rows, cols):
-    return jnp.arange(cols)[None, :] <= jnp.arange(rows)[:, None]
-
-
-def _finite(y):
-    return jnp.nan_to_num(y, nan=0.0)
-
-
-def _safe_den(b):
-    sign = jnp.where(b < 0, -1.0, 1.0).astype(b.dtype)
-    return jnp.where(jnp.abs(b) < 1e-12, sign * 1e-12, b)
-
-
-def _t_mat_mul(a, b):
-    """Causal scores a b^T / sqrt(channels), zero above the diagonal."""
-    seq = a.shape[1]
-    scores = jnp.einsum("btc,bsc->bts", a, b) / np.sqrt(a.shape[-1])
-    return jnp.where(_causal(seq, seq), scores, 0.0)
-
-
-def _mat_mul(a, b):
-    """out_t = sum_{j <= t} a[t, j] b_j, a read as a causal [seq, seq] matrix."""
-    seq = a.shape[1]
-    visible = jnp.where(_causal(seq, seq), _fit_to(a, seq), 0.0)
-    return jnp.einsum("bts,bsc->btc", visible, _finite(b))
-
-
-def _mask(a):
-    return jnp.where(_causal(a.shape[1], a.shape[-1]), a, -1e30)
-
-
-def _shift_right(x, lag):
-    pad = jnp.zeros(x.shape[:1] + (lag,) + x.shape[2:], x.dtype)
-    return jnp.concatenate([pad, x[:, :-lag]], axis=1)[:, : x.shape[1]]
-
-
-def _causal_conv(x, kernel):
-    """y_t = sum_i x_{t-i} @ kernel[i], zero-padded on the left."""
-    k = kernel.shape[0]
-    return jax.lax.conv_general_dilated(x, kernel[::-1], window_strides=(1,),
-                                        padding=[(k - 1, 0)],
-                                        dimension_numbers=("NWC", "WIO", "NWC"))
-
-
-def _depthwise_conv(x, taps):
-    """y_t = sum_i taps[i] * x_{t-i}, one filter per channel."""
-    out = taps[0] * x
-    for lag in range(1, taps.shape[0]):
-        out = out + taps[lag] * _shift_right(x, lag)
-    return out
-
-
-def _heads(ys, width):
-    """(H, B, T, w) branch outputs -> (B, T, H * w), fitted to `width` channels."""
-    h, b, t, w = ys.shape
-    return _fit_to(jnp.transpose(ys, (1, 2, 0, 3)).reshape(b, t, h * w), width)
-'''
-
+# ---- the program's structure ------------------------------------------------------------
 
 Context = tuple  # (subprogram index, width of h0, width of h1)
 
@@ -185,142 +84,252 @@ def _contexts(dna: DNA) -> dict[Context, str]:
     return names
 
 
-def _method(dna: DNA, ctx: Context, names: dict[Context, str]) -> list[str]:
+def _has_params(dna: DNA, sub: int) -> bool:
+    """Whether a subprogram owns parameters (then its call site has a key in the tree)."""
+    return any(_has_params(dna, ins.target) if ins.is_call
+               else primitives.get(ins.op).has_params
+               for ins in dna.subprograms[sub].instructions)
+
+
+def _width(f: Fraction, unit: str = "unit") -> str:
+    """Source of ``max(1, round(f * unit))``, a relative width in channels."""
+    scaled = unit if f == 1 else f"{unit} * {f.numerator}" + (
+        f" / {f.denominator}" if f.denominator != 1 else "")
+    return f"max(1, round({scaled}))"
+
+
+# ---- the block's methods ----------------------------------------------------------------
+
+def _method(dna: DNA, ctx: Context, names: dict[Context, str], used: list) -> list[str]:
+    """Source of one method: one statement per instruction, the DNA line as its comment.
+    Every engine function a statement calls is appended to ``used``."""
+
+    def write(fn, *args):  # evaluates the registry's recipe as source text
+        used.append(fn)
+        return call_source(fn, args)
+
     s = ctx[0]
     widths = _state_widths(dna, ctx)
     lines = [f"    def {names[ctx]}(self, p, h0, h1, unit):"]
     for i, ins in enumerate(dna.subprograms[s].instructions):
         out, a, b = f"h{i + 2}", f"h{ins.in1}", f"h{ins.in2}"
         key = param_name(i, ins)
-        reads = None if ins.is_call else primitives.get(ins.op).reads()
-        lines.append(f"        # {format_instruction(i, ins, reads)}")
         if ins.is_call:
+            params = f"p[{key!r}]" if _has_params(dna, ins.target) else "{}"
             callee = names[(ins.target, widths[ins.in1], widths[ins.in2])]
             if ins.heads == 1:
-                lines.append(f"        {out} = self.{callee}(p.get({key!r}, {{}}), {a}, {b}, "
-                             "unit)")
+                expr = f"self.{callee}({params}, {a}, {b}, unit)"
             else:
-                f = widths[i + 2].value
-                lines.append(f"        {out} = _heads(jax.vmap(lambda q: self.{callee}("
-                             f"q, {a}, {b}, unit / {ins.heads}), axis_size={ins.heads})"
-                             f"(p.get({key!r}, {{}})), max(1, round({f.numerator} * unit / "
-                             f"{f.denominator})))")
-            continue
-        template = _BINARY.get(ins.op) or _UNARY[ins.op]
-        f = widths[i + 2].value
-        width = f"max(1, round({f.numerator} * unit / {f.denominator}))"
-        expr = template.format(a=a, b=b, c=repr(ins.const), p=f"p[{key!r}]", w=width)
-        lines.append(f"        {out} = {expr}")
+                expr = (f"_heads(jax.vmap(lambda q: self.{callee}(q, {a}, {b}, unit / "
+                        f"{ins.heads}), axis_size={ins.heads})({params}), "
+                        f"{_width(widths[i + 2].value)})")
+        else:
+            expr = invoke(primitives.get(ins.op), a, b, repr(ins.const), f"p[{key!r}]",
+                          _width(ins.dim), write)
+        lines.append(f"        {out} = {expr}  # {format_instruction(i, ins)}")
     lines.append(f"        return h{len(dna.subprograms[s]) + 1}")
     return lines
 
 
-def _init_lines(tree, indent: str) -> list[str]:
-    """Source of a nested dict literal of initialisers, in program order."""
+# ---- fresh parameters -------------------------------------------------------------------
+
+@dataclasses.dataclass
+class _Draw:
+    """One instruction's initialiser call, with the widths the engine passes it."""
+
+    op: str
+    in_width: int
+    out_width: int
+
+
+@dataclasses.dataclass
+class _Stack:
+    """A multi-head call's parameters: ``heads`` draws of ``tree``, stacked."""
+
+    heads: int
+    tree: dict
+
+
+def _init_plan(block) -> dict:
+    """The engine's parameter tree, each leaf replaced by the init call that draws it.
+
+    ``Block.init_with`` calls its draw function once per parametric instruction, in the
+    order of the engine's own initialisation, with the widths it passes; only the first
+    head of a multi-head call is kept (every head draws the same way)."""
+    plan: dict = {}
+
+    def record(path, op, in_width, out_width):
+        node, rest = plan, list(path)
+        while len(rest) > 1:
+            name = rest.pop(0)
+            if rest and isinstance(rest[0], int):  # a head index follows a multi-head key
+                stack = node.setdefault(name, _Stack(0, {}))
+                stack.heads = max(stack.heads, rest[0] + 1)
+                if rest.pop(0) != 0:
+                    return {}
+                node = stack.tree
+            else:
+                node = node.setdefault(name, {})
+        node[rest[0]] = _Draw(op, in_width, out_width)
+        return {}
+
+    block.init_with(record, jax.ShapeDtypeStruct((1, 1, block.d_model), jnp.float32))
+    return plan
+
+
+def _init_lines(tree: dict, indent: str, used: list) -> list[str]:
+    """Dict-literal entries that draw ``tree``; Python evaluates them in order, so the
+    draws come in the engine's order."""
     lines = []
     for name, node in tree.items():
-        if isinstance(node, dict) and not any(isinstance(v, np.ndarray) for v in node.values()):
+        if isinstance(node, _Draw):
+            init = primitives.get(node.op).init
+            used.append(init)
+            call = call_source(init, ["rng", str(node.in_width), str(node.out_width)])
+            lines.append(f"{indent}{name!r}: {call},")
+        elif isinstance(node, _Stack):
+            lines.append(f"{indent}{name!r}: _stack([{{")
+            lines += _init_lines(node.tree, indent + "    ", used)
+            lines.append(f"{indent}}} for _ in range({node.heads})]),")
+        else:
             lines.append(f"{indent}{name!r}: {{")
-            lines += _init_lines(node, indent + "    ")
+            lines += _init_lines(node, indent + "    ", used)
             lines.append(f"{indent}}},")
-            continue
-        op = name.split("_", 1)[1]
-        entries = []
-        for pname, arr in node.items():
-            shape = tuple(arr.shape)
-            if pname == "kernel":
-                fan_in = int(np.prod(shape[-3:-1])) if op != "CONV_1X1" else shape[-2]
-                entries.append(f"{pname!r}: _normal(next(keys), {shape}, {fan_in})")
-            elif pname == "taps":
-                entries.append(f"{pname!r}: _dconv_taps({shape})")
-            elif pname in ("kernel_r", "kernel_l", "amplitude"):  # MONARCH, LONG_CONV
-                entries.append(f"{pname!r}: _normal(next(keys), {shape}, {shape[-2]})")
-            elif pname in ("log_decay", "frequency"):  # LONG_CONV's deterministic start
-                which = 0 if pname == "log_decay" else 1
-                entries.append(f"{pname!r}: jnp.broadcast_to(long_conv_modes({shape[-1]})[{which}], "
-                               f"{shape})")
-            elif pname == "scale":
-                entries.append(f"{pname!r}: jnp.ones({shape})")
-            else:
-                entries.append(f"{pname!r}: jnp.zeros({shape})")
-        lines.append(f"{indent}{name!r}: {{{', '.join(entries)}}},")
     return lines
+
+
+def _init_source(block, used: list) -> list[str]:
+    lines = ["def init_program(seed):",
+             '    """Fresh parameters, drawn on the host in program order exactly as the engine',
+             "    draws them (``compile_block(dna, D_MODEL).init(seed, x)``): ``seed`` is an",
+             '    int, or a numpy Generator that the draws continue."""']
+    entries = _init_lines(_init_plan(block), "        ", used)
+    if not entries:
+        return lines + ["    return {}"]
+    used.append(as_rng)
+    return lines + ["    rng = as_rng(seed)", "    return {", *entries, "    }"]
+
+
+# ---- the file ---------------------------------------------------------------------------
+
+# Names the exported file defines itself; a copied engine function may not take them.
+_RESERVED = ("D_MODEL", "Block", "LanguageModel", "init_program", "init_language_model",
+             "_heads", "_stack", "_host_init", "_on_device", "nn", "jax", "jnp", "np")
+
+_HELPERS = '''
+
+def _heads(ys, width):
+    """(heads, B, T, w) branch outputs -> (B, T, heads * w), fitted to `width` channels."""
+    h, b, t, w = ys.shape
+    return fit_channels(jnp.transpose(ys, (1, 2, 0, 3)).reshape(b, t, h * w), width)
+
+
+def _stack(trees):
+    """Stack equally shaped parameter trees along a new leading axis."""
+    return jax.tree_util.tree_map(lambda *xs: np.stack(xs), *trees)
+
+
+def _host_init(draw, seed, key):
+    """The parameters ``draw(rng)`` makes, ``rng`` a numpy Generator: seeded by ``seed``
+    when one is given (then they are exactly the engine's for that seed), else by the bits
+    of Flax's key. Flax also traces initialisers (to check shapes on every apply), so the
+    key's draw runs as a host callback, which works under ``jax.jit`` too."""
+    if seed is not None:
+        return _on_device(draw(np.random.default_rng(seed)))
+    like = draw(np.random.default_rng(0))
+    shapes = jax.tree_util.tree_map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype), like)
+    return jax.pure_callback(lambda bits: draw(np.random.default_rng(np.asarray(bits))),
+                             shapes, jax.random.key_data(key))
+
+
+def _on_device(tree):
+    return jax.tree_util.tree_map(jnp.asarray, tree)
+'''
+
+_LM_SOURCE = '''
+
+def init_language_model(seed, vocab_size, num_layers):
+    """Fresh parameters of the language model, drawn as the engine draws them: the
+    embedding, then each block's parameters, from one numpy Generator."""
+    rng = as_rng(seed)
+    embed = rng.standard_normal((vocab_size, D_MODEL), np.float32)
+    layers = [init_program(rng) for _ in range(num_layers)]
+    return {
+        "embed": (embed * D_MODEL ** -0.5).astype(np.float32),
+        "blocks": _stack(layers),
+        "final_norm": {"scale": np.ones((D_MODEL,), np.float32),
+                       "bias": np.zeros((D_MODEL,), np.float32)},
+    }
+
+
+class LanguageModel(nn.Module):
+    """Embedding * sqrt(d) + sinusoids, N blocks, final LayerNorm, tied output.
+
+    With ``seed`` set, ``init`` gives exactly the engine's parameters for that seed."""
+
+    vocab_size: int
+    num_layers: int
+    seed: int | None = None
+
+    @nn.compact
+    def __call__(self, tokens):
+        d = D_MODEL
+
+        def fresh(part):  # one part of the engine's initialisation, drawn on the host
+            return lambda key: _host_init(
+                lambda rng: init_language_model(rng, self.vocab_size, self.num_layers)[part],
+                self.seed, key)
+
+        embed = self.param("embed", fresh("embed"))
+        blocks = self.param("blocks", fresh("blocks"))
+        norm = self.param("final_norm", fresh("final_norm"))
+        x = embed[tokens] * float(np.sqrt(d)) + sinusoids(tokens.shape[-1], d)
+        block = BLOCK_CLASS()
+
+        def layer(h, p):
+            return block.main(p, h, h, d), None
+
+        x, _ = jax.lax.scan(layer, x, blocks, length=self.num_layers)
+        x = layer_norm(x, norm["scale"], norm["bias"])
+        return x @ embed.T
+'''
 
 
 def export_source(dna: DNA, d_model: int, class_name: str = "Block") -> str:
     """The standalone module source for ``dna`` at width ``d_model`` (see module doc)."""
     program = canonical(dna)
     block = compile_block(program, d_model)
-    shapes = block.init(0, jax.ShapeDtypeStruct((1, 1, d_model), jnp.float32))
+    # Engine functions the file calls: collected while the statements are written.
+    used: list = [fit_channels, sinusoids, layer_norm]
+    names = _contexts(program)
+    methods = []
+    for ctx in names:
+        methods += [""] + _method(program, ctx, names, used)
+    init = _init_source(block, used)
+    copied = standalone_source(used, reserved=_RESERVED + (class_name,))
     out = ['"""A decoder block found by primer-search, as a standalone Flax module.',
            "",
            "The program, one line per instruction (h0 = h1 = the block input x):",
-           "", *["    " + line for line in str(program).rstrip().splitlines()], "",
+           "", *[("    " + line).rstrip() for line in str(program).rstrip().splitlines()], "",
            "Imports only jax, flax and numpy. Block maps x [batch, seq, d_model] to the same",
            "shape; LanguageModel wraps N blocks in the fixed shell the search trained them in.",
+           "Parameters are drawn on the host with numpy, as the engine draws them.",
            '"""', "", "import flax.linen as nn", "import jax",
            "import jax.numpy as jnp", "import numpy as np", "",
-           f"D_MODEL = {d_model}"]
-    # The engine's own functions, copied verbatim so the file needs nothing else.
-    out += ["", "", inspect.getsource(fit_channels).rstrip(), "", "",
-            inspect.getsource(sinusoids).rstrip()]
-    out.append(_HELPERS)
-    used = {ins.op for sub in program.subprograms for ins in sub.instructions}
-    if "LONG_CONV" in used:
-        out += ["", f"LONG_CONV_MODES = {extended.LONG_CONV_MODES}"]
-    for op, fns in _EXTENDED_SOURCES.items():
-        if op in used:
-            out += [line for fn in fns for line in ["", "", inspect.getsource(fn).rstrip()]]
-    out += ["", "def _normal(key, shape, fan_in):",
-            "    return jax.random.normal(key, shape) / np.sqrt(fan_in)", "", "",
-            "def _dconv_taps(shape):",
-            '    """Mostly the current position: tap 0 is 0.5, each lagged tap 0.5 / k."""',
-            "    k = shape[-2]",
-            "    return jnp.full(shape, 0.5 / k).at[..., 0, :].set(0.5)", "", "",
-            "def init_program(key):", '    """Fresh parameters, as the search initialised them."""',
-            f"    keys = iter(jax.random.split(key, {max(1, len(jax.tree_util.tree_leaves(shapes)))}))",
-            "    return {"]
-    out += _init_lines(shapes, "        ")
-    out += ["    }", "", "", f"class {class_name}(nn.Module):",
-            '    """The searched block: x [batch, seq, d_model] -> same shape."""', "",
-            "    @nn.compact", "    def __call__(self, x):",
-            '        p = self.param("program", init_program)',
-            f"        return self.main(p, x, x, {d_model})", ""]
-    names = _contexts(program)
-    for ctx in names:
-        out += _method(program, ctx, names)
-        out.append("")
-    out += _LM_SOURCE.format(block=class_name).splitlines()
+           f"D_MODEL = {d_model}", "", "",
+           "# ---- engine functions this block uses, copied from their source ----", "",
+           copied, _HELPERS, "", *init, "", "",
+           f"class {class_name}(nn.Module):",
+           '    """The searched block: x [batch, seq, d_model] -> same shape.',
+           "",
+           "    With ``seed`` set, ``init`` gives exactly the engine's parameters for that",
+           '    seed."""', "",
+           "    seed: int | None = None", "",
+           "    @nn.compact", "    def __call__(self, x):",
+           '        p = self.param("program", lambda key: _host_init(init_program, self.seed, key))',
+           "        return self.main(p, x, x, D_MODEL)", *methods]
+    out += _LM_SOURCE.replace("BLOCK_CLASS", class_name).splitlines()
     return "\n".join(out).rstrip() + "\n"
-
-
-_LM_SOURCE = '''
-
-class LanguageModel(nn.Module):
-    """Embedding * sqrt(d) + sinusoids, N blocks, final LayerNorm, tied output."""
-
-    vocab_size: int
-    num_layers: int
-
-    @nn.compact
-    def __call__(self, tokens):
-        d = D_MODEL
-        embed = self.param("embed", lambda k: jax.random.normal(k, (self.vocab_size, d)) / np.sqrt(d))
-        blocks = self.param("blocks", lambda k: jax.vmap(init_program)(
-            jax.random.split(k, self.num_layers)))
-        norm = self.param("final_norm", lambda k: {{"scale": jnp.ones((d,)), "bias": jnp.zeros((d,))}})
-        x = embed[tokens] * np.sqrt(d) + sinusoids(tokens.shape[-1], d)
-        block = {block}()
-
-        def layer(h, p):
-            return block.main(p, h, h, d), None
-
-        x, _ = jax.lax.scan(layer, x, blocks, length=self.num_layers)
-        mean = x.mean(-1, keepdims=True)
-        var = jnp.square(x - mean).mean(-1, keepdims=True)
-        x = (x - mean) / jnp.sqrt(var + 1e-6) * norm["scale"] + norm["bias"]
-        return x @ embed.T
-'''
 
 
 def export(dna: DNA, out_dir: str | os.PathLike, d_model: int,
@@ -341,5 +350,3 @@ def export(dna: DNA, out_dir: str | os.PathLike, d_model: int,
         paths["weights"] = out / "weights.msgpack"
         paths["weights"].write_bytes(weights)
     return paths
-
-

@@ -1,5 +1,8 @@
 """Shared numerics: safe guards, channel fitting and causal masks.
 
+Primitive code imports these by name (``from primitives._numerics import TINY``), so that
+an exported block can copy it with bare names (see :mod:`primitives.source`).
+
 Every primitive is a total function on its domain, finite float inputs of magnitude up to
 HUGE (1e15, far beyond any activation that trains): there it never returns NaN or Inf.
 Each op's own guard (LOG of 0, DIVIDE by 0, EXP overflow) is in its doc. Products over
@@ -56,6 +59,16 @@ def fit_channels(x, width: int):
         return x[..., :width]
     reps = -(-width // c)
     return jnp.tile(x, (1,) * (x.ndim - 1) + (reps,))[..., :width]
+
+
+def fit_like(x, like):
+    """``x`` with the channel width of ``like`` (input 2 of an elementwise op)."""
+    return fit_channels(x, like.shape[-1])
+
+
+def fit_to_seq(x):
+    """``x`` with one channel per sequence position, read as a ``[seq, seq]`` matrix."""
+    return fit_channels(x, x.shape[1])
 
 
 def causal_mask(rows: int, cols: int):

@@ -10,67 +10,135 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from primitives import _numerics as num
-from primitives.registry import parametric_same_width, register, same_width
-from primitives.spec import Primitive
+from primitives._numerics import EXP_MAX, TINY, safe_denominator
+from primitives.registry import binary, parametric_same_width, unary
+
+# ---- binary -----------------------------------------------------------------------------
 
 
-def _binary(name: str, fn, doc: str, commutative: bool = False) -> None:
-    register(Primitive(name=name, arity=2, shape=same_width, fit_input2="x1",
-                       commutative=commutative, apply=lambda p, a, b, c, w: fn(a, b), doc=doc))
+@binary("ADD", commutative=True, doc="a + b")
+def add(a, b):
+    return jnp.add(a, b)
 
 
-def _unary(name: str, fn, doc: str) -> None:
-    register(Primitive(name=name, arity=1, shape=same_width,
-                       apply=lambda p, a, b, c, w: fn(a), doc=doc))
+@binary("DIFFERENCE", doc="a - b")
+def difference(a, b):
+    return jnp.subtract(a, b)
 
 
-_binary("ADD", jnp.add, "a + b", commutative=True)
-_binary("DIFFERENCE", jnp.subtract, "a - b")
-_binary("MULTIPLY", jnp.multiply, "a * b", commutative=True)
-_binary("DIVIDE", lambda a, b: a / num.safe_denominator(b),
-        "a / b, with |b| raised to at least 1e-12 (sign kept, 0 counts as positive)")
-_binary("MAX", jnp.maximum, "elementwise max(a, b)", commutative=True)
-_binary("MIN", jnp.minimum, "elementwise min(a, b)", commutative=True)
-
-_unary("ABS_ROOT", lambda a: jnp.sqrt(jnp.abs(a) + num.TINY),
-       "sqrt(|a| + 1e-30): finite value and gradient at 0")
-_unary("SQUARE", jnp.square, "a ** 2")
-_unary("EXP", lambda a: jnp.exp(jnp.minimum(a, num.EXP_MAX)),
-       "exp(min(a, 80)): never overflows float32")
-_unary("LOG", lambda a: jnp.log(jnp.abs(a) + num.TINY),
-       "log(|a| + 1e-30): defined for 0 and negatives")
-_unary("ABS", jnp.abs, "|a|")
-_unary("RECIP", lambda a: 1.0 / num.safe_denominator(a),
-       "1 / a, with |a| raised to at least 1e-12 (sign kept)")
-_unary("SIGN", jnp.sign, "-1, 0 or 1")
-_unary("COS", jnp.cos, "cos(a)")
-_unary("SIN", jnp.sin, "sin(a)")
-_unary("TANH", jnp.tanh, "tanh(a)")
-_unary("SIGMOID", jax.nn.sigmoid, "1 / (1 + exp(-a))")
-
-register(Primitive(
-    name="C_MUL", arity=1, shape=same_width, reads_const=True,
-    apply=lambda p, a, b, c, w: a * c, doc="a * constant"))
-register(Primitive(
-    name="C_ADD", arity=1, shape=same_width, reads_const=True,
-    apply=lambda p, a, b, c, w: a + c,
-    doc="a + constant (not in the paper's list; normalisers need their epsilon)"))
+@binary("MULTIPLY", commutative=True, doc="a * b")
+def multiply(a, b):
+    return jnp.multiply(a, b)
 
 
-def _init_ones(rng, in_width, out_width):
+@binary("DIVIDE", doc="a / b, with |b| raised to at least 1e-12 (sign kept, 0 counts as "
+                      "positive)")
+def divide(a, b):
+    return a / safe_denominator(b)
+
+
+@binary("MAX", commutative=True, doc="elementwise max(a, b)")
+def maximum(a, b):
+    return jnp.maximum(a, b)
+
+
+@binary("MIN", commutative=True, doc="elementwise min(a, b)")
+def minimum(a, b):
+    return jnp.minimum(a, b)
+
+
+# ---- unary ------------------------------------------------------------------------------
+
+
+@unary("ABS_ROOT", doc="sqrt(|a| + 1e-30): finite value and gradient at 0")
+def abs_root(a):
+    return jnp.sqrt(jnp.abs(a) + TINY)
+
+
+@unary("SQUARE", doc="a ** 2")
+def square(a):
+    return jnp.square(a)
+
+
+@unary("EXP", doc="exp(min(a, 80)): never overflows float32")
+def exp(a):
+    return jnp.exp(jnp.minimum(a, EXP_MAX))
+
+
+@unary("LOG", doc="log(|a| + 1e-30): defined for 0 and negatives")
+def log(a):
+    return jnp.log(jnp.abs(a) + TINY)
+
+
+@unary("ABS", doc="|a|")
+def absolute(a):
+    return jnp.abs(a)
+
+
+@unary("RECIP", doc="1 / a, with |a| raised to at least 1e-12 (sign kept)")
+def recip(a):
+    return 1.0 / safe_denominator(a)
+
+
+@unary("SIGN", doc="-1, 0 or 1")
+def sign(a):
+    return jnp.sign(a)
+
+
+@unary("COS", doc="cos(a)")
+def cos(a):
+    return jnp.cos(a)
+
+
+@unary("SIN", doc="sin(a)")
+def sin(a):
+    return jnp.sin(a)
+
+
+@unary("TANH", doc="tanh(a)")
+def tanh(a):
+    return jnp.tanh(a)
+
+
+@unary("SIGMOID", doc="1 / (1 + exp(-a))")
+def sigmoid(a):
+    return jax.nn.sigmoid(a)
+
+
+# ---- with a constant --------------------------------------------------------------------
+
+
+@unary("C_MUL", reads_const=True, doc="a * constant")
+def c_mul(a, c):
+    return a * c
+
+
+@unary("C_ADD", reads_const=True,
+       doc="a + constant (not in the paper's list; normalisers need their epsilon)")
+def c_add(a, c):
+    return a + c
+
+
+# ---- with learned per-channel vectors ---------------------------------------------------
+
+
+def ones_init(rng, in_width, out_width):
+    """A gain of 1 per channel."""
     return {"scale": np.ones((in_width,), np.float32)}
 
 
-def _init_zeros(rng, in_width, out_width):
+def zeros_init(rng, in_width, out_width):
+    """A shift of 0 per channel."""
     return {"shift": np.zeros((in_width,), np.float32)}
 
 
-register(Primitive(
-    name="SCALE", arity=1, shape=parametric_same_width, init=_init_ones,
-    apply=lambda p, a, b, c, w: a * p["scale"],
-    doc="a * g, g a learned per-channel vector initialised to 1"))
-register(Primitive(
-    name="SHIFT", arity=1, shape=parametric_same_width, init=_init_zeros,
-    apply=lambda p, a, b, c, w: a + p["shift"],
-    doc="a + s, s a learned per-channel vector initialised to 0"))
+@unary("SCALE", shape=parametric_same_width, init=ones_init,
+       doc="a * g, g a learned per-channel vector initialised to 1")
+def scale(a, params):
+    return a * params["scale"]
+
+
+@unary("SHIFT", shape=parametric_same_width, init=zeros_init,
+       doc="a + s, s a learned per-channel vector initialised to 0")
+def shift(a, params):
+    return a + params["shift"]

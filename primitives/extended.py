@@ -15,30 +15,33 @@ allows, so that a search can use it elsewhere too:
 * ``RAND_FEATURES``: FAVOR+'s positive orthogonal random features (Performer);
 * ``ALIBI``: a penalty linear in the distance between positions (ALiBi).
 
-The functions that compute them (``delay``, ``decay_sum``, ...) use only jax and numpy,
-so that :mod:`primer_search.export` can copy them into an exported module verbatim.
-Sequence-mixing ones are causal by construction; ``tests/test_causality.py`` checks them.
+Like every primitive's, the functions that compute them (``delay``, ``decay_sum``, ...)
+use only jax, jnp and np, so that an exported block can copy them verbatim (see
+:mod:`primitives.source`). Sequence-mixing ones are causal by construction;
+``tests/test_causality.py`` checks them.
 """
 
 from __future__ import annotations
-
-import math
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from primitives.registry import parametric_same_width, register, same_width, to_dim
-from primitives.spec import Primitive
+from primitives.registry import binary, parametric_same_width, to_dim, unary
 
 # ---- recurrences ----------------------------------------------------------------------
 
 
+@unary("DELAY", mixes_sequence=True,
+       doc="previous position's value, 0 at the first (token shift)")
 def delay(x):
     """``y_t = x_{t-1}``, and 0 at the first position (RWKV's token shift)."""
     return jnp.pad(x, ((0, 0), (1, 0), (0, 0)))[:, : x.shape[1]]
 
 
+@binary("DECAY_SUM", mixes_sequence=True,
+        doc="y_t = exp(-|b_t|) y_{t-1} + a_t: prefix sum with a decay per position and "
+            "channel")
 def decay_sum(x, w):
     """``y_t = exp(-|w_t|) * y_{t-1} + x_t`` with ``y_{-1} = 0``, per channel.
 
@@ -53,15 +56,6 @@ def decay_sum(x, w):
     _, y = jax.lax.associative_scan(combine, (jnp.exp(-jnp.abs(w)), x), axis=1)
     return y
 
-
-register(Primitive(
-    name="DELAY", arity=1, shape=same_width, mixes_sequence=True,
-    apply=lambda p, a, b, c, w: delay(a),
-    doc="previous position's value, 0 at the first (token shift)"))
-register(Primitive(
-    name="DECAY_SUM", arity=2, shape=same_width, fit_input2="x1", mixes_sequence=True,
-    apply=lambda p, a, b, c, w: decay_sum(a, b),
-    doc="y_t = exp(-|b_t|) y_{t-1} + a_t: prefix sum with a decay per position and channel"))
 
 # ---- long convolution -------------------------------------------------------------------
 
@@ -92,6 +86,17 @@ def long_conv_filter(params, length: int):
     return modes.sum(axis=1)  # (T, C)
 
 
+def long_conv_init(rng, in_width, out_width):
+    """Random amplitudes around the deterministic decays and frequencies."""
+    log_decay, frequency = long_conv_modes(in_width)
+    amplitude = rng.standard_normal((LONG_CONV_MODES, in_width), dtype=np.float32)
+    return {"amplitude": amplitude / np.float32(np.sqrt(LONG_CONV_MODES)),
+            "log_decay": log_decay, "frequency": frequency}
+
+
+@unary("LONG_CONV", shape=parametric_same_width, mixes_sequence=True, init=long_conv_init,
+       doc="causal depthwise convolution over the whole sequence; filter per channel = "
+           f"{LONG_CONV_MODES} learned damped cosines (length-independent)")
 def long_conv(x, params):
     """``y_t = sum_{tau=0..t} h[tau] * x_{t - tau}`` per channel, zero-padded on the left.
 
@@ -108,19 +113,6 @@ def long_conv(x, params):
     return jnp.einsum("tsc,bsc->btc", toeplitz, jnp.nan_to_num(x, nan=0.0))
 
 
-def _long_conv_init(rng, in_width, out_width):
-    log_decay, frequency = long_conv_modes(in_width)
-    amplitude = rng.standard_normal((LONG_CONV_MODES, in_width), dtype=np.float32)
-    return {"amplitude": amplitude / np.float32(math.sqrt(LONG_CONV_MODES)),
-            "log_decay": log_decay, "frequency": frequency}
-
-
-register(Primitive(
-    name="LONG_CONV", arity=1, shape=parametric_same_width, mixes_sequence=True,
-    init=_long_conv_init, apply=lambda p, a, b, c, w: long_conv(a, p),
-    doc="causal depthwise convolution over the whole sequence; filter per channel = "
-        f"{LONG_CONV_MODES} learned damped cosines (length-independent)"))
-
 # ---- Monarch matrices -------------------------------------------------------------------
 
 # Blocks per factor of a MONARCH matrix (the Monarch Mixer's default).
@@ -134,6 +126,17 @@ def monarch_sizes(in_width: int, out_width: int) -> tuple[int, int, int]:
     return -(-in_width // b), -(-min(in_width, out_width) // b), -(-out_width // b)
 
 
+def monarch_init(rng, in_width, out_width):
+    """Block factors with standard deviation 1 / sqrt(fan-in of the block)."""
+    p, q, r = monarch_sizes(in_width, out_width)
+    b = MONARCH_BLOCKS
+    return {"kernel_r": (rng.standard_normal((b, p, q), dtype=np.float32) / float(np.sqrt(p))),
+            "kernel_l": (rng.standard_normal((b, q, r), dtype=np.float32) / float(np.sqrt(q)))}
+
+
+@unary("MONARCH", reads_dim=True, reads_width=True, shape=to_dim, init=monarch_init,
+       doc=f"Monarch matrix P L P^T R ({MONARCH_BLOCKS} blocks per factor) to the "
+           "instruction's dimension size, no bias")
 def monarch(x, params, out_width: int):
     """``y = P L P^T R x``: R and L block-diagonal, P the reshape-transpose permutation.
 
@@ -153,19 +156,6 @@ def monarch(x, params, out_width: int):
     return y[..., :out_width]
 
 
-def _monarch_init(rng, in_width, out_width):
-    p, q, r = monarch_sizes(in_width, out_width)
-    b = MONARCH_BLOCKS
-    return {"kernel_r": (rng.standard_normal((b, p, q), dtype=np.float32) / math.sqrt(p)),
-            "kernel_l": (rng.standard_normal((b, q, r), dtype=np.float32) / math.sqrt(q))}
-
-
-register(Primitive(
-    name="MONARCH", arity=1, reads_dim=True, shape=to_dim, init=_monarch_init,
-    apply=lambda p, a, b, c, w: monarch(a, p, w),
-    doc=f"Monarch matrix P L P^T R ({MONARCH_BLOCKS} blocks per factor) to the "
-        "instruction's dimension size, no bias"))
-
 # ---- FAVOR+ random features -------------------------------------------------------------
 
 
@@ -184,7 +174,10 @@ def orthogonal_features(in_width: int, out_width: int, const: float):
     return (directions * lengths[:, None]).T.astype(np.float32)
 
 
-def random_features(x, out_width: int, const: float):
+@unary("RAND_FEATURES", reads_dim=True, reads_const=True, reads_width=True, shape=to_dim,
+       doc="FAVOR+ positive orthogonal random features exp(W x/d^.25 - |x|^2/(2 sqrt d))"
+           "/sqrt m; fixed W seeded by the constant, m = dimension size")
+def random_features(x, const: float, out_width: int):
     """FAVOR+ positive features ``exp(W^T x' - |x'|^2 / 2) / sqrt(m)`` with
     ``x' = x / d^(1/4)`` (d = x's channels, m = out_width): for two positions,
     ``E[phi(q) . phi(k)] = exp(q . k / sqrt(d))``, the softmax kernel. The exponent is
@@ -196,15 +189,11 @@ def random_features(x, out_width: int, const: float):
     return jnp.exp(jnp.minimum(exponent, 80.0)) / np.sqrt(out_width)
 
 
-register(Primitive(
-    name="RAND_FEATURES", arity=1, reads_dim=True, reads_const=True, shape=to_dim,
-    apply=lambda p, a, b, c, w: random_features(a, w, c),
-    doc="FAVOR+ positive orthogonal random features exp(W x/d^.25 - |x|^2/(2 sqrt d))/sqrt m; "
-        "fixed W seeded by the constant, m = dimension size"))
-
 # ---- ALiBi ------------------------------------------------------------------------------
 
 
+@unary("ALIBI", reads_const=True,
+       doc="a[t, s] - constant * (t - s): ALiBi's linear distance penalty on scores")
 def alibi(x, slope: float):
     """``y[t, s] = x[t, s] - slope * (t - s)``: on a score state ``[batch, seq, seq]``,
     ALiBi's penalty on the distance from query t to key s (s is the channel index, so on
@@ -213,8 +202,3 @@ def alibi(x, slope: float):
     s = jnp.arange(x.shape[2], dtype=x.dtype)[None, :]
     return x - slope * (t - s)
 
-
-register(Primitive(
-    name="ALIBI", arity=1, reads_const=True, shape=same_width,
-    apply=lambda p, a, b, c, w: alibi(a, c),
-    doc="a[t, s] - constant * (t - s): ALiBi's linear distance penalty on scores"))

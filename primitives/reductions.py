@@ -11,18 +11,30 @@ from __future__ import annotations
 
 import jax.numpy as jnp
 
-from primitives.registry import reduced, register
-from primitives.spec import Primitive
+from primitives.registry import reduced, unary
 
 
-def _reduction(name: str, fn, doc: str, guard: bool = False) -> None:
-    register(Primitive(name=name, arity=1, shape=reduced, guard=guard,
-                       apply=lambda p, a, b, c, w: fn(a, axis=-1, keepdims=True), doc=doc))
+@unary("RED_MEAN", shape=reduced, doc="mean over channels")
+def red_mean(a):
+    return jnp.mean(a, axis=-1, keepdims=True)
 
 
-_reduction("RED_MEAN", jnp.mean, "mean over channels")
-_reduction("RED_SUM", jnp.sum, "sum over channels")
-_reduction("RED_MIN", jnp.min, "min over channels")
-_reduction("RED_MAX", jnp.max, "max over channels")
-_reduction("RED_PROD", jnp.prod, "product over channels (overflow goes to +-max float)",
-           guard=True)
+@unary("RED_SUM", shape=reduced, doc="sum over channels")
+def red_sum(a):
+    return jnp.sum(a, axis=-1, keepdims=True)
+
+
+@unary("RED_MIN", shape=reduced, doc="min over channels")
+def red_min(a):
+    return jnp.min(a, axis=-1, keepdims=True)
+
+
+@unary("RED_MAX", shape=reduced, doc="max over channels")
+def red_max(a):
+    return jnp.max(a, axis=-1, keepdims=True)
+
+
+@unary("RED_PROD", shape=reduced, guard=True,
+       doc="product over channels (overflow goes to +-max float)")
+def red_prod(a):
+    return jnp.prod(a, axis=-1, keepdims=True)

@@ -75,10 +75,12 @@ class Width:
 # Shape rule: (width of input 1, width of input 2, instruction dim) -> output width.
 ShapeRule = Callable[[Width, Width, Fraction], Width]
 # Parameter init: (numpy Generator, in_width_1, out_width) -> dict of float32 numpy arrays.
-# Initialisation runs on the host: it costs no XLA compile, and a seed fixes it.
+# Initialisation runs on the host: it costs no XLA compile, and a seed fixes it. A named
+# module-level function, or a ``functools.partial`` of one with keyword arguments only.
 InitFn = Callable[[Any, int, int], dict]
-# Apply: (params or None, x1, x2, const, out_width) -> y. Inputs are [B, T, C].
-ApplyFn = Callable[..., Any]
+# The computation: a named module-level function with the natural signature
+# ``fn(x1[, x2][, const][, params][, out_width])`` (see ``Primitive.arguments``).
+Fn = Callable[..., Any]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -93,10 +95,15 @@ class Primitive:
       mixes_sequence: the op combines different positions. Such an op must be causal by
         construction; the causality test checks every one of them.
       shape: the shape rule.
-      apply: the pure JAX function ``apply(params, x1, x2, const, out_width) -> y``.
-        ``x2`` has already been fitted to the width the op asks for (see ``fit_input2``).
-      init: parameter initialiser, ``None`` for ops without trainable parameters.
-      fit_input2: how input 2 is resized before ``apply``: ``"x1"`` to the width of input
+      fn: what the op computes, a pure JAX function defined at module level (its source is
+        copied into exported blocks, see :mod:`primitives.source`). It takes the inputs,
+        then the constant if the op reads one, then its parameters if it has them, then
+        the output width if it reads it: ``fn(x1[, x2][, const][, params][, out_width])``.
+        Inputs are ``[batch, seq, channels]``, already fitted as the fields below say.
+      init: parameter initialiser ``init(rng, in_width, out_width) -> {name: array}``
+        drawing from a numpy Generator; ``None`` for ops without trainable parameters.
+      reads_width: ``fn`` takes the output width (``max(1, round(dim * unit))``).
+      fit_input2: how input 2 is resized before ``fn``: ``"x1"`` to the width of input
         1 (elementwise ops), ``None`` to leave it alone.
       fit_input1_to_seq: MAT_MUL reads input 1 as a ``[seq, seq]`` matrix per batch row,
         so input 1 is resized to ``seq`` channels.
@@ -111,12 +118,13 @@ class Primitive:
     name: str
     arity: int
     shape: ShapeRule
-    apply: ApplyFn
+    fn: Fn
     doc: str
     reads_const: bool = False
     reads_dim: bool = False
     mixes_sequence: bool = False
     init: InitFn | None = None
+    reads_width: bool = False
     fit_input2: Literal["x1"] | None = None
     fit_input1_to_seq: bool = False
     guard: bool = False
@@ -136,3 +144,14 @@ class Primitive:
         if self.reads_dim:
             fields.add("dim")
         return frozenset(fields)
+
+    def arguments(self, x1, x2, const, params, out_width) -> list:
+        """The arguments of :attr:`fn`, in order, among those an instruction offers."""
+        args = [x1, x2] if self.arity == 2 else [x1]
+        if self.reads_const:
+            args.append(const)
+        if self.has_params:
+            args.append(params)
+        if self.reads_width:
+            args.append(out_width)
+        return args

@@ -1,5 +1,7 @@
 """The shared suite every primitive runs: shapes, dtypes, finiteness, and definitions."""
 
+import dataclasses
+import functools
 import math
 
 import jax
@@ -9,7 +11,9 @@ import pytest
 
 import primitives
 from primitives import _numerics as num
-from primitives.spec import SEQ, ShapeError, Width
+from primitives import registry
+from primitives.source import standalone_source
+from primitives.spec import SEQ, Primitive, ShapeError, Width
 
 B, T, C = 2, 8, 6
 OUT_WIDTH = 5
@@ -180,3 +184,51 @@ def test_convolutions(k):
     y = primitives.run(conv, {"kernel": jnp.asarray(w)}, jnp.asarray(x), jnp.asarray(x), 0.0, 4)
     ref = sum(pad[:, k - 1 - i: k - 1 - i + 40] @ w[i] for i in range(k))
     np.testing.assert_allclose(np.asarray(y), ref, rtol=1e-4, atol=1e-4)
+
+
+# ---- registration: every primitive is a named function the exporter can copy -------------
+
+@pytest.mark.parametrize("name", primitives.names())
+def test_source_stands_alone(name):
+    """The function and initialiser copy into a module that imports only jax, jnp, np."""
+    prim = primitives.get(name)
+    fns = [prim.fn] + ([prim.init] if prim.has_params else [])
+    namespace = {"jax": jax, "jnp": jnp, "np": np}
+    exec(standalone_source(fns), namespace)  # noqa: S102 - the engine's own source
+    assert namespace[prim.fn.__name__] is not prim.fn
+    x1, x2 = jnp.asarray(ADVERSARIAL["normal"]), jnp.asarray(ADVERSARIAL["normal"][::-1])
+    params = _params(prim)
+    copy = dataclasses.replace(prim, fn=namespace[prim.fn.__name__])
+    np.testing.assert_array_equal(primitives.run(copy, params, x1, x2, 1.5, OUT_WIDTH),
+                                  primitives.run(prim, params, x1, x2, 1.5, OUT_WIDTH))
+
+
+def _dense_like(a, params):
+    return a @ params["kernel"]
+
+
+def test_registration_refuses_what_cannot_be_exported(monkeypatch):
+    monkeypatch.setattr(registry, "_REGISTRY", dict(registry._REGISTRY))
+    spec = dict(arity=1, shape=registry.same_width, doc="test")
+    with pytest.raises(ValueError, match="named function defined at module level"):
+        primitives.register(Primitive(name="LAMBDA", fn=lambda a: a, **spec))
+    with pytest.raises(ValueError, match="must take 1 positional arguments"):
+        primitives.register(Primitive(name="NO_PARAMS", fn=_dense_like, **spec))
+    with pytest.raises(ValueError, match="keyword arguments only"):
+        primitives.register(Primitive(name="BAD_INIT", fn=_dense_like,
+                                      init=functools.partial(_dense_like, 1), **spec))
+
+
+def test_copied_code_may_use_only_jax_jnp_and_np():
+    with pytest.raises(ValueError, match="uses the module math"):
+        standalone_source([_uses_math])
+    with pytest.raises(ValueError, match="uses 'Width', a type"):
+        standalone_source([_uses_a_class])
+
+
+def _uses_math(a):
+    return a * math.pi
+
+
+def _uses_a_class(a):
+    return Width.rel(1)
