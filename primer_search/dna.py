@@ -23,14 +23,16 @@ parallel on the same arguments, each branch with its own parameters and a width 
 attention, with per-head projections living inside the head subprogram. The callee must
 return a width relative to the unit.
 
-This module imports no JAX: DNA is data. Validation, pruning and the canonical form live
-in :mod:`primer_search.validate`; compilation in :mod:`primer_search.compiler`.
+This module imports no JAX: DNA is data. What needs the op vocabulary (which fields an
+op reads, whether its input widths fit) imports :mod:`primitives` when it is first used:
+:func:`fields_read`, :func:`validate` and :func:`output_width`. Pruning and the canonical
+form live in :mod:`primer_search.validate`, which builds on this module (never the other
+way round); compilation in :mod:`primer_search.compiler`.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import math
 import os
 from collections.abc import Iterable
@@ -46,8 +48,14 @@ __all__ = [
     "DNAError",
     "Instruction",
     "Subprogram",
+    "fields_read",
+    "format_instruction",
     "load_dna",
+    "main_width",
+    "output_width",
     "save_dna",
+    "to_text",
+    "validate",
 ]
 
 CALL = "CALL"
@@ -179,18 +187,11 @@ class DNA:
                                            for i, row in enumerate(sub))))
         return DNA(tuple(parsed))
 
-    def fingerprint_text(self) -> str:
-        """sha256 of the serialised bytes (use the canonical form to compare programs)."""
-        return hashlib.sha256(self.to_bytes()).hexdigest()
-
     # ---- reading ---------------------------------------------------------------------
 
     def __str__(self) -> str:
         """The program as readable code; each op shows only the fields it reads."""
-        import primitives  # the vocabulary imports JAX; DNA as data does not need it
-
-        return to_text(self, reads_of=lambda op: primitives.get(op).reads()
-                       if primitives.is_primitive(op) else None)
+        return to_text(self)
 
 
 def _parse_instruction(s: int, i: int, row) -> Instruction:
@@ -248,20 +249,42 @@ def check_structure(dna: DNA) -> None:
                 raise DNAError(f"{where}: heads={ins.heads}, but only CALL runs in branches")
 
 
+# ---- which fields an instruction reads ---------------------------------------------------
+
+# A call reads its two arguments, its target and its head count.
+CALL_FIELDS = frozenset({"in1", "in2", "target", "heads"})
+# An op the vocabulary does not know is taken to read every operand field.
+ALL_OPERANDS = frozenset({"in1", "in2", "const", "dim"})
+
+
+def fields_read(ins: Instruction) -> frozenset[str]:
+    """The fields ``ins`` reads: a call's are :data:`CALL_FIELDS`, a primitive's are what
+    its spec says (:meth:`primitives.Primitive.reads`), an unknown op's all operands.
+
+    The one answer to the question, for printing, mutating and canonicalising alike: a
+    field an instruction does not read is neither shown, mutated nor kept.
+    """
+    if ins.is_call:
+        return CALL_FIELDS
+    import primitives  # the vocabulary imports JAX; DNA as data does not need it
+
+    return primitives.get(ins.op).reads() if primitives.is_primitive(ins.op) else ALL_OPERANDS
+
+
 # ---- readable text ------------------------------------------------------------------
 
 def _fmt_dim(d: Fraction) -> str:
     return "d" if d == 1 else f"{d}d" if d.denominator == 1 else f"({d})d"
 
 
-def format_instruction(i: int, ins: Instruction, reads: frozenset[str] | None = None) -> str:
-    """``h{i+2} = OP(h.., h.., c=.., dim=..)``; ``reads`` limits the fields shown."""
+def format_instruction(i: int, ins: Instruction) -> str:
+    """``h{i+2} = OP(h.., h.., c=.., dim=..)``, showing only the fields ``ins`` reads."""
     if ins.is_call:
         args = [f"h{ins.in1}"] if ins.in1 == ins.in2 else [f"h{ins.in1}", f"h{ins.in2}"]
         if ins.heads != 1:
             args.append(f"heads={ins.heads}")
         return f"h{i + 2} = sub{ins.target}({', '.join(args)})"
-    reads = reads if reads is not None else frozenset({"in1", "in2", "const", "dim"})
+    reads = fields_read(ins)
     args = [f"h{ins.in1}"]
     if "in2" in reads:
         args.append(f"h{ins.in2}")
@@ -272,22 +295,99 @@ def format_instruction(i: int, ins: Instruction, reads: frozenset[str] | None = 
     return f"h{i + 2} = {ins.op}({', '.join(args)})"
 
 
-def to_text(dna: DNA, reads_of=None) -> str:
-    """The program as readable code, one line per instruction.
-
-    ``reads_of(op) -> fields`` hides the fields an op ignores; the validator passes the
-    primitive registry's, and without it every field is shown.
-    """
+def to_text(dna: DNA) -> str:
+    """The program as readable code, one line per instruction."""
     lines = []
     for s, sub in enumerate(dna.subprograms):
         name = "main" if s == 0 else f"sub{s}"
         lines.append(f"def {name}(h0, h1):")
         for i, ins in enumerate(sub.instructions):
-            reads = None if ins.is_call or reads_of is None else reads_of(ins.op)
-            lines.append("    " + format_instruction(i, ins, reads))
+            lines.append("    " + format_instruction(i, ins))
         lines.append(f"    return h{len(sub) + 1}")
         lines.append("")
     return "\n".join(lines).rstrip() + "\n"
+
+
+# ---- widths against the op vocabulary ---------------------------------------------------
+
+def main_width():
+    """The width MAIN reads and returns, the model width: ``Width.rel(1)``."""
+    from primitives.spec import Width
+
+    return Width.rel(1)
+
+
+def _where(s: int, i: int, ins: Instruction) -> str:
+    return f"subprogram {s}, instruction {i} ({format_instruction(i, ins)})"
+
+
+def _unknown_op(s: int, i: int, ins: Instruction) -> DNAError:
+    import primitives
+
+    return DNAError(f"{_where(s, i, ins)}: unknown op {ins.op!r}; known ops: "
+                    f"CALL, {', '.join(primitives.names())}")
+
+
+def output_width(dna: DNA, sub: int, w0, w1, _memo=None):
+    """The symbolic width (a :class:`primitives.Width`) that a subprogram returns for
+    argument widths ``w0``, ``w1``.
+
+    Raises :class:`DNAError` at the first instruction whose op rejects its inputs.
+    """
+    import primitives
+    from primitives.spec import REL, ShapeError
+
+    memo = {} if _memo is None else _memo
+    key = (sub, w0, w1)
+    if key in memo:
+        return memo[key]
+    widths = [w0, w1]
+    for i, ins in enumerate(dna.subprograms[sub].instructions):
+        a, b = widths[ins.in1], widths[ins.in2]
+        if ins.is_call:
+            out = output_width(dna, ins.target, a, b, memo)
+            if ins.heads > 1 and out.kind != REL:
+                raise DNAError(f"{_where(sub, i, ins)}: a call with heads={ins.heads} "
+                               f"concatenates its branches, so subprogram {ins.target} must "
+                               f"return a width relative to its unit, but it returns {out}")
+        else:
+            if not primitives.is_primitive(ins.op):
+                raise _unknown_op(sub, i, ins)
+            try:
+                out = primitives.get(ins.op).shape(a, b, ins.dim)
+            except ShapeError as e:
+                raise DNAError(f"{_where(sub, i, ins)}: {e} (input widths: {a}, {b})") from None
+        widths.append(out)
+    memo[key] = widths[-1]
+    return widths[-1]
+
+
+def validate(dna: DNA) -> DNA:
+    """Check ``dna`` against the op vocabulary; return it unchanged, or raise
+    :class:`DNAError` naming the subprogram, the instruction and the problem:
+
+    * every op is known (structure was checked when the DNA was built);
+    * every op accepts the widths of its inputs (see :class:`primitives.Width`); every
+      subprogram is shape-checked where it is called, uncalled ones are dead code;
+    * MAIN maps ``[batch, seq, d_model]`` to the same shape;
+    * a multi-head call's subprogram returns a width relative to its unit.
+    """
+    import primitives
+
+    if not isinstance(dna, DNA):
+        raise DNAError(f"expected a DNA, got {type(dna).__name__}")
+    for s, sub in enumerate(dna.subprograms):
+        for i, ins in enumerate(sub.instructions):
+            if not ins.is_call and not primitives.is_primitive(ins.op):
+                raise _unknown_op(s, i, ins)
+    out = output_width(dna, 0, main_width(), main_width())
+    if out != main_width():
+        raise DNAError(f"subprogram 0 (main) returns width {out}, but a block must map "
+                       "[batch, seq, d_model] to the same shape (width d)")
+    return dna
+
+
+_validate = validate  # for load_dna, whose flag of that name hides the function
 
 
 # ---- files --------------------------------------------------------------------------
@@ -314,8 +414,4 @@ def load_dna(path: str | os.PathLike, validate: bool = True) -> DNA:
         dna = DNA.from_bytes(data)
     except DNAError as e:
         raise DNAError(f"{os.fspath(path)}: {e}") from None
-    if validate:
-        from primer_search.validate import validate as _validate  # JAX-free callers skip this
-
-        _validate(dna)
-    return dna
+    return _validate(dna) if validate else dna

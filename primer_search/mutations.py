@@ -33,7 +33,6 @@ import random
 from collections.abc import Callable, Mapping
 from fractions import Fraction
 
-import primitives
 from primer_search.dna import (
     CALL,
     DNA,
@@ -41,6 +40,7 @@ from primer_search.dna import (
     DNAError,
     Instruction,
     Subprogram,
+    fields_read,
     format_instruction,
 )
 from primer_search.random_programs import DIM_BANK, RandomSpec, random_const, random_instruction
@@ -60,15 +60,6 @@ class MutationError(ValueError):
 
 # ---- small helpers ------------------------------------------------------------------
 
-def _reads(ins: Instruction) -> frozenset[str]:
-    """Fields an instruction reads (a call reads both inputs, its target and heads)."""
-    if ins.is_call:
-        return frozenset({"in1", "in2", "target", "heads"})
-    if primitives.is_primitive(ins.op):
-        return primitives.get(ins.op).reads()
-    return frozenset({"in1", "in2", "const", "dim"})  # unknown op: assume it reads all
-
-
 def _where(sub: int, index: int) -> str:
     return f"sub{sub}[{index}]"
 
@@ -81,10 +72,6 @@ def _op_text(ins: Instruction) -> str:
 
 def _dim_text(d: Fraction) -> str:
     return "d" if d == 1 else f"{d}d" if d.denominator == 1 else f"({d})d"
-
-
-def _ins_text(index: int, ins: Instruction) -> str:
-    return format_instruction(index, ins, None if ins.is_call else _reads(ins))
 
 
 def _remap(ins: Instruction, fix: Callable[[int], int]) -> Instruction:
@@ -191,7 +178,7 @@ def insert(rng: random.Random, dna: DNA, spec: RandomSpec) -> tuple[DNA, str] | 
     positions = [(s, i) for s, sub in enumerate(dna.subprograms) for i in range(len(sub) + 1)]
     s, i = rng.choice(positions)
     ins = random_instruction(rng, i, s, len(dna.subprograms), spec)
-    return insert_instruction(dna, s, i, ins), f"insert {_where(s, i)}: {_ins_text(i, ins)}"
+    return insert_instruction(dna, s, i, ins), f"insert {_where(s, i)}: {format_instruction(i, ins)}"
 
 
 def delete_insert(rng: random.Random, dna: DNA, spec: RandomSpec) -> tuple[DNA, str] | None:
@@ -223,7 +210,7 @@ def _new_op(rng: random.Random, ins: Instruction, position: int, prims: list[str
         target, heads = rng.choice(calls)
         return ins.replace(op=CALL, target=target, heads=heads)
     new = ins.replace(op=rng.choice(prims), target=0, heads=1)
-    fresh = _reads(new) - _reads(ins)
+    fresh = fields_read(new) - fields_read(ins)
     if "in2" in fresh:
         new = new.replace(in2=rng.randrange(position + 2))
     if "const" in fresh:
@@ -245,12 +232,12 @@ def change(rng: random.Random, dna: DNA, spec: RandomSpec) -> tuple[DNA, str] | 
     ins = dna.subprograms[s].instructions[i]
     prims, calls = _other_ops(ins, s, len(dna.subprograms), spec)
     fields = (["op"] if prims or calls else []) + [
-        f for f in ("in1", "in2", "const", "dim") if f in _reads(ins)]
+        f for f in ("in1", "in2", "const", "dim") if f in fields_read(ins)]
     field = rng.choice(fields)  # never empty: every op reads in1, and in1 has 2+ choices
     where = _where(s, i)
     if field == "op":
         new = _new_op(rng, ins, i, prims, calls, spec)
-        text = f"change {where} op {_op_text(ins)} -> {_op_text(new)}: {_ins_text(i, new)}"
+        text = f"change {where} op {_op_text(ins)} -> {_op_text(new)}: {format_instruction(i, new)}"
     elif field in ("in1", "in2"):
         old = getattr(ins, field)
         ref = rng.choice([r for r in range(i + 2) if r != old])
@@ -320,7 +307,7 @@ def perturb(rng: random.Random, dna: DNA, spec: RandomSpec) -> tuple[DNA, str] |
     C_ADD) and all dimensions read (convolutions): see :func:`perturb_const` and
     :func:`perturb_dim`."""
     sites = [(s, i, f) for s, i in _sites(dna)
-             for f in ("const", "dim") if f in _reads(dna.subprograms[s].instructions[i])]
+             for f in ("const", "dim") if f in fields_read(dna.subprograms[s].instructions[i])]
     if not sites:
         return None
     s, i, field = rng.choice(sites)

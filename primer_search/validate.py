@@ -1,12 +1,10 @@
-"""Static validation, dead-code pruning and the canonical form of a DNA.
+"""Dead-code pruning and the canonical form of a DNA (and the public home of validation).
 
-``validate(dna)`` checks, before anything is compiled or trained:
-
-* every op is known and every input refers to an earlier state;
-* calls go only to higher-numbered subprograms (so the call graph is acyclic);
-* every op accepts the widths of its inputs (see :class:`primitives.Width`);
-* MAIN maps ``[batch, seq, d_model]`` to the same shape;
-* a multi-head call's subprogram returns a width relative to its unit.
+``validate(dna)`` checks a DNA against the op vocabulary before anything is compiled or
+trained (ops known, input widths accepted, MAIN maps ``[batch, seq, d_model]`` to the same
+shape, multi-head callees return relative widths); it and ``output_width`` are defined in
+:mod:`primer_search.dna`, next to the loader that validates files, and are re-exported
+here, where callers have always found them.
 
 ``canonical(dna)`` prunes dead code and unreachable subprograms, resets the fields an op
 does not read, writes MAIN's ``h1`` as ``h0`` (both are the block input), and renumbers
@@ -20,72 +18,20 @@ import hashlib
 from fractions import Fraction
 
 import primitives
-from primer_search.dna import DNA, DNAError, Instruction, Subprogram, format_instruction
-from primitives.spec import REL, ShapeError, Width
+from primer_search.dna import (
+    DNA,
+    Instruction,
+    Subprogram,
+    fields_read,
+    main_width,
+    output_width,
+    validate,
+)
 
-__all__ = ["canonical", "dna_hash", "output_width", "readable", "validate"]
+__all__ = ["MAIN_WIDTH", "canonical", "dna_hash", "output_width", "readable", "validate"]
 
-MAIN_WIDTH = Width.rel(1)
-
-
-def _reads(ins: Instruction) -> frozenset[str]:
-    if ins.is_call:
-        return frozenset({"in1", "in2", "target", "heads"})
-    return primitives.get(ins.op).reads()
-
-
-def _where(s: int, i: int, ins: Instruction) -> str:
-    reads = None if ins.is_call else _reads(ins) if primitives.is_primitive(ins.op) else None
-    return f"subprogram {s}, instruction {i} ({format_instruction(i, ins, reads)})"
-
-
-def output_width(dna: DNA, sub: int, w0: Width, w1: Width, _memo=None) -> Width:
-    """The symbolic width a subprogram returns for argument widths ``w0``, ``w1``.
-
-    Raises :class:`DNAError` at the first instruction whose op rejects its inputs.
-    """
-    memo = {} if _memo is None else _memo
-    key = (sub, w0, w1)
-    if key in memo:
-        return memo[key]
-    widths = [w0, w1]
-    for i, ins in enumerate(dna.subprograms[sub].instructions):
-        a, b = widths[ins.in1], widths[ins.in2]
-        if ins.is_call:
-            out = output_width(dna, ins.target, a, b, memo)
-            if ins.heads > 1 and out.kind != REL:
-                raise DNAError(f"{_where(sub, i, ins)}: a call with heads={ins.heads} "
-                               f"concatenates its branches, so subprogram {ins.target} must "
-                               f"return a width relative to its unit, but it returns {out}")
-        else:
-            if not primitives.is_primitive(ins.op):
-                raise DNAError(f"{_where(sub, i, ins)}: unknown op {ins.op!r}; known ops: "
-                               f"CALL, {', '.join(primitives.names())}")
-            try:
-                out = primitives.get(ins.op).shape(a, b, ins.dim)
-            except ShapeError as e:
-                raise DNAError(f"{_where(sub, i, ins)}: {e} (input widths: {a}, {b})") from None
-        widths.append(out)
-    memo[key] = widths[-1]
-    return widths[-1]
-
-
-def validate(dna: DNA) -> DNA:
-    """Check ``dna`` (see module doc); return it unchanged, or raise :class:`DNAError`."""
-    if not isinstance(dna, DNA):
-        raise DNAError(f"expected a DNA, got {type(dna).__name__}")
-    # Structure (references, call order, field ranges) was checked when the DNA was built.
-    # Every subprogram is shape-checked where it is called; uncalled ones are dead code.
-    for s, sub in enumerate(dna.subprograms):
-        for i, ins in enumerate(sub.instructions):
-            if not ins.is_call and not primitives.is_primitive(ins.op):
-                raise DNAError(f"{_where(s, i, ins)}: unknown op {ins.op!r}; known ops: "
-                               f"CALL, {', '.join(primitives.names())}")
-    out = output_width(dna, 0, MAIN_WIDTH, MAIN_WIDTH)
-    if out != MAIN_WIDTH:
-        raise DNAError(f"subprogram 0 (main) returns width {out}, but a block must map "
-                       "[batch, seq, d_model] to the same shape (width d)")
-    return dna
+# The width MAIN reads and returns: the model width.
+MAIN_WIDTH = main_width()
 
 
 # ---- pruning and the canonical form -------------------------------------------------
@@ -117,7 +63,7 @@ def _normalise(ins: Instruction, uses: tuple[bool, bool] | None) -> Instruction:
         in1 = ins.in1 if uses[0] else ins.in2 if uses[1] else 0
         in2 = ins.in2 if uses[1] else in1
         return Instruction("CALL", in1, in2, target=ins.target, heads=ins.heads)
-    reads = primitives.get(ins.op).reads()
+    reads = fields_read(ins)
     return Instruction(ins.op, ins.in1, ins.in2 if "in2" in reads else 0,
                        ins.const if "const" in reads else 0.0,
                        ins.dim if "dim" in reads else Fraction(1))

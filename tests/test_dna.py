@@ -18,6 +18,8 @@ from primer_search.dna import (
     FORMAT_VERSION,
     DNAError,
     Instruction,
+    fields_read,
+    format_instruction,
     load_dna,
     save_dna,
 )
@@ -31,10 +33,11 @@ def packed(subprograms, version=FORMAT_VERSION, fmt=FORMAT):
     return msgpack.packb({"format": fmt, "version": version, "subprograms": subprograms})
 
 
-def test_dna_module_imports_no_jax():
-    code = "import sys, primer_search.dna; print('jax' in sys.modules)"
+def test_dna_module_imports_no_jax_and_not_the_validator():
+    code = ("import sys, primer_search.dna; "
+            "print('jax' in sys.modules, 'primer_search.validate' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "False"
+    assert out.stdout.strip() == "False False"
 
 
 def test_dna_is_immutable_and_hashable():
@@ -174,3 +177,13 @@ def test_fuzz_truncated_and_corrupted_files(seed, cut):
             validate(DNA.from_bytes(data))
         except DNAError:
             pass
+
+
+def test_fields_read_is_one_answer_for_calls_primitives_and_unknown_ops():
+    assert fields_read(I(CALL, 0, 0, target=1)) == {"in1", "in2", "target", "heads"}
+    assert fields_read(I("C_MUL", 0)) == {"in1", "const"}
+    assert fields_read(I("CONV_1X1", 0)) == {"in1", "dim"}
+    assert fields_read(I("ADD", 0, 1)) == {"in1", "in2"}
+    assert fields_read(I("FROBNICATE", 0)) == {"in1", "in2", "const", "dim"}
+    # Printing shows exactly the fields read.
+    assert format_instruction(0, I("C_MUL", 1, 1, const=2.0, dim=3)) == "h2 = C_MUL(h1, c=2)"
