@@ -1,8 +1,8 @@
 """Fused implementations of well-known subprograms.
 
 The vocabulary has no softmax or ReLU, so programs write them as subprograms (see
-:mod:`primer_search.seeds`). Interpreted op by op they compute the right values, but XLA
-then keeps several ``[batch, seq, seq]`` masks per head for the backward pass (the
+:mod:`primer_search.patterns`, which the seeds write them with). Interpreted op by op
+they compute the right values, but XLA then keeps several ``[batch, seq, seq]`` masks per head for the backward pass (the
 gradient of RED_MAX, of the EXP clamp, of MAX's tie-splitting, of DIVIDE's guard): the
 Transformer seed trained about 25% slower than a hand-written Flax model with the same
 FLOPs. When a subprogram is *exactly* one of these patterns, the compiler runs the
@@ -30,7 +30,8 @@ import jax.numpy as jnp
 
 from primer_search.builder import ProgramBuilder
 from primer_search.dna import Subprogram
-from primitives import _numerics as num
+from primer_search.patterns import write_relu, write_softmax
+from primitives._numerics import MASK_VALUE, causal_mask
 
 __all__ = ["FUSIONS", "fused"]
 
@@ -42,18 +43,15 @@ def _pattern(write) -> Subprogram:
 
 
 def _softmax(x):
-    visible = num.causal_mask(x.shape[1], x.shape[-1])
-    return jax.nn.softmax(jnp.where(visible, x, num.MASK_VALUE), axis=-1)
+    visible = causal_mask(x.shape[1], x.shape[-1])
+    return jax.nn.softmax(jnp.where(visible, x, MASK_VALUE), axis=-1)
 
 
-def _patterns() -> dict[Subprogram, tuple[str, Callable]]:
-    from primer_search.seeds import write_relu, write_softmax
-
-    return {_pattern(write_softmax): ("softmax", _softmax),
-            _pattern(write_relu): ("relu", jax.nn.relu)}
-
-
-FUSIONS = _patterns()
+# Each pattern's subprogram -> (name, the function that runs it).
+FUSIONS: dict[Subprogram, tuple[str, Callable]] = {
+    _pattern(write_softmax): ("softmax", _softmax),
+    _pattern(write_relu): ("relu", jax.nn.relu),
+}
 
 
 def fused(sub: Subprogram) -> tuple[str, Callable] | None:

@@ -43,10 +43,17 @@ from fractions import Fraction
 
 from primer_search.builder import ProgramBuilder, SubBuilder
 from primer_search.dna import DNA
+from primer_search.patterns import (
+    write_gelu,
+    write_layer_norm,
+    write_primer_norm,
+    write_relu,
+    write_rms_norm,
+    write_softmax,
+    write_swish,
+)
 
 __all__ = ["get", "names", "register"]
-
-LN_EPS = 1e-6
 
 _SEEDS: dict[str, Callable[..., DNA]] = {}
 
@@ -69,59 +76,7 @@ def get(name: str, **kwargs) -> DNA:
     return fn(**kwargs)
 
 
-# ---- shared subprograms -------------------------------------------------------------
-
-def write_layer_norm(s: SubBuilder) -> None:
-    """LN(x) = (x - mean) / sqrt(var + eps) * g + b, over channels."""
-    mean = s("RED_MEAN", s.h0)
-    centred = s("DIFFERENCE", s.h0, mean)
-    var = s("RED_MEAN", s("SQUARE", centred))
-    std = s("ABS_ROOT", s("C_ADD", var, c=LN_EPS))
-    s("SHIFT", s("SCALE", s("DIVIDE", centred, std)))
-
-
-def write_softmax(s: SubBuilder) -> None:
-    """Causal softmax over the key axis of a score state."""
-    masked = s("MASK", s.h0)
-    shifted = s("DIFFERENCE", masked, s("RED_MAX", masked))
-    e = s("EXP", shifted)
-    s("DIVIDE", e, s("RED_SUM", e))
-
-
-def write_relu(s: SubBuilder) -> None:
-    s("MAX", s.h0, s("C_MUL", s.h0, c=0.0))
-
-
-def write_rms_norm(s: SubBuilder) -> None:
-    """RMSNorm(x) = x / sqrt(mean(x^2) + eps) * g (Zhang & Sennrich 2019)."""
-    ms = s("RED_MEAN", s("SQUARE", s.h0))
-    s("SCALE", s("DIVIDE", s.h0, s("ABS_ROOT", s("C_ADD", ms, c=LN_EPS))))
-
-
-def write_primer_norm(s: SubBuilder) -> None:
-    """Primer's norm: (x - mean) / sqrt(mean(x * (x - mean)) + eps) * g + b. The
-    pseudo-variance equals the variance in exact arithmetic."""
-    centred = s("DIFFERENCE", s.h0, s("RED_MEAN", s.h0))
-    pseudo_var = s("RED_MEAN", s("MULTIPLY", s.h0, centred))
-    std = s("ABS_ROOT", s("C_ADD", pseudo_var, c=LN_EPS))
-    s("SHIFT", s("SCALE", s("DIVIDE", centred, std)))
-
-
-GELU_C = 0.7978845608028654  # sqrt(2 / pi)
-
-
-def write_gelu(s: SubBuilder) -> None:
-    """GELU(z) ~ 0.5 z (1 + tanh(sqrt(2/pi) (z + 0.044715 z^3))) (Hendrycks & Gimpel)."""
-    cube = s("MULTIPLY", s.h0, s("SQUARE", s.h0))
-    inner = s("C_MUL", s("ADD", s.h0, s("C_MUL", cube, c=0.044715)), c=GELU_C)
-    half = s("C_MUL", s("C_ADD", s("TANH", inner), c=1.0), c=0.5)
-    s("MULTIPLY", s.h0, half)
-
-
-def write_swish(s: SubBuilder) -> None:
-    """Swish_1(z) = z * sigmoid(z) (also called SiLU)."""
-    s("MULTIPLY", s.h0, s("SIGMOID", s.h0))
-
+# ---- shared subprograms (single-subprogram patterns are in primer_search.patterns) ----
 
 def write_attention_head(s: SubBuilder, softmax: SubBuilder, dconv: str | None = None) -> None:
     """One head: Q, K, V projections (optionally each followed by a causal depthwise

@@ -11,7 +11,7 @@ from primer_search.builder import ProgramBuilder
 from primer_search.dna import DNA, Subprogram
 from primer_search.fingerprint import fingerprint
 from primer_search.mutations import swap_instructions
-from primer_search.seeds import write_layer_norm, write_relu, write_softmax
+from primer_search.patterns import write_layer_norm, write_relu, write_softmax
 
 WIDTH = 64
 
