@@ -17,7 +17,8 @@ import statistics
 import sys
 
 from primer_search import seeds as seed_library
-from primer_search.evaluate import BudgetConfig, Evaluator, FitnessConfig, ModelConfig
+from primer_search.evaluate import Evaluator
+from primer_search.fitness_config import BudgetConfig, FitnessConfig, ModelConfig
 
 # --quick: tiny budgets and a small evaluation set, for smoke tests.
 QUICK = {"steps": 5, "seconds": 1.0, "seeds": 1, "eval_tokens": 1024}
@@ -44,8 +45,7 @@ def run(base: FitnessConfig, blocks, budgets, num_seeds: int) -> list[dict]:
         for block in blocks:
             results = []
             for seed in range(num_seeds):
-                evaluator.config = dataclasses.replace(base, budget=budget, seed=seed)
-                r = evaluator.evaluate(seed_library.get(block))
+                r, _ = evaluator.evaluate(seed_library.get(block), seed=seed, budget=budget)
                 done = f"[{len(rows) * num_seeds + seed + 1}/{total}] {budget_name}, {block}, seed {seed}"
                 if r.failed:
                     log(f"{done}: FAILED {r.status}: {r.reason}")

@@ -54,9 +54,10 @@ from flax_transformer import FlaxLM, params_from_dna
 
 from primer_search import seeds
 from primer_search.builder import ProgramBuilder
-from primer_search.model import LMConfig, build_lm
+from primer_search.fitness_config import ModelConfig, OptimConfig
+from primer_search.model import build_lm
 from primer_search.random_programs import RandomSpec, random_dna
-from primer_search.train import OptimConfig, TrainState, make_optimizer, make_steps
+from primer_search.train import TrainState, make_optimizer, make_steps
 
 # Compile-latency config (small, so 20+ programs compile quickly).
 COMPILE_CFG = {"d_model": 128, "num_layers": 2, "seq": 64, "batch": 8, "vocab": 1024}
@@ -70,8 +71,9 @@ def log(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 
 
-def lm_config(c: dict) -> LMConfig:
-    return LMConfig(vocab_size=c["vocab"], d_model=c["d_model"], num_layers=c["num_layers"])
+def lm_config(c: dict) -> tuple[ModelConfig, int]:
+    """The model config and vocabulary size of a benchmark config."""
+    return ModelConfig(d_model=c["d_model"], num_layers=c["num_layers"]), c["vocab"]
 
 
 def make_batch(c: dict, seed: int = 0):
@@ -81,10 +83,10 @@ def make_batch(c: dict, seed: int = 0):
 
 # ---- part 1: DNA -> first train step -------------------------------------------------
 
-def time_first_step(dna, cfg: LMConfig, batch, optimizer) -> dict:
+def time_first_step(dna, cfg: tuple[ModelConfig, int], batch, optimizer) -> dict:
     """Build, jit, init and run one train step; times and the first loss."""
     t0 = time.perf_counter()
-    model = build_lm(dna, cfg)
+    model = build_lm(dna, *cfg)
     init_state, train_step, _ = make_steps(model, optimizer)
     state = jax.block_until_ready(init_state(0, batch))
     t1 = time.perf_counter()
@@ -216,11 +218,11 @@ def step_benchmark(steps: int, repeats: int, optimizer, with_loop: bool,
     cfg, batch = lm_config(c), make_batch(c, seed=1)
     tokens_per_step = c["batch"] * c["seq"]
 
-    dna_model = build_lm(seeds.get("transformer"), cfg)
+    dna_model = build_lm(seeds.get("transformer"), *cfg)
     dna_params = _perturb(dna_model.init(0, batch[:, :-1]), jax.random.PRNGKey(1))
-    models = {"dna": dna_model, "flax": FlaxLM(cfg, scan=True)}
+    models = {"dna": dna_model, "flax": FlaxLM(*cfg, scan=True)}
     if with_loop:
-        models["flax_loop"] = FlaxLM(cfg, scan=False)
+        models["flax_loop"] = FlaxLM(*cfg, scan=False)
 
     params, first = {"dna": dna_params}, {"dna": {"mapped": True}}
     for name, model in models.items():

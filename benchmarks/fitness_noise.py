@@ -24,7 +24,6 @@ The smallest difference the search can tell apart, two ways:
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import itertools
 import json
 import math
@@ -94,8 +93,7 @@ def main(argv=None) -> int:
     for name, how, dna in programs(args.mutants, config):
         values, statuses = [], []
         for seed in range(args.seeds):
-            evaluator.config = dataclasses.replace(config.fitness, seed=seed)
-            r = evaluator.evaluate(dna)
+            r, _ = evaluator.evaluate(dna, seed=seed)
             statuses.append(r.status)
             print(f"{name} seed {seed}: {r.status} {r.fitness:.2f}", file=sys.stderr, flush=True)
             if not r.failed:

@@ -37,7 +37,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from primer_search.model import LMConfig, sinusoids
+from primer_search.fitness_config import ModelConfig
+from primer_search.model import sinusoids
 
 __all__ = ["Block", "FlaxLM", "TransformerLM", "params_from_dna"]
 
@@ -111,7 +112,8 @@ class TransformerLM(nn.Module):
 class FlaxLM:
     """``LanguageModel``-compatible wrapper: ``init`` returns the bare params tree."""
 
-    config: LMConfig
+    config: ModelConfig
+    vocab_size: int
     heads: int = 4
     d_ff: int = 4
     scan: bool = True
@@ -119,7 +121,7 @@ class FlaxLM:
     @property
     def module(self) -> TransformerLM:
         c = self.config
-        return TransformerLM(c.vocab_size, c.d_model, c.num_layers, self.heads, self.d_ff,
+        return TransformerLM(self.vocab_size, c.d_model, c.num_layers, self.heads, self.d_ff,
                              self.scan)
 
     def init(self, seed, tokens) -> dict[str, Any]:

@@ -20,7 +20,6 @@ evolution, hurdles as configured), then:
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import math
 import os
@@ -53,8 +52,9 @@ def run_search_for(config_name: str, overrides: list[str], store: Path):
 
 
 def analyse(cfg, store_path: Path, sample: int, seed: int = 0) -> dict:
-    from primer_search.evaluate import Evaluator, Status
+    from primer_search.evaluate import Evaluator
     from primer_search.hurdles import expected_cost
+    from primer_search.results import Status
     from primer_search.store import Store
 
     budget = cfg.fitness.budget
@@ -69,8 +69,7 @@ def analyse(cfg, store_path: Path, sample: int, seed: int = 0) -> dict:
     evaluator = Evaluator(cfg.fitness)
     retrained, mismatches = {}, []
     for c in chosen:
-        evaluator.config = dataclasses.replace(cfg.fitness, seed=c.seed)
-        r = evaluator.evaluate(c.dna)
+        r, _ = evaluator.evaluate(c.dna, seed=c.seed)
         print(f"#{c.id}: stopped at {c.result.stage_fitness[-1]:.1f}, full budget "
               f"{r.fitness:.1f} ({r.status})", file=sys.stderr, flush=True)
         seen, again = c.result.stage_fitness, r.stage_fitness[:len(c.result.stage_fitness)]

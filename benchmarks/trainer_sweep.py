@@ -30,8 +30,8 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
 from primer_search import seeds as seed_library
 from primer_search.data import DataConfig
-from primer_search.evaluate import BudgetConfig, Evaluator, FitnessConfig, ModelConfig
-from primer_search.train import OptimConfig
+from primer_search.evaluate import Evaluator
+from primer_search.fitness_config import BudgetConfig, FitnessConfig, ModelConfig, OptimConfig
 
 FULL_VALIDATION = 73_760  # PTB validation tokens with sentence ends
 
@@ -90,8 +90,10 @@ def main(argv=None) -> int:
         for block in blocks:
             values = []
             for seed in range(args.seeds):
-                evaluator.config = dataclasses.replace(base, optim=optim, seed=seed)
-                r = evaluator.evaluate(seed_library.get(block))
+                # Same loaded data, another optimiser: a new evaluator over its dataset.
+                r, _ = Evaluator(dataclasses.replace(base, optim=optim),
+                                 dataset=evaluator.dataset).evaluate(
+                    seed_library.get(block), seed=seed)
                 print(f"{label(setting)} {block} seed {seed}: {r.status} {r.fitness:.2f}",
                       file=sys.stderr, flush=True)
                 values.append(r.fitness)

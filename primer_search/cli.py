@@ -34,8 +34,7 @@ def resolve_dna(spec: str):
 
 def _fitness_config(args):
     from primer_search.data import DataConfig
-    from primer_search.evaluate import BudgetConfig, FitnessConfig, ModelConfig
-    from primer_search.train import OptimConfig
+    from primer_search.fitness_config import BudgetConfig, FitnessConfig, ModelConfig, OptimConfig
 
     optim = {k: v for k, v in (("learning_rate", args.lr), ("warmup_steps", args.warmup),
                                ("schedule", args.schedule)) if v is not None}
@@ -54,7 +53,7 @@ def cmd_train(args) -> int:
 
     dna = resolve_dna(args.dna)
     evaluator = Evaluator(_fitness_config(args))
-    result = evaluator.evaluate(dna)
+    result, _ = evaluator.evaluate(dna)
     if args.json:
         print(json.dumps({"dna": args.dna, **result.to_dict()}, default=_json_float))
     else:
@@ -230,8 +229,8 @@ def cmd_retrain(args) -> int:
 
 
 def cmd_export(args) -> int:
-    from primer_search.controller import weights_folder
     from primer_search.export import export
+    from primer_search.loop import weights_folder
 
     weights, shell = None, ""
     if args.store:

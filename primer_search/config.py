@@ -33,8 +33,8 @@ from typing import Any
 import dacite
 
 from primer_search.dna import DNA
-from primer_search.evaluate import FitnessConfig
 from primer_search.evolution import EvolutionConfig
+from primer_search.fitness_config import FitnessConfig
 
 __all__ = [
     "RESUMABLE_KEYS",

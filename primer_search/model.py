@@ -21,22 +21,11 @@ import numpy as np
 
 from primer_search.compiler import Block, as_rng, compile_block
 from primer_search.dna import DNA
+from primer_search.fitness_config import ModelConfig
 
-__all__ = ["LMConfig", "LanguageModel", "build_lm", "count_params", "layer_norm", "sinusoids"]
+__all__ = ["LanguageModel", "build_lm", "count_params", "layer_norm", "sinusoids"]
 
 LN_EPS = 1e-6
-
-
-@dataclasses.dataclass(frozen=True)
-class LMConfig:
-    """Size of the language model around the block."""
-
-    # Number of token types, including padding/unknown tokens.
-    vocab_size: int = 10_000
-    # Model width: the block maps [batch, seq, d_model] to the same shape.
-    d_model: int = 128
-    # How many copies of the block are stacked.
-    num_layers: int = 2
 
 
 def sinusoids(seq_len: int, d_model: int) -> np.ndarray:
@@ -60,7 +49,9 @@ def layer_norm(x, scale, bias, eps: float = LN_EPS):
 class LanguageModel:
     """``init(key, tokens) -> params`` and ``apply(params, tokens) -> logits``."""
 
-    config: LMConfig
+    config: ModelConfig
+    # Number of token types, including padding/unknown tokens (the data decides it).
+    vocab_size: int
     block: Block
 
     def init(self, seed, tokens) -> dict[str, Any]:
@@ -68,7 +59,7 @@ class LanguageModel:
         cfg = self.config
         rng = as_rng(seed)
         x = jax.ShapeDtypeStruct(tuple(tokens.shape) + (cfg.d_model,), jnp.float32)
-        embed = rng.standard_normal((cfg.vocab_size, cfg.d_model), np.float32)
+        embed = rng.standard_normal((self.vocab_size, cfg.d_model), np.float32)
         layers = [self.block.init(rng, x) for _ in range(cfg.num_layers)]
         params = {
             "embed": (embed * cfg.d_model ** -0.5).astype(np.float32),
@@ -95,8 +86,10 @@ class LanguageModel:
         return self.hidden(params, tokens) @ params["embed"].T
 
 
-def build_lm(dna: DNA, config: LMConfig) -> LanguageModel:
-    return LanguageModel(config=config, block=compile_block(dna, config.d_model))
+def build_lm(dna: DNA, config: ModelConfig, vocab_size: int) -> LanguageModel:
+    """The language model of ``config``'s size around ``dna``'s block."""
+    return LanguageModel(config=config, vocab_size=vocab_size,
+                         block=compile_block(dna, config.d_model))
 
 
 def count_params(params) -> int:

@@ -16,6 +16,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+from primer_search.results import Status  # noqa: E402
 from primer_search.store import Candidate, Store  # noqa: E402
 
 __all__ = ["fitness_over_time", "population_over_time", "outcomes", "pareto", "lineage",
@@ -30,8 +31,8 @@ def fitness_over_time(cands: list[Candidate], ax) -> None:
     """Each candidate's fitness in finishing order, with the running best."""
     xs = [i for i, c in enumerate(cands) if _finite(c)]
     ys = [cands[i].fitness for i in xs]
-    colours = ["tab:gray" if cands[i].status == "duplicate" else
-               "tab:orange" if cands[i].status == "hurdle" else "tab:blue" for i in xs]
+    colours = ["tab:gray" if cands[i].status == Status.DUPLICATE else
+               "tab:orange" if cands[i].status == Status.HURDLE else "tab:blue" for i in xs]
     ax.scatter(xs, ys, s=12, c=colours, alpha=0.7)
     best, run = math.inf, []
     for c in cands:
@@ -59,7 +60,7 @@ def outcomes(cands: list[Candidate], ax) -> None:
     """How candidates ended, with the commonest failure reasons in the labels."""
     counts = collections.Counter(c.status for c in cands)
     reasons = collections.Counter(c.result.reason.split(":")[0][:40] for c in cands
-                                  if c.result is not None and c.status not in ("ok", "duplicate")
+                                  if c.result is not None and c.status not in (Status.OK, Status.DUPLICATE)
                                   and c.result.reason)
     names = sorted(counts, key=counts.get, reverse=True)
     ax.barh(names, [counts[n] / len(cands) for n in names])
@@ -72,7 +73,7 @@ def outcomes(cands: list[Candidate], ax) -> None:
 def pareto(cands: list[Candidate], ax, cost: str) -> None:
     """Perplexity against a cost (``"step_time_s"`` or ``"num_params"``), front in red."""
     pts = sorted((getattr(c.result, cost), c.fitness, c.id) for c in cands
-                 if _finite(c) and c.status != "duplicate" and c.result is not None)
+                 if _finite(c) and c.status != Status.DUPLICATE and c.result is not None)
     if not pts:
         return
     ax.scatter([p[0] for p in pts], [p[1] for p in pts], s=12, alpha=0.6)

@@ -12,12 +12,12 @@ Already finished (candidate, seed) pairs are skipped, so an interrupted retrain 
 
 from __future__ import annotations
 
-import dataclasses
 import socket
 from typing import Callable
 
 from primer_search.config import config_from_dict
-from primer_search.evaluate import BudgetConfig, Evaluator
+from primer_search.fitness_config import BudgetConfig
+from primer_search.results import Status
 from primer_search.store import Store
 
 __all__ = ["retrain"]
@@ -33,23 +33,23 @@ def retrain(store_path, top: int, seeds: int, steps: int | None = None,
         old = cfg.fitness.budget
         budget = BudgetConfig(steps=steps if steps or seconds else old.steps,
                               seconds=seconds, stages=1, timeout_s=old.timeout_s)
-        fitness = dataclasses.replace(cfg.fitness, budget=budget)
         done = {(c.parent_id, c.seed) for c in store.finished(kind="retrain")}
         stale = {(c.parent_id, c.seed): c.id for c in store.all()
-                 if c.kind == "retrain" and c.status == "pending"}
+                 if c.kind == "retrain" and c.status == Status.PENDING}
         evaluator = None
         for cand in store.top(top):
             for seed in range(seeds):
                 if (cand.id, seed) in done:
                     continue
-                if evaluator is None:
-                    evaluator = Evaluator(fitness)
-                evaluator.config = dataclasses.replace(fitness, seed=seed)
+                if evaluator is None:  # loads the data: only when there is work
+                    from primer_search.evaluate import Evaluator
+
+                    evaluator = Evaluator(cfg.fitness)
                 cid = stale.get((cand.id, seed)) or store.add(
                     dna=cand.dna, parent_id=cand.id, mutation=f"retrain of {cand.id}",
                     dna_hash=cand.dna_hash, fingerprint=cand.fingerprint, kind="retrain",
                     seed=seed)
-                result = evaluator.evaluate(cand.dna)
+                result, _ = evaluator.evaluate(cand.dna, seed=seed, budget=budget)
                 store.finish(cid, result, worker="retrain", node=socket.gethostname())
                 if on_result:
                     on_result(cand.id, seed, result)

@@ -60,15 +60,12 @@ from pathlib import Path
 from typing import Any, Self
 
 from primer_search.dna import DNA
-from primer_search.evaluate import EvalResult
+from primer_search.results import EvalResult, Status
 
-__all__ = ["DUPLICATE", "KINDS", "PENDING", "SCHEMA_VERSION", "Candidate", "Store",
-           "StoreError"]
+__all__ = ["KINDS", "SCHEMA_VERSION", "Candidate", "Store", "StoreError"]
 
 SCHEMA_VERSION = 1
 FORMAT = "primer-search/store"
-PENDING = "pending"
-DUPLICATE = "duplicate"
 KINDS = ("search", "retrain")
 BUSY_TIMEOUT_S = 30.0
 
@@ -89,7 +86,7 @@ class Candidate:
     dna_text: str
     dna_hash: str
     fingerprint: str | None
-    status: str
+    status: Status
     fitness: float | None
     result: EvalResult | None
     duplicate_of: int | None
@@ -343,7 +340,7 @@ class Store:
                 "INSERT INTO candidates (parent_id, mutation, kind, dna, dna_text, dna_hash, "
                 "fingerprint, seed, status, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (parent_id, str(mutation), kind, blob, text, str(dna_hash), fingerprint,
-                 int(seed), PENDING, time.time()))
+                 int(seed), Status.PENDING, time.time()))
             return cur.lastrowid
 
     def _finish(self, conn, cid: int, status: str, result: EvalResult, duplicate_of,
@@ -351,7 +348,7 @@ class Store:
         row = conn.execute("SELECT status FROM candidates WHERE id = ?", (cid,)).fetchone()
         if row is None:
             raise StoreError(f"candidate {cid} is not in store {self.path}")
-        if row[0] != PENDING:
+        if row[0] != Status.PENDING:
             raise StoreError(f"candidate {cid} is already finished (status {row[0]!r}); a "
                              "completed evaluation is never overwritten")
         seq = conn.execute("SELECT COALESCE(MAX(finish_seq), 0) + 1 FROM candidates").fetchone()[0]
@@ -367,8 +364,8 @@ class Store:
         if not isinstance(result, EvalResult):
             raise StoreError(f"{where}: result must be an EvalResult, got "
                              f"{type(result).__name__}")
-        if result.status in (PENDING, DUPLICATE):
-            raise StoreError(f"{where}: {result.status!r} is not an evaluation status")
+        if not result.status.is_evaluation():
+            raise StoreError(f"{where}: {result.status.value!r} is not an evaluation status")
 
     def finish(self, cid: int, result: EvalResult, *, worker: str | None = None,
                node: str | None = None) -> None:
@@ -390,13 +387,13 @@ class Store:
             if row is None:
                 raise StoreError(f"mark_duplicate({cid}): candidate {of} is not in store "
                                  f"{self.path}")
-            if row[0] == PENDING:
+            if row[0] == Status.PENDING:
                 raise StoreError(f"mark_duplicate({cid}): candidate {of} is still pending; "
                                  "only a finished result can be reused")
-            original = row[1] if row[0] == DUPLICATE else of
+            original = row[1] if row[0] == Status.DUPLICATE else of
             if original == cid:
                 raise StoreError(f"mark_duplicate({cid}): a candidate cannot duplicate itself")
-            self._finish(conn, cid, DUPLICATE, result, original, None, None)
+            self._finish(conn, cid, Status.DUPLICATE, result, original, None, None)
 
     # ---- reading ---------------------------------------------------------------------
 
@@ -408,7 +405,7 @@ class Store:
         return Candidate(
             id=cid, parent_id=parent_id, mutation=mutation, kind=kind,
             dna=DNA.from_bytes(blob), dna_text=dna_text, dna_hash=dna_hash,
-            fingerprint=fingerprint, status=status,
+            fingerprint=fingerprint, status=Status(status),
             fitness=None if result is None else result.fitness, result=result,
             duplicate_of=duplicate_of, seed=seed, worker=worker, node=node,
             created_at=created_at, finished_at=finished_at)
@@ -431,11 +428,11 @@ class Store:
 
     def pending(self) -> list[Candidate]:
         """Unfinished candidates (those in flight at a crash), in id order."""
-        return self._select("status = ?", (PENDING,))
+        return self._select("status = ?", (Status.PENDING,))
 
     def finished(self, kind: str = "search") -> list[Candidate]:
         """Finished candidates of ``kind`` (duplicates included) in finishing order."""
-        return self._select("kind = ? AND status != ?", (kind, PENDING), order="finish_seq")
+        return self._select("kind = ? AND status != ?", (kind, Status.PENDING), order="finish_seq")
 
     def all(self) -> list[Candidate]:
         return self._select()
@@ -455,7 +452,7 @@ class Store:
         return self._select(
             "kind = ? AND status NOT IN (?, ?) AND fitness IS NOT NULL "
             "AND fitness > -9e999 AND fitness < 9e999",
-            (kind, PENDING, DUPLICATE),
+            (kind, Status.PENDING, Status.DUPLICATE),
             order="json_array_length(result, '$.stage_fitness') DESC, fitness, finish_seq",
             limit=max(0, n))
 
@@ -469,7 +466,7 @@ class Store:
         groups: dict[int | None, list[float]] = {}
         for parent_id, result_json in self._query(
                 "SELECT parent_id, result FROM candidates WHERE kind = 'retrain' "
-                "AND status NOT IN (?, ?) ORDER BY id", (PENDING, DUPLICATE)):
+                "AND status NOT IN (?, ?) ORDER BY id", (Status.PENDING, Status.DUPLICATE)):
             groups.setdefault(parent_id, []).append(_result_from_json(result_json).fitness)
         out = []
         for parent_id, values in groups.items():
@@ -502,14 +499,14 @@ class Store:
             chain.append(self.get(pid))
         return chain
 
-    def by_fingerprint(self, fingerprint: str, exclude=()) -> Candidate | None:
-        """The earliest finished, non-duplicate ``search`` candidate with this fingerprint
-        whose status is not in ``exclude`` (e.g. failures of the moment, which a
-        duplicate must not inherit)."""
-        skip = (PENDING, DUPLICATE, *sorted(exclude))
-        marks = ", ".join("?" * len(skip))
-        rows = self._select(f"fingerprint = ? AND kind = 'search' AND status NOT IN ({marks})",
-                            (fingerprint, *skip), order="finish_seq", limit=1)
+    def reusable_by_fingerprint(self, fingerprint: str) -> Candidate | None:
+        """The earliest finished ``search`` candidate with this fingerprint whose result a
+        functional duplicate may take (:meth:`Status.is_reusable`: not a duplicate
+        itself, and not a failure of the moment such as a time-out)."""
+        reusable = [s.value for s in Status if s.is_reusable()]
+        marks = ", ".join("?" * len(reusable))
+        rows = self._select(f"fingerprint = ? AND kind = 'search' AND status IN ({marks})",
+                            (fingerprint, *reusable), order="finish_seq", limit=1)
         return rows[0] if rows else None
 
     # ---- resumes ---------------------------------------------------------------------

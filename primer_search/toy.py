@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 
 from primer_search.dna import DNA, DNAError
-from primer_search.evaluate import WORST_FITNESS, EvalResult, Status
+from primer_search.results import WORST_FITNESS, EvalResult, Status
 from primer_search.validate import canonical
 
 __all__ = ["ToyEvaluator", "toy_fitness"]
@@ -28,17 +28,20 @@ def toy_fitness(dna: DNA) -> float:
 
 
 class ToyEvaluator:
+    """Scores with :func:`toy_fitness`; the same interface as the real evaluator, with no
+    parameters to hand back."""
+
     def __init__(self, sleep_s: float = 0.0):
         self.sleep_s = sleep_s
 
-    def evaluate(self, dna: DNA, hurdles=()) -> EvalResult:
+    def evaluate(self, dna: DNA, hurdles=()) -> tuple[EvalResult, None]:
         start = time.perf_counter()
         try:
             fitness = toy_fitness(dna)
         except DNAError as e:
-            return EvalResult(fitness=WORST_FITNESS, status=Status.INVALID, reason=str(e))
+            return EvalResult(fitness=WORST_FITNESS, status=Status.INVALID, reason=str(e)), None
         if self.sleep_s:
             time.sleep(self.sleep_s)
         elapsed = time.perf_counter() - start
         return EvalResult(fitness=fitness, status=Status.OK, steps=1, train_s=elapsed,
-                          stage_fitness=(fitness,))
+                          stage_fitness=(fitness,)), None

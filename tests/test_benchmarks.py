@@ -22,8 +22,9 @@ if BENCH not in sys.path:
 from flax_transformer import FlaxLM, params_from_dna
 
 from primer_search import seeds
-from primer_search.model import LMConfig, build_lm
-from primer_search.train import OptimConfig, make_optimizer, make_steps
+from primer_search.fitness_config import ModelConfig, OptimConfig
+from primer_search.model import build_lm
+from primer_search.train import make_optimizer, make_steps
 
 
 def test_compile_and_step_quick_json():
@@ -44,8 +45,7 @@ def test_compile_and_step_quick_json():
 
 
 def test_flax_reference_trains():
-    cfg = LMConfig(vocab_size=64, d_model=32, num_layers=2)
-    model = FlaxLM(cfg)
+    model = FlaxLM(ModelConfig(d_model=32, num_layers=2), 64)
     opt = make_optimizer(OptimConfig(learning_rate=3e-3, warmup_steps=5))
     init_state, train_step, _ = make_steps(model, opt)
     batch = jnp.asarray(np.random.default_rng(0).integers(0, 64, (4, 17)), jnp.int32)
@@ -60,14 +60,14 @@ def test_flax_reference_trains():
 
 
 def test_flax_reference_matches_dna_seed():
-    cfg = LMConfig(vocab_size=50, d_model=32, num_layers=2)
+    cfg = (ModelConfig(d_model=32, num_layers=2), 50)
     tokens = jnp.asarray(np.random.default_rng(1).integers(0, 50, (2, 12)), jnp.int32)
-    dna_lm = build_lm(seeds.get("transformer"), cfg)
+    dna_lm = build_lm(seeds.get("transformer"), *cfg)
     params = dna_lm.init(0, tokens)
     params = jax.tree_util.tree_map(lambda a: a + 0.05, params)  # LN scale/bias off 1/0
     want = dna_lm.apply(params, tokens)
     for scan in (True, False):
-        got = FlaxLM(cfg, scan=scan).apply(params_from_dna(params, scan=scan), tokens)
+        got = FlaxLM(*cfg, scan=scan).apply(params_from_dna(params, scan=scan), tokens)
         np.testing.assert_allclose(got, want, atol=1e-4, rtol=1e-4)
 
 

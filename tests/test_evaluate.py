@@ -7,16 +7,10 @@ import pytest
 from primer_search import seeds
 from primer_search.data import DataConfig
 from primer_search.dna import DNA, Instruction
-from primer_search.evaluate import (
-    BudgetConfig,
-    EvalResult,
-    Evaluator,
-    FitnessConfig,
-    ModelConfig,
-    Status,
-    unigram_perplexity,
-)
+from primer_search.evaluate import Evaluator, unigram_perplexity
+from primer_search.fitness_config import BudgetConfig, FitnessConfig, ModelConfig
 from primer_search.hurdles import HurdleTracker
+from primer_search.results import EvalResult, Status
 
 I = Instruction
 TINY = FitnessConfig(data=DataConfig(seq_len=32, batch_size=8, eval_tokens=2048),
@@ -39,7 +33,7 @@ def test_transformer_learns_far_below_the_unigram_baseline():
                         budget=BudgetConfig(steps=300))
     ev = Evaluator(cfg)
     unigram = unigram_perplexity(ev.dataset)
-    result = ev.evaluate(seeds.get("transformer"))
+    result, _ = ev.evaluate(seeds.get("transformer"))
     assert result.status == Status.OK, result.reason
     assert 600 < unigram < 800  # PTB's unigram perplexity is about 700
     assert result.fitness < unigram / 1.7, (result.fitness, unigram)
@@ -48,8 +42,8 @@ def test_transformer_learns_far_below_the_unigram_baseline():
 
 
 def test_same_seed_same_validation_loss(evaluator):
-    a = evaluator.evaluate(seeds.get("primer_ez"))
-    b = Evaluator(TINY).evaluate(seeds.get("primer_ez"))
+    a, _ = evaluator.evaluate(seeds.get("primer_ez"))
+    b, _ = Evaluator(TINY).evaluate(seeds.get("primer_ez"))
     assert a.status == b.status == Status.OK
     assert abs(a.valid_loss - b.valid_loss) < 1e-6
     assert a.steps == b.steps == 20
@@ -57,23 +51,23 @@ def test_same_seed_same_validation_loss(evaluator):
 
 
 def test_nan_program_fails_with_reason_and_the_next_evaluation_works(evaluator):
-    bad = evaluator.evaluate(NAN_PROGRAM)
+    bad, _ = evaluator.evaluate(NAN_PROGRAM)
     assert bad.status == Status.NAN and bad.failed
     assert "loss is nan" in bad.reason
     assert bad.fitness == math.inf
     assert bad.steps <= TINY.budget.steps
-    good = evaluator.evaluate(seeds.get("transformer"))
+    good, _ = evaluator.evaluate(seeds.get("transformer"))
     assert good.status == Status.OK and math.isfinite(good.fitness)
 
 
 def test_invalid_program_is_recorded_not_raised(evaluator):
-    result = evaluator.evaluate(DNA.of([I("RED_MEAN", 0)]))
+    result, _ = evaluator.evaluate(DNA.of([I("RED_MEAN", 0)]))
     assert result.status == Status.INVALID
     assert "returns width 1" in result.reason and result.fitness == math.inf
 
 
 def test_hurdle_stops_a_candidate_and_keeps_its_partial_fitness(evaluator):
-    result = evaluator.evaluate(seeds.get("transformer"), hurdles=[1.0])
+    result, _ = evaluator.evaluate(seeds.get("transformer"), hurdles=[1.0])
     assert result.status == Status.HURDLE and not result.failed
     # Two stages at pass rate 0.5 split 20 steps 1:2 (equal expected compute).
     assert result.steps == 7 and len(result.stage_fitness) == 1
@@ -84,17 +78,17 @@ def test_hurdle_stops_a_candidate_and_keeps_its_partial_fitness(evaluator):
 def test_time_limit_and_wall_clock_budget():
     timed_out = Evaluator(FitnessConfig(data=TINY.data, model=TINY.model,
                                         budget=BudgetConfig(steps=10_000, timeout_s=0.5)))
-    result = timed_out.evaluate(seeds.get("transformer"))
+    result, _ = timed_out.evaluate(seeds.get("transformer"))
     assert result.status == Status.TIMEOUT and "time limit of 0.5 s" in result.reason
     by_time = Evaluator(FitnessConfig(data=TINY.data, model=TINY.model,
                                       budget=BudgetConfig(steps=None, seconds=1.0)))
-    result = by_time.evaluate(seeds.get("transformer"))
+    result, _ = by_time.evaluate(seeds.get("transformer"))
     assert result.status == Status.OK and result.steps > 5
     assert 1.0 <= result.train_s < 2.0
 
 
 def test_result_round_trips_through_a_dict(evaluator):
-    result = evaluator.evaluate(seeds.get("transformer"))
+    result, _ = evaluator.evaluate(seeds.get("transformer"))
     assert EvalResult.from_dict(result.to_dict()) == result
 
 
@@ -113,3 +107,16 @@ def test_hurdle_tracker_passes_the_better_half():
     assert tracker.thresholds() == [25.0, 6.5]
     tracker.record([float("inf")])  # a failed candidate does not move the hurdles
     assert tracker.thresholds() == [25.0, 6.5]
+
+
+def test_evaluate_returns_its_parameters_and_takes_seed_and_budget_per_call(evaluator):
+    short = BudgetConfig(steps=4)
+    result, params = evaluator.evaluate(seeds.get("transformer"), seed=3, budget=short)
+    assert result.status == Status.OK and result.steps == 4
+    assert params["embed"].shape == (evaluator.dataset.vocab_size, TINY.model.d_model)
+    again, _ = evaluator.evaluate(seeds.get("transformer"), seed=3, budget=short)
+    other, _ = evaluator.evaluate(seeds.get("transformer"), seed=4, budget=short)
+    assert again.valid_loss == result.valid_loss != other.valid_loss
+    assert evaluator.config == TINY           # a call's seed and budget change nothing after it
+    failed, none = evaluator.evaluate(NAN_PROGRAM)
+    assert failed.failed and none is None

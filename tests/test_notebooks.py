@@ -9,7 +9,7 @@ nbclient = pytest.importorskip("nbclient")
 
 from primer_search import seeds  # noqa: E402
 from primer_search.config import config_to_dict, load_config  # noqa: E402
-from primer_search.evaluate import EvalResult  # noqa: E402
+from primer_search.results import EvalResult  # noqa: E402
 from primer_search.store import Store  # noqa: E402
 from primer_search.validate import dna_hash  # noqa: E402
 

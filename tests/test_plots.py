@@ -7,8 +7,8 @@ import numpy as np
 
 from primer_search import seeds
 from primer_search.cli import main
-from primer_search.evaluate import EvalResult
 from primer_search.plots import fitness_over_time, pareto
+from primer_search.results import EvalResult
 from primer_search.store import Store
 from primer_search.validate import dna_hash
 

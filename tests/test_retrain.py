@@ -5,7 +5,7 @@ import math
 from primer_search import seeds
 from primer_search.cli import main
 from primer_search.config import config_to_dict, load_config
-from primer_search.evaluate import EvalResult
+from primer_search.results import EvalResult
 from primer_search.retrain import retrain
 from primer_search.store import Store
 from primer_search.validate import dna_hash

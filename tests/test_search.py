@@ -191,8 +191,9 @@ def test_real_search_keeps_top_weights_for_export(local_ray, tmp_path, capsys):
     import jax
     import numpy as np
 
-    from primer_search.controller import weights_folder
-    from primer_search.model import LMConfig, build_lm
+    from primer_search.fitness_config import ModelConfig
+    from primer_search.loop import weights_folder
+    from primer_search.model import build_lm
 
     store_path = tmp_path / "w.sqlite"
     cfg = load_config("tiny_cpu", [
@@ -210,7 +211,7 @@ def test_real_search_keeps_top_weights_for_export(local_ray, tmp_path, capsys):
     assert main(["export", str(store_path), str(best[0]), "--out", str(out)]) == 0
     assert "trained parameters of candidate" in capsys.readouterr().out
     # The exported weights are the engine's: same logits from both models.
-    lm = build_lm(dna, LMConfig(vocab_size=10_000, d_model=16, num_layers=1))
+    lm = build_lm(dna, ModelConfig(d_model=16, num_layers=1), 10_000)
     tokens = np.zeros((1, 8), np.int32)
     engine = flax.serialization.from_bytes({"params": lm.init(0, tokens)},
                                            (out / "weights.msgpack").read_bytes())["params"]

@@ -13,10 +13,12 @@ from primer_search import seeds
 from primer_search.config import ConfigError, config_to_dict, load_config, resume_overrides
 from primer_search.data import DataConfig
 from primer_search.dna import DNA, Instruction
-from primer_search.evaluate import BudgetConfig, Evaluator, FitnessConfig, ModelConfig, Status
+from primer_search.evaluate import Evaluator
 from primer_search.evolution import EvolutionConfig, Member, RegularizedEvolution
+from primer_search.fitness_config import BudgetConfig, FitnessConfig, ModelConfig, OptimConfig
 from primer_search.hurdles import HurdleTracker, expected_cost, rank_key, stage_ends
-from primer_search.train import OptimConfig, learning_rate_schedule
+from primer_search.results import Status
+from primer_search.train import learning_rate_schedule
 
 I = Instruction
 TINY = FitnessConfig(data=DataConfig(seq_len=32, batch_size=8, eval_tokens=1024),
@@ -43,7 +45,7 @@ SLOW = FitnessConfig(data=DataConfig(seq_len=128, batch_size=16, eval_tokens=204
 
 
 def test_seconds_budget_overshoots_by_at_most_one_step():
-    result = Evaluator(SLOW).evaluate(seeds.get("transformer"))
+    result, _ = Evaluator(SLOW).evaluate(seeds.get("transformer"))
     assert result.status == Status.OK, result.reason
     assert 1 <= result.steps < SLOW.budget.check_every, result   # not a batch of 10
     # The budget is passed by at most about one step.
@@ -53,7 +55,7 @@ def test_seconds_budget_overshoots_by_at_most_one_step():
 def test_seconds_budget_stages_follow_the_equal_compute_split():
     cfg = dataclasses.replace(SLOW, budget=dataclasses.replace(SLOW.budget, seconds=1.5,
                                                                stages=2))
-    result = Evaluator(cfg).evaluate(seeds.get("transformer"), hurdles=[0.0])
+    result, _ = Evaluator(cfg).evaluate(seeds.get("transformer"), hurdles=[0.0])
     assert result.status == Status.HURDLE
     # Stage 1 of 2 at pass rate 0.5 is a third of the budget: 0.5 s.
     assert result.train_s <= 0.5 + 1.5 * result.step_time_s + 0.05, result
@@ -62,19 +64,20 @@ def test_seconds_budget_stages_follow_the_equal_compute_split():
 # ---- a training signal that stops is a failure ----------------------------------------
 
 def test_non_finite_gradient_norm_is_a_failure_with_its_own_reason(evaluator):
-    result = evaluator.evaluate(ZERO_LOG)
+    result, _ = evaluator.evaluate(ZERO_LOG)
     assert result.status == Status.UNTRAINED and result.failed
     assert "gradient norm was NaN or Inf" in result.reason
     assert math.isfinite(result.train_loss)      # the loss alone looked ordinary
     assert result.fitness == math.inf
-    good = evaluator.evaluate(seeds.get("transformer"))
+    good, _ = evaluator.evaluate(seeds.get("transformer"))
     assert good.status == Status.OK
 
 
 def test_untrained_results_may_be_reused_but_transient_failures_not():
-    assert Status.UNTRAINED in Status.FAILED
-    assert Status.UNTRAINED not in Status.TRANSIENT
-    assert Status.TRANSIENT == {Status.OOM, Status.TIMEOUT, Status.ERROR}
+    assert Status.UNTRAINED.is_failed() and Status.UNTRAINED.is_reusable()
+    assert not Status.UNTRAINED.is_transient()
+    assert set(Status.transient()) == {Status.OOM, Status.TIMEOUT, Status.ERROR}
+    assert not any(s.is_reusable() for s in Status.transient())
 
 
 # ---- hurdle stages ---------------------------------------------------------------------
@@ -99,7 +102,7 @@ def test_every_stage_trains_at_least_one_step():
 
 def test_evaluator_stops_at_the_equal_compute_boundary(evaluator):
     cfg = dataclasses.replace(TINY, budget=BudgetConfig(steps=31, stages=5))
-    result = Evaluator(cfg, dataset=evaluator.dataset).evaluate(
+    result, _ = Evaluator(cfg, dataset=evaluator.dataset).evaluate(
         seeds.get("transformer"), hurdles=[None, 0.0])
     assert result.status == Status.HURDLE and result.steps == 3   # stages of 1 and 2 steps
     assert len(result.stage_fitness) == 2
@@ -130,7 +133,7 @@ def test_a_member_that_passed_a_hurdle_outranks_one_stopped_at_it():
 # ---- the default trainer --------------------------------------------------------------
 
 def test_default_rate_scales_with_width_and_warmup_fits_the_budget():
-    from primer_search.train import LR_TIMES_WIDTH
+    from primer_search.fitness_config import LR_TIMES_WIDTH
 
     cfg = OptimConfig()
     assert cfg.learning_rate is None
@@ -162,10 +165,10 @@ def test_schedules_reach_their_end():
 
 
 def test_weight_decay_skips_norms_biases_and_taps():
-    from primer_search.model import LMConfig, build_lm
+    from primer_search.model import build_lm
     from primer_search.train import decay_mask
 
-    lm = build_lm(seeds.get("primer_ez"), LMConfig(vocab_size=50, d_model=16, num_layers=1))
+    lm = build_lm(seeds.get("primer_ez"), ModelConfig(d_model=16, num_layers=1), 50)
     params = lm.init(0, jnp.zeros((1, 4), jnp.int32))
     flat = jax.tree_util.tree_flatten_with_path(decay_mask(params))[0]
     decayed = {jax.tree_util.keystr(path) for path, on in flat if on}

@@ -14,8 +14,8 @@ import time
 import pytest
 
 from primer_search import seeds
-from primer_search.evaluate import EvalResult, Status
 from primer_search.random_programs import random_dna
+from primer_search.results import EvalResult, Status
 from primer_search.store import SCHEMA_VERSION, Candidate, Store, StoreError
 
 CONFIG = {"population": 16, "tournament": 4, "budget": {"steps": 300, "stages": 2},
@@ -159,35 +159,33 @@ def test_lineage_walks_to_the_root(tmp_path):
             add(store, 6, parent_id=77)
 
 
-def test_by_fingerprint_finds_the_earliest_finished_original(tmp_path):
+def test_reusable_by_fingerprint_finds_the_earliest_finished_original(tmp_path):
     with Store(tmp_path / "s.db") as store:
         a = add(store, 0, fingerprint="F")
         b = add(store, 1, fingerprint="F")
         c = add(store, 2, fingerprint="F")
         add(store, 3, fingerprint="G")
-        assert store.by_fingerprint("F") is None                   # all pending
+        assert store.reusable_by_fingerprint("F") is None                   # all pending
         store.finish(b, ok(9.0))
         store.finish(a, ok(8.0))
         store.mark_duplicate(c, of=b, result=ok(9.0))
-        assert store.by_fingerprint("F").id == b                   # finished first
-        assert store.by_fingerprint("G") is None
-        assert store.by_fingerprint("nope") is None
+        assert store.reusable_by_fingerprint("F").id == b                   # finished first
+        assert store.reusable_by_fingerprint("G") is None
+        assert store.reusable_by_fingerprint("nope") is None
         r = store.add(dna=dna_of(0), parent_id=a, mutation=f"retrain of {a}", dna_hash="h",
                       fingerprint="G", kind="retrain", seed=1)
         store.finish(r, ok(1.0))
-        assert store.by_fingerprint("G") is None                   # retrains never match
+        assert store.reusable_by_fingerprint("G") is None                   # retrains never match
 
 
-def test_by_fingerprint_skips_failures_of_the_moment(tmp_path):
+def test_reusable_by_fingerprint_skips_failures_of_the_moment(tmp_path):
     # The first candidate with a fingerprint timed out; a later one trained. A duplicate
     # must reuse the later, reusable result, not re-measure or inherit the time-out.
     with Store(tmp_path / "s.db") as store:
         first, second = add(store, 0, fingerprint="F"), add(store, 1, fingerprint="F")
         store.finish(first, EvalResult(fitness=math.inf, status="timeout", reason="slow"))
         store.finish(second, ok(7.0))
-        assert store.by_fingerprint("F").id == first
-        transient = ("timeout", "oom", "error")
-        assert store.by_fingerprint("F", exclude=transient).id == second
+        assert store.reusable_by_fingerprint("F").id == second
 
 
 def test_top_ranks_hurdle_stopped_candidates_below_finished_ones(tmp_path):
@@ -364,7 +362,7 @@ def test_readers_see_committed_rows_while_the_writer_stays_open(tmp_path):
 
 CRASHER = textwrap.dedent("""
     import random, sys
-    from primer_search.evaluate import EvalResult
+    from primer_search.results import EvalResult
     from primer_search.random_programs import random_dna
     from primer_search.store import Store
 

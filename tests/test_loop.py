@@ -1,0 +1,246 @@
+"""The search loop without Ray: dedup, waiting duplicates, retries, time-outs, resume.
+
+A scripted pool stands in for the workers: it evaluates with the toy fitness, finishes
+jobs in the order they were submitted, and can make a chosen candidate's worker die, its
+evaluator raise, or its job hang. A fake clock lets time-outs pass without waiting.
+"""
+
+import math
+
+import pytest
+
+from primer_search.config import load_config
+from primer_search.loop import SearchLoop
+from primer_search.pool import InProcessPool, Job, Lost, run_job
+from primer_search.results import Status
+from primer_search.store import Store
+from primer_search.toy import ToyEvaluator
+
+TOY = ["evaluator='toy'", "fitness.budget.stages=1", "keep_weights=0",
+       "fitness.model.d_model=16", "evolution.population_size=8",
+       "evolution.tournament_size=3"]
+
+
+def toy_config(*overrides):
+    return load_config("tiny_cpu", TOY + list(overrides))
+
+
+class Clock:
+    def __init__(self):
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class ScriptedPool:
+    """``size`` slots. ``script[cid]`` lists what happens to each try of candidate
+    ``cid``: "ok" (evaluate), "die" (the worker dies), "raise" (an exception escapes the
+    evaluator) or "hang" (never answers). Unscripted tries evaluate."""
+
+    def __init__(self, size: int, clock: Clock, script: dict | None = None):
+        self.size, self.clock = size, clock
+        self.script = {cid: list(actions) for cid, actions in (script or {}).items()}
+        self.evaluator = ToyEvaluator()
+        self.running: dict[int, tuple[Job, str]] = {}   # slot -> (job, action)
+        self.order: list[int] = []                       # slots, by submission
+        self.submitted: list[int] = []                   # cids, every try
+        self.replaced: list[int] = []
+        self.closed = False
+
+    def submit(self, slot, job):
+        assert slot not in self.running, "a busy slot was given a second job"
+        actions = self.script.get(job.cid)
+        action = actions.pop(0) if actions else "ok"
+        self.running[slot] = (job, action)
+        self.order.append(slot)
+        self.submitted.append(job.cid)
+
+    def wait(self, timeout_s):
+        for slot in list(self.order):
+            job, action = self.running[slot]
+            if action == "hang":
+                continue
+            self.order.remove(slot)
+            del self.running[slot]
+            if action == "die":
+                return [(slot, Lost(job.cid, "ActorDiedError: the worker was killed", True))]
+            if action == "raise":
+                return [(slot, Lost(job.cid, "ZeroDivisionError: division by zero", False))]
+            return [(slot, run_job(self.evaluator, job, f"fake{slot}"))]
+        self.clock.now += timeout_s   # nothing answered: time passes
+        return []
+
+    def replace(self, slot):
+        self.replaced.append(slot)
+        self.running.pop(slot, None)
+        if slot in self.order:
+            self.order.remove(slot)
+
+    def close(self):
+        self.closed = True
+
+
+def run_loop(store, config, pool, clock):
+    return SearchLoop(config, store, pool, clock=clock).run()
+
+
+def test_initial_copies_of_the_seeds_reuse_the_first_results(tmp_path):
+    clock = Clock()
+    pool = ScriptedPool(1, clock)
+    with Store(tmp_path / "s.sqlite", {}) as store:
+        summary = run_loop(store, toy_config("max_candidates=12"), pool, clock)
+        rows = store.finished()
+    assert summary.finished == 12 and summary.stopped_by == "candidate limit"
+    assert pool.closed
+    # tiny_cpu's seeds are the Transformer and Primer-EZ: the 8 initial members are 4
+    # copies of each, and only the first of each is trained.
+    initial = rows[:8]
+    trained = [r for r in initial if r.status == Status.OK]
+    assert [r.id for r in trained] == [1, 2]
+    for r in initial[2:]:
+        assert r.status == Status.DUPLICATE and r.duplicate_of == (1 if r.id % 2 else 2)
+        assert r.fitness == rows[r.duplicate_of - 1].fitness
+    assert set(pool.submitted).isdisjoint(r.id for r in initial[2:])
+    # A duplicate joins the population like any member: the first proposals of the
+    # tournament phase have parents among all 8.
+    assert all(r.parent_id is not None for r in rows[8:])
+
+
+def test_duplicates_of_a_candidate_in_flight_wait_for_its_result(tmp_path):
+    clock = Clock()
+    pool = ScriptedPool(3, clock)
+    with Store(tmp_path / "s.sqlite", {}) as store:
+        run_loop(store, toy_config("max_candidates=10"), pool, clock)
+        rows = {r.id: r for r in store.finished()}
+    # Slots 1 and 2 take the two seeds; the six other initial copies find them in flight
+    # and wait instead of training; they finish as duplicates of the first two.
+    assert pool.submitted[:2] == [1, 2]
+    assert not set(pool.submitted) & set(range(3, 9))
+    assert all(rows[c].status == Status.DUPLICATE for c in range(3, 9))
+    assert {rows[c].duplicate_of for c in range(3, 9)} == {1, 2}
+
+
+def test_waiting_duplicates_train_when_the_original_failed_for_a_moment(tmp_path):
+    # Candidate 1's worker answers with an escaped exception (an error of the moment): its
+    # waiting copies may not inherit that; the first of them trains instead.
+    clock = Clock()
+    pool = ScriptedPool(3, clock, script={1: ["raise"]})
+    with Store(tmp_path / "s.sqlite", {}) as store:
+        run_loop(store, toy_config("max_candidates=10"), pool, clock)
+        rows = {r.id: r for r in store.finished()}
+    assert rows[1].status == Status.ERROR and "ZeroDivisionError" in rows[1].result.reason
+    assert rows[1].fitness == math.inf
+    assert 3 in pool.submitted                 # the first waiting copy of the Transformer
+    assert rows[3].status == Status.OK
+    assert all(rows[c].duplicate_of == 3 for c in (5, 7))
+
+
+def test_a_dead_worker_is_retried_then_recorded(tmp_path):
+    clock = Clock()
+    pool = ScriptedPool(1, clock, script={1: ["die"], 2: ["die", "die"]})
+    with Store(tmp_path / "s.sqlite", {}) as store:
+        run_loop(store, toy_config("max_candidates=4", "max_retries=1"), pool, clock)
+        rows = {r.id: r for r in store.finished()}
+    assert pool.submitted[:4] == [1, 1, 2, 2]     # retried at once, before new proposals
+    assert rows[1].status == Status.OK
+    assert rows[2].status == Status.ERROR
+    assert rows[2].result.reason.startswith("worker died 2 times: ActorDiedError")
+
+
+def test_a_candidate_past_its_time_limit_is_recorded_and_its_worker_replaced(tmp_path):
+    clock = Clock()
+    pool = ScriptedPool(2, clock, script={1: ["hang"]})
+    with Store(tmp_path / "s.sqlite", {}) as store:
+        run_loop(store, toy_config("max_candidates=6", "candidate_timeout_s=30"), pool, clock)
+        rows = {r.id: r for r in store.finished()}
+    assert rows[1].status == Status.TIMEOUT
+    assert "candidate time limit of 30 s" in rows[1].result.reason
+    assert pool.replaced == [0]
+    assert len(rows) == 6 and all(rows[c].status != Status.TIMEOUT for c in range(2, 7))
+
+
+class Interrupt(ScriptedPool):
+    """Ctrl-C after ``after`` answers."""
+
+    def __init__(self, *args, after: int, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.after = after
+
+    def wait(self, timeout_s):
+        if self.after == 0:
+            raise KeyboardInterrupt
+        self.after -= 1
+        return super().wait(timeout_s)
+
+
+def test_resume_finishes_what_was_in_flight_and_repeats_nothing(tmp_path):
+    path = tmp_path / "s.sqlite"
+    clock = Clock()
+    first = Interrupt(3, clock, after=12)
+    with Store(path, {}) as store:
+        summary = run_loop(store, toy_config("max_candidates=30"), first, clock)
+        assert summary.stopped_by.startswith("interrupted")
+        done_before = {r.id for r in store.finished()}
+        pending = [r.id for r in store.pending()]
+    assert pending and first.closed
+    second = ScriptedPool(3, clock)
+    with Store(path) as store:
+        summary = run_loop(store, toy_config("max_candidates=30"), second, clock)
+        rows = store.finished()
+    assert summary.finished == 30 and not summary.stopped_by.startswith("interrupted")
+    # The candidates in flight at Ctrl-C are evaluated first; nothing finished is repeated.
+    assert second.submitted[:len(pending)] == pending
+    assert done_before.isdisjoint(second.submitted)
+    assert sorted(r.id for r in rows) == list(range(1, 31))
+
+
+def test_resume_rebuilds_the_population_and_the_proposal_count(tmp_path):
+    # A search stopped and resumed proposes exactly what an uninterrupted one proposes.
+    clock = Clock()
+    with Store(tmp_path / "once.sqlite", {}) as store:
+        run_loop(store, toy_config("max_candidates=24"), ScriptedPool(1, clock), clock)
+        once = [r.dna_hash for r in store.finished()]
+    with Store(tmp_path / "twice.sqlite", {}) as store:
+        run_loop(store, toy_config("max_candidates=14"), ScriptedPool(1, clock), clock)
+    with Store(tmp_path / "twice.sqlite") as store:
+        run_loop(store, toy_config("max_candidates=24"), ScriptedPool(1, clock), clock)
+        twice = [r.dna_hash for r in store.finished()]
+    assert twice == once
+
+
+def test_a_late_answer_for_a_timed_out_job_is_ignored(tmp_path):
+    clock = Clock()
+    with Store(tmp_path / "s.sqlite", {}) as store:
+        loop = SearchLoop(toy_config("max_candidates=3"), store, ScriptedPool(1, clock),
+                          clock=clock)
+        loop._fill()
+        cid = loop.slots[0].cand.id
+        loop.slots[0] = None           # as after a time-out: the slot moved on
+        loop._collect(0, Lost(cid, "late", True))
+        assert store.get(cid).status == Status.PENDING
+
+
+def test_in_process_pool_runs_a_search_without_ray(tmp_path):
+    config = toy_config("max_candidates=10")
+    with Store(tmp_path / "s.sqlite", {}) as store:
+        summary = SearchLoop(config, store, InProcessPool(ToyEvaluator())).run()
+        rows = store.finished()
+    assert summary.finished == 10 and not store_has_pending(tmp_path / "s.sqlite")
+    assert all(r.worker and r.worker.startswith("inprocess/pid") for r in rows
+               if r.status != Status.DUPLICATE)
+    assert summary.best_fitness == min(r.fitness for r in rows)
+
+
+def store_has_pending(path) -> bool:
+    with Store(path, readonly=True) as store:
+        return bool(store.pending())
+
+
+@pytest.mark.parametrize("status", list(Status))
+def test_status_predicates_are_consistent(status):
+    assert status.is_finished() == (status != Status.PENDING)
+    if status.is_transient():
+        assert status.is_failed() and not status.is_reusable()
+    if status.is_reusable():
+        assert status.is_evaluation()
