@@ -10,7 +10,8 @@ import pytest
 from primer_search import seeds
 from primer_search.compiler import CompileError, compile_block
 from primer_search.dna import CALL, DNA, Instruction
-from primer_search.model import LMConfig, build_lm, count_params
+from primer_search.fitness_config import ModelConfig
+from primer_search.model import build_lm, count_params
 from primer_search.random_programs import random_dna
 
 I = Instruction
@@ -81,8 +82,7 @@ def test_bad_width_and_input_shape_are_refused():
 
 
 def test_language_model_shapes_and_parameter_count():
-    cfg = LMConfig(vocab_size=100, d_model=32, num_layers=3)
-    lm = build_lm(seeds.get("primer_ez"), cfg)
+    lm = build_lm(seeds.get("primer_ez"), ModelConfig(d_model=32, num_layers=3), 100)
     tokens = jnp.zeros((2, 7), jnp.int32)
     params = lm.init(0, tokens)
     logits = jax.jit(lm.apply)(params, tokens)

@@ -8,7 +8,8 @@ from reference_blocks import REFERENCES
 
 from primer_search import seeds
 from primer_search.compiler import compile_block
-from primer_search.model import LMConfig, build_lm
+from primer_search.fitness_config import ModelConfig
+from primer_search.model import build_lm
 from primer_search.train import OptimConfig, make_optimizer, make_steps
 from primer_search.validate import canonical, validate
 
@@ -55,8 +56,8 @@ def test_unknown_seed_names_the_known_ones():
 @pytest.mark.parametrize("name", seeds.names())
 def test_every_seed_learns(name):
     """A small LM with the seed block memorises one batch: gradients reach every part."""
-    cfg = LMConfig(vocab_size=64, d_model=32, num_layers=1)
-    init_state, train_step, _ = make_steps(build_lm(seeds.get(name), cfg),
+    lm = build_lm(seeds.get(name), ModelConfig(d_model=32, num_layers=1), 64)
+    init_state, train_step, _ = make_steps(lm,
                                            make_optimizer(OptimConfig(learning_rate=1e-2, warmup_steps=5)))
     batch = jnp.asarray(np.random.default_rng(0).integers(0, 64, (4, 17)), jnp.int32)
     state = init_state(0, batch)
