@@ -5,8 +5,8 @@ The vocabulary has no softmax or ReLU, so programs write them as subprograms (se
 they compute the right values, but XLA then keeps several ``[batch, seq, seq]`` masks per
 head for the backward pass (the gradient of RED_MAX, of the EXP clamp, of MAX's
 tie-splitting, of DIVIDE's guard): the Transformer seed trained about 25% slower than a
-hand-written Flax model with the same FLOPs. When a subprogram is *exactly* one of these patterns, the compiler runs the
-``jax.nn`` implementation instead.
+hand-written Flax model with the same FLOPs. When a subprogram is *exactly* one of these
+patterns, the compiler runs the ``jax.nn`` implementation instead.
 
 Fusion changes no value a test can see on finite inputs:
 
