@@ -4,17 +4,25 @@ import random
 import subprocess
 import sys
 import textwrap
+from fractions import Fraction
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
+import primitives
 from primer_search import seeds
 from primer_search.compiler import compile_block
+from primer_search.dna import DNA, Instruction
 from primer_search.export import export, export_source
-from primer_search.model import LMConfig, build_lm
+from primer_search.fitness_config import ModelConfig
+from primer_search.model import build_lm
 from primer_search.random_programs import random_dna
+from primitives import registry
+from primitives.spec import Primitive
+
+I = Instruction
 
 
 def load_source(src: str) -> dict:
@@ -74,8 +82,7 @@ def test_every_exported_seed_passes_ruff(tmp_path):
 
 
 def test_exported_files_stand_alone(tmp_path):
-    cfg = LMConfig(vocab_size=50, d_model=32, num_layers=2)
-    lm = build_lm(seeds.get("primer_ez"), cfg)
+    lm = build_lm(seeds.get("primer_ez"), ModelConfig(d_model=32, num_layers=2), 50)
     tokens = np.random.default_rng(0).integers(0, 50, (2, 12)).astype(np.int32)
     params = lm.init(3, tokens)
     np.save(tmp_path / "tokens.npy", tokens)
@@ -136,3 +143,112 @@ def test_cli_export_refuses_a_bad_id(tmp_path, capsys):
     Store(path, {"fitness": {"model": {"d_model": 32}}}).close()
     assert main(["export", str(path), "7", "--out", str(tmp_path / "o")]) == 2
     assert "7" in capsys.readouterr().err
+
+
+# ---- every primitive exports as the engine runs it ---------------------------------------
+
+def program_using(op: str) -> DNA:
+    """A tiny valid MAIN around one use of ``op``: input 2 is a different state, a constant
+    and a non-unit dimension are set, and the op's output is added back to x (fitted to
+    its width), so every width the op may return still gives a block."""
+    return DNA.of([I("C_MUL", 0, 0, const=-0.5),  # h2: a second input
+                   I(op, 0, 2, const=0.7, dim=Fraction(1, 2)),  # h3
+                   I("ADD", 0, 3)])
+
+
+def perturbed(params, seed):
+    """Parameters moved off their initial values, so that every one of them matters."""
+    rng = np.random.default_rng(seed)
+    return jax.tree_util.tree_map(
+        lambda a: (a + 0.1 * rng.standard_normal(a.shape)).astype(np.float32), params)
+
+
+@pytest.mark.parametrize("name", primitives.names())
+def test_every_primitive_exports_as_the_engine_runs_it(name):
+    dna = program_using(name)
+    block = compile_block(dna, 32)
+    x = jax.random.normal(jax.random.key(1), (2, 8, 32))
+    params = perturbed(block.init(0, x), 1)
+    ns = load_source(export_source(dna, 32))
+    y = ns["Block"]().apply({"params": {"program": params}}, x)
+    assert relative_error(y, block.apply(params, x)) < 1e-5
+    # ... and its fresh parameters are the engine's, draw for draw.
+    fresh = ns["init_program"](7)
+    engine = block.init(7, x)
+    assert jax.tree_util.tree_structure(fresh) == jax.tree_util.tree_structure(engine)
+    for a, b in zip(jax.tree_util.tree_leaves(fresh), jax.tree_util.tree_leaves(engine)):
+        np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("name", seeds.names())
+def test_exported_init_is_the_engines_for_a_seed(name):
+    x = jnp.ones((1, 4, 32))
+    ns = load_source(export_source(seeds.get(name), 32))
+    fresh = ns["Block"](seed=3).init(jax.random.key(0), x)["params"]["program"]
+    engine = compile_block(seeds.get(name), 32).init(3, x)
+    assert jax.tree_util.tree_structure(fresh) == jax.tree_util.tree_structure(engine)
+    for a, b in zip(jax.tree_util.tree_leaves(fresh), jax.tree_util.tree_leaves(engine)):
+        np.testing.assert_array_equal(np.asarray(a), b)
+
+
+def test_exported_language_model_init_is_the_engines_for_a_seed():
+    dna = seeds.get("primer_ez")
+    tokens = np.zeros((1, 4), np.int32)
+    engine = build_lm(dna, ModelConfig(d_model=32, num_layers=2), 50).init(3, tokens)
+    ns = load_source(export_source(dna, 32))
+    model = ns["LanguageModel"](vocab_size=50, num_layers=2, seed=3)
+    fresh = model.init(jax.random.key(0), tokens)["params"]
+    assert jax.tree_util.tree_structure(fresh) == jax.tree_util.tree_structure(engine)
+    for a, b in zip(jax.tree_util.tree_leaves(fresh), jax.tree_util.tree_leaves(engine)):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    # Without a seed, Flax's key decides, also under jit.
+    a = jax.jit(ns["LanguageModel"](vocab_size=50, num_layers=2).init)(jax.random.key(1), tokens)
+    b = ns["LanguageModel"](vocab_size=50, num_layers=2).init(jax.random.key(1), tokens)
+    c = ns["LanguageModel"](vocab_size=50, num_layers=2).init(jax.random.key(2), tokens)
+    np.testing.assert_array_equal(a["params"]["embed"], b["params"]["embed"])
+    assert not np.array_equal(b["params"]["embed"], c["params"]["embed"])
+
+
+def test_an_instruction_is_one_statement_with_its_dna_line():
+    src = export_source(DNA.of([I("C_MUL", 0, 0, const=2.0), I("ADD", 0, 2)]), 8)
+    assert "h3 = add(h0, fit_like(h2, h0))  # h3 = ADD(h0, h2)" in src
+    assert "h2 = c_mul(h0, 2.0)  # h2 = C_MUL(h0, c=2)" in src
+
+
+# ---- a new primitive needs nothing in export.py ------------------------------------------
+
+def soft_clip(a, c):
+    """c * tanh(a / c): a smooth clip at +-c."""
+    return c * jnp.tanh(a / c)
+
+
+def gate_init(rng, in_width, out_width):
+    return {"gate": rng.standard_normal((in_width,), dtype=np.float32)}
+
+
+def gate(a, params):
+    return a * jax.nn.sigmoid(params["gate"])
+
+
+@pytest.fixture
+def throwaway_primitives(monkeypatch):
+    """SOFT_CLIP and GATE, registered for one test: the registry is restored after it."""
+    monkeypatch.setattr(registry, "_REGISTRY", dict(registry._REGISTRY))
+    primitives.register(Primitive(name="SOFT_CLIP", arity=1, shape=registry.same_width,
+                                  fn=soft_clip, reads_const=True, doc="c * tanh(a / c)"))
+    primitives.register(Primitive(name="GATE", arity=1, shape=registry.parametric_same_width,
+                                  fn=gate, init=gate_init, doc="a * sigmoid(g), g learned"))
+
+
+def test_a_new_primitive_exports_with_nothing_added_to_export(throwaway_primitives):
+    dna = DNA.of([I("SOFT_CLIP", 0, const=1.5), I("GATE", 2), I("ADD", 0, 3)])
+    src = export_source(dna, 16)
+    assert "def soft_clip(a, c):" in src and "def gate_init(rng, in_width, out_width):" in src
+    check_block(dna, 16)
+    ns = load_source(src)
+    np.testing.assert_array_equal(ns["init_program"](4)["h3_GATE"]["gate"],
+                                  compile_block(dna, 16).init(4, jnp.ones((1, 2, 16)))["h3_GATE"]["gate"])
+
+
+def test_the_throwaway_primitives_are_gone_after_their_test():
+    assert not primitives.is_primitive("SOFT_CLIP") and not primitives.is_primitive("GATE")
