@@ -2,18 +2,28 @@
 
 After Primer (So et al. 2021, arXiv 2109.08668). The public surface:
 
-* :mod:`primer_search.dna`: ``DNA``, ``Instruction``, ``DNAError``, ``load_dna``, ``save_dna``
-* :mod:`primer_search.validate`: ``validate``, ``canonical``, ``dna_hash``, ``readable``
+* :mod:`primer_search.dna`: ``DNA``, ``Instruction``, ``DNAError``, ``save_dna``
+* :mod:`primer_search.validate`: ``validate``, ``load_dna``, ``canonical``, ``dna_hash``,
+  ``readable``
 * :mod:`primer_search.compiler`: ``compile_block``
-* :mod:`primer_search.model`: the LM shell (``build_lm``, ``LMConfig``)
+* :mod:`primer_search.model`: the LM shell (``build_lm``, with ``ModelConfig``)
 * :mod:`primer_search.seeds`: the seed blocks
 """
 
 from primer_search.dna import DNA as DNA
 from primer_search.dna import DNAError as DNAError
 from primer_search.dna import Instruction as Instruction
-from primer_search.dna import load_dna as load_dna
 from primer_search.dna import save_dna as save_dna
 
 __all__ = ["DNA", "DNAError", "Instruction", "load_dna", "save_dna"]
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str):
+    # load_dna validates against the op vocabulary, which imports JAX; importing the
+    # package (as `primer-search top` does) must not.
+    if name == "load_dna":
+        from primer_search.validate import load_dna
+
+        return load_dna
+    raise AttributeError(f"module 'primer_search' has no attribute {name!r}")

@@ -25,7 +25,7 @@ __all__ = ["main"]
 def resolve_dna(spec: str):
     """``seeds:NAME`` or a path to a DNA file."""
     from primer_search import seeds
-    from primer_search.dna import load_dna
+    from primer_search.validate import load_dna
 
     if spec.startswith("seeds:"):
         return seeds.get(spec[len("seeds:"):])

@@ -151,17 +151,29 @@ def _call(dna: DNA, ins: Instruction, x1, x2, widths, unit: Fraction, params, fu
 
         ys = jax.vmap(branch, axis_size=ins.heads)(params)
         plan = {}
-    heads, batch, seq, width = ys.shape  # (H, B, T, w) -> (B, T, H * w), head-major
-    y = jnp.transpose(ys, (1, 2, 0, 3)).reshape(batch, seq, heads * width)
     # A branch returns `f` branch units, so the call returns `f` units of the caller; when
     # the unit does not divide by the heads, rounding is settled by the fitting rule.
     w = output_width(dna, ins.target, *widths)
-    return fit_channels(y, max(1, round(w.value * unit))), plan, w
+    return concat_heads(ys, max(1, round(w.value * unit))), plan, w
+
+
+def concat_heads(ys, width: int):
+    """Branch outputs ``(heads, B, T, w)`` -> ``(B, T, heads * w)``, head-major, fitted to
+    ``width`` channels (the exported module copies this function)."""
+    heads, batch, seq, w = ys.shape
+    y = jnp.transpose(ys, (1, 2, 0, 3)).reshape(batch, seq, heads * w)
+    return fit_channels(y, width)
 
 
 # draw(path, op, in_width, out_width) -> the parameters of one instruction. ``path`` is
 # the parameter keys from the top, with a head index after each multi-head call's key.
 LeafDraw = Callable[[tuple, str, int, int], dict]
+
+
+def stack_trees(trees):
+    """Stack equally shaped parameter trees along a new leading axis (a multi-head call's
+    branches; the language model's layers)."""
+    return jax.tree_util.tree_map(lambda *xs: np.stack(xs), *trees)
 
 
 def _materialise(plan: dict, draw: LeafDraw, path: tuple = ()) -> Params:
@@ -172,7 +184,7 @@ def _materialise(plan: dict, draw: LeafDraw, path: tuple = ()) -> Params:
             out[name] = draw(path + (name,), node.op, node.in_width, node.out_width)
         elif isinstance(node, _Heads):
             draws = [_materialise(node.plan, draw, path + (name, h)) for h in range(node.heads)]
-            out[name] = jax.tree_util.tree_map(lambda *xs: np.stack(xs), *draws)
+            out[name] = stack_trees(draws)
         else:
             out[name] = _materialise(node, draw, path + (name,))
     return out

@@ -146,7 +146,7 @@ def seed_dnas(config: SearchConfig) -> list[tuple[str, DNA]]:
     """The seed programs of a search: library seeds built with the config's heads and
     FFN width where they take them, and DNA files read as they are."""
     from primer_search import seeds as seed_library
-    from primer_search.dna import load_dna
+    from primer_search.validate import load_dna
 
     out = []
     for name in config.seeds:

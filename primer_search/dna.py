@@ -23,11 +23,11 @@ parallel on the same arguments, each branch with its own parameters and a width 
 attention, with per-head projections living inside the head subprogram. The callee must
 return a width relative to the unit.
 
-This module imports no JAX: DNA is data. What needs the op vocabulary (which fields an
-op reads, whether its input widths fit) imports :mod:`primitives` when it is first used:
-:func:`fields_read`, :func:`validate` and :func:`output_width`. Pruning and the canonical
-form live in :mod:`primer_search.validate`, which builds on this module (never the other
-way round); compilation in :mod:`primer_search.compiler`.
+This module imports no JAX: DNA is data. :func:`fields_read` asks the op vocabulary
+(:mod:`primitives`) which fields an op reads, importing it when first used. Checking a
+DNA against the vocabulary (ops known, widths accepted), pruning and the canonical form
+live in :mod:`primer_search.validate`, which builds on this module (never the other way
+round); compilation in :mod:`primer_search.compiler`.
 """
 
 from __future__ import annotations
@@ -50,12 +50,9 @@ __all__ = [
     "Subprogram",
     "fields_read",
     "format_instruction",
-    "load_dna",
-    "main_width",
-    "output_width",
+    "read_dna",
     "save_dna",
     "to_text",
-    "validate",
 ]
 
 CALL = "CALL"
@@ -308,88 +305,6 @@ def to_text(dna: DNA) -> str:
     return "\n".join(lines).rstrip() + "\n"
 
 
-# ---- widths against the op vocabulary ---------------------------------------------------
-
-def main_width():
-    """The width MAIN reads and returns, the model width: ``Width.rel(1)``."""
-    from primitives.spec import Width
-
-    return Width.rel(1)
-
-
-def _where(s: int, i: int, ins: Instruction) -> str:
-    return f"subprogram {s}, instruction {i} ({format_instruction(i, ins)})"
-
-
-def _unknown_op(s: int, i: int, ins: Instruction) -> DNAError:
-    import primitives
-
-    return DNAError(f"{_where(s, i, ins)}: unknown op {ins.op!r}; known ops: "
-                    f"CALL, {', '.join(primitives.names())}")
-
-
-def output_width(dna: DNA, sub: int, w0, w1, _memo=None):
-    """The symbolic width (a :class:`primitives.Width`) that a subprogram returns for
-    argument widths ``w0``, ``w1``.
-
-    Raises :class:`DNAError` at the first instruction whose op rejects its inputs.
-    """
-    import primitives
-    from primitives.spec import REL, ShapeError
-
-    memo = {} if _memo is None else _memo
-    key = (sub, w0, w1)
-    if key in memo:
-        return memo[key]
-    widths = [w0, w1]
-    for i, ins in enumerate(dna.subprograms[sub].instructions):
-        a, b = widths[ins.in1], widths[ins.in2]
-        if ins.is_call:
-            out = output_width(dna, ins.target, a, b, memo)
-            if ins.heads > 1 and out.kind != REL:
-                raise DNAError(f"{_where(sub, i, ins)}: a call with heads={ins.heads} "
-                               f"concatenates its branches, so subprogram {ins.target} must "
-                               f"return a width relative to its unit, but it returns {out}")
-        else:
-            if not primitives.is_primitive(ins.op):
-                raise _unknown_op(sub, i, ins)
-            try:
-                out = primitives.get(ins.op).shape(a, b, ins.dim)
-            except ShapeError as e:
-                raise DNAError(f"{_where(sub, i, ins)}: {e} (input widths: {a}, {b})") from None
-        widths.append(out)
-    memo[key] = widths[-1]
-    return widths[-1]
-
-
-def validate(dna: DNA) -> DNA:
-    """Check ``dna`` against the op vocabulary; return it unchanged, or raise
-    :class:`DNAError` naming the subprogram, the instruction and the problem:
-
-    * every op is known (structure was checked when the DNA was built);
-    * every op accepts the widths of its inputs (see :class:`primitives.Width`); every
-      subprogram is shape-checked where it is called, uncalled ones are dead code;
-    * MAIN maps ``[batch, seq, d_model]`` to the same shape;
-    * a multi-head call's subprogram returns a width relative to its unit.
-    """
-    import primitives
-
-    if not isinstance(dna, DNA):
-        raise DNAError(f"expected a DNA, got {type(dna).__name__}")
-    for s, sub in enumerate(dna.subprograms):
-        for i, ins in enumerate(sub.instructions):
-            if not ins.is_call and not primitives.is_primitive(ins.op):
-                raise _unknown_op(s, i, ins)
-    out = output_width(dna, 0, main_width(), main_width())
-    if out != main_width():
-        raise DNAError(f"subprogram 0 (main) returns width {out}, but a block must map "
-                       "[batch, seq, d_model] to the same shape (width d)")
-    return dna
-
-
-_validate = validate  # for load_dna, whose flag of that name hides the function
-
-
 # ---- files --------------------------------------------------------------------------
 
 def save_dna(dna: DNA, path: str | os.PathLike) -> None:
@@ -398,8 +313,9 @@ def save_dna(dna: DNA, path: str | os.PathLike) -> None:
         f.write(dna.to_bytes())
 
 
-def load_dna(path: str | os.PathLike, validate: bool = True) -> DNA:
-    """Read a DNA file; with ``validate`` also check ops and shapes against the vocabulary.
+def read_dna(path: str | os.PathLike) -> DNA:
+    """Read and parse a DNA file (its structure is checked; its ops and shapes are not:
+    :func:`primer_search.validate.load_dna` does both).
 
     Every problem with the file's contents raises :class:`DNAError`.
     """
@@ -411,7 +327,6 @@ def load_dna(path: str | os.PathLike, validate: bool = True) -> DNA:
     except IsADirectoryError:
         raise DNAError(f"DNA path {os.fspath(path)!r} is a directory, expected a file") from None
     try:
-        dna = DNA.from_bytes(data)
+        return DNA.from_bytes(data)
     except DNAError as e:
         raise DNAError(f"{os.fspath(path)}: {e}") from None
-    return _validate(dna) if validate else dna

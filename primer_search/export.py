@@ -38,9 +38,9 @@ import jax.numpy as jnp
 import numpy as np
 
 import primitives
-from primer_search.compiler import as_rng, compile_block, param_name
+from primer_search.compiler import as_rng, compile_block, concat_heads, param_name, stack_trees
 from primer_search.dna import DNA, format_instruction, save_dna
-from primer_search.model import layer_norm, sinusoids
+from primer_search.model import init_lm_params, layer_norm, sinusoids
 from primer_search.validate import MAIN_WIDTH, canonical, output_width
 from primitives._numerics import fit_channels
 from primitives.registry import invoke
@@ -120,7 +120,8 @@ def _method(dna: DNA, ctx: Context, names: dict[Context, str], used: list) -> li
             if ins.heads == 1:
                 expr = f"self.{callee}({params}, {a}, {b}, unit)"
             else:
-                expr = (f"_heads(jax.vmap(lambda q: self.{callee}(q, {a}, {b}, unit / "
+                used.append(concat_heads)
+                expr = (f"concat_heads(jax.vmap(lambda q: self.{callee}(q, {a}, {b}, unit / "
                         f"{ins.heads}), axis_size={ins.heads})({params}), "
                         f"{_width(widths[i + 2].value)})")
         else:
@@ -188,7 +189,8 @@ def _init_lines(tree: dict, indent: str, used: list) -> list[str]:
             call = call_source(init, ["rng", str(node.in_width), str(node.out_width)])
             lines.append(f"{indent}{name!r}: {call},")
         elif isinstance(node, _Stack):
-            lines.append(f"{indent}{name!r}: _stack([{{")
+            used.append(stack_trees)
+            lines.append(f"{indent}{name!r}: stack_trees([{{")
             lines += _init_lines(node.tree, indent + "    ", used)
             lines.append(f"{indent}}} for _ in range({node.heads})]),")
         else:
@@ -214,20 +216,9 @@ def _init_source(block, used: list) -> list[str]:
 
 # Names the exported file defines itself; a copied engine function may not take them.
 _RESERVED = ("D_MODEL", "Block", "LanguageModel", "init_program", "init_language_model",
-             "_heads", "_stack", "_host_init", "_on_device", "nn", "jax", "jnp", "np")
+             "_host_init", "_on_device", "nn", "jax", "jnp", "np")
 
 _HELPERS = '''
-
-def _heads(ys, width):
-    """(heads, B, T, w) branch outputs -> (B, T, heads * w), fitted to `width` channels."""
-    h, b, t, w = ys.shape
-    return fit_channels(jnp.transpose(ys, (1, 2, 0, 3)).reshape(b, t, h * w), width)
-
-
-def _stack(trees):
-    """Stack equally shaped parameter trees along a new leading axis."""
-    return jax.tree_util.tree_map(lambda *xs: np.stack(xs), *trees)
-
 
 def _host_init(draw, seed, key):
     """The parameters ``draw(rng)`` makes, ``rng`` a numpy Generator: seeded by ``seed``
@@ -251,15 +242,7 @@ _LM_SOURCE = '''
 def init_language_model(seed, vocab_size, num_layers):
     """Fresh parameters of the language model, drawn as the engine draws them: the
     embedding, then each block's parameters, from one numpy Generator."""
-    rng = as_rng(seed)
-    embed = rng.standard_normal((vocab_size, D_MODEL), np.float32)
-    layers = [init_program(rng) for _ in range(num_layers)]
-    return {
-        "embed": (embed * D_MODEL ** -0.5).astype(np.float32),
-        "blocks": _stack(layers),
-        "final_norm": {"scale": np.ones((D_MODEL,), np.float32),
-                       "bias": np.zeros((D_MODEL,), np.float32)},
-    }
+    return init_lm_params(as_rng(seed), init_program, vocab_size, D_MODEL, num_layers)
 
 
 class LanguageModel(nn.Module):
@@ -300,7 +283,7 @@ def export_source(dna: DNA, d_model: int, class_name: str = "Block") -> str:
     program = canonical(dna)
     block = compile_block(program, d_model)
     # Engine functions the file calls: collected while the statements are written.
-    used: list = [fit_channels, sinusoids, layer_norm]
+    used: list = [fit_channels, sinusoids, layer_norm, init_lm_params, as_rng]
     names = _contexts(program)
     methods = []
     for ctx in names:

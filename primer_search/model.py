@@ -19,7 +19,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from primer_search.compiler import Block, as_rng, compile_block
+from primer_search.compiler import Block, as_rng, compile_block, stack_trees
 from primer_search.dna import DNA
 from primer_search.fitness_config import ModelConfig
 
@@ -57,15 +57,9 @@ class LanguageModel:
     def init(self, seed, tokens) -> dict[str, Any]:
         """Parameters as device arrays; ``seed`` is an int or a numpy Generator."""
         cfg = self.config
-        rng = as_rng(seed)
         x = jax.ShapeDtypeStruct(tuple(tokens.shape) + (cfg.d_model,), jnp.float32)
-        embed = rng.standard_normal((self.vocab_size, cfg.d_model), np.float32)
-        layers = [self.block.init(rng, x) for _ in range(cfg.num_layers)]
-        params = {
-            "embed": (embed * cfg.d_model ** -0.5).astype(np.float32),
-            "blocks": jax.tree_util.tree_map(lambda *xs: np.stack(xs), *layers),
-            "final_norm": {"scale": np.ones((cfg.d_model,), np.float32),
-                           "bias": np.zeros((cfg.d_model,), np.float32)}}
+        params = init_lm_params(as_rng(seed), lambda rng: self.block.init(rng, x),
+                                self.vocab_size, cfg.d_model, cfg.num_layers)
         return jax.tree_util.tree_map(jnp.asarray, params)
 
     def hidden(self, params, tokens):
@@ -84,6 +78,20 @@ class LanguageModel:
     def apply(self, params, tokens):
         """Logits ``[batch, seq, vocab]`` for tokens ``[batch, seq]``."""
         return self.hidden(params, tokens) @ params["embed"].T
+
+
+def init_lm_params(rng, init_block, vocab_size: int, d_model: int, num_layers: int) -> dict:
+    """Fresh language-model parameters as host arrays, drawn from one numpy Generator in
+    a fixed order: the embedding, then each block's (``init_block(rng)``). The exported
+    module copies this function, so its fresh start is the engine's."""
+    embed = rng.standard_normal((vocab_size, d_model), np.float32)
+    layers = [init_block(rng) for _ in range(num_layers)]
+    return {
+        "embed": (embed * d_model ** -0.5).astype(np.float32),
+        "blocks": stack_trees(layers),
+        "final_norm": {"scale": np.ones((d_model,), np.float32),
+                       "bias": np.zeros((d_model,), np.float32)},
+    }
 
 
 def build_lm(dna: DNA, config: ModelConfig, vocab_size: int) -> LanguageModel:

@@ -1,10 +1,9 @@
-"""Dead-code pruning and the canonical form of a DNA (and the public home of validation).
+"""Validation, dead-code pruning and the canonical form of a DNA.
 
 ``validate(dna)`` checks a DNA against the op vocabulary before anything is compiled or
 trained (ops known, input widths accepted, MAIN maps ``[batch, seq, d_model]`` to the same
-shape, multi-head callees return relative widths); it and ``output_width`` are defined in
-:mod:`primer_search.dna`, next to the loader that validates files, and are re-exported
-here, where callers have always found them.
+shape, multi-head callees return relative widths); ``load_dna(path)`` reads a file and
+validates it.
 
 ``canonical(dna)`` prunes dead code and unreachable subprograms, resets the fields an op
 does not read, writes MAIN's ``h1`` as ``h0`` (both are the block input), and renumbers
@@ -15,23 +14,97 @@ ignored fields have the same canonical form, and :func:`dna_hash` hashes that fo
 from __future__ import annotations
 
 import hashlib
+import os
 from fractions import Fraction
 
 import primitives
 from primer_search.dna import (
     DNA,
+    DNAError,
     Instruction,
     Subprogram,
     fields_read,
-    main_width,
-    output_width,
-    validate,
+    format_instruction,
+    read_dna,
 )
+from primitives.spec import REL, ShapeError, Width
 
-__all__ = ["MAIN_WIDTH", "canonical", "dna_hash", "output_width", "readable", "validate"]
+__all__ = ["MAIN_WIDTH", "canonical", "dna_hash", "load_dna", "output_width", "readable",
+           "validate"]
 
 # The width MAIN reads and returns: the model width.
-MAIN_WIDTH = main_width()
+MAIN_WIDTH = Width.rel(1)
+
+
+# ---- widths against the op vocabulary ---------------------------------------------------
+
+def _where(s: int, i: int, ins: Instruction) -> str:
+    return f"subprogram {s}, instruction {i} ({format_instruction(i, ins)})"
+
+
+def _unknown_op(s: int, i: int, ins: Instruction) -> DNAError:
+    return DNAError(f"{_where(s, i, ins)}: unknown op {ins.op!r}; known ops: "
+                    f"CALL, {', '.join(primitives.names())}")
+
+
+def output_width(dna: DNA, sub: int, w0, w1, _memo=None):
+    """The symbolic width (a :class:`primitives.Width`) that a subprogram returns for
+    argument widths ``w0``, ``w1``.
+
+    Raises :class:`DNAError` at the first instruction whose op rejects its inputs.
+    """
+    memo = {} if _memo is None else _memo
+    key = (sub, w0, w1)
+    if key in memo:
+        return memo[key]
+    widths = [w0, w1]
+    for i, ins in enumerate(dna.subprograms[sub].instructions):
+        a, b = widths[ins.in1], widths[ins.in2]
+        if ins.is_call:
+            out = output_width(dna, ins.target, a, b, memo)
+            if ins.heads > 1 and out.kind != REL:
+                raise DNAError(f"{_where(sub, i, ins)}: a call with heads={ins.heads} "
+                               f"concatenates its branches, so subprogram {ins.target} must "
+                               f"return a width relative to its unit, but it returns {out}")
+        else:
+            if not primitives.is_primitive(ins.op):
+                raise _unknown_op(sub, i, ins)
+            try:
+                out = primitives.get(ins.op).shape(a, b, ins.dim)
+            except ShapeError as e:
+                raise DNAError(f"{_where(sub, i, ins)}: {e} (input widths: {a}, {b})") from None
+        widths.append(out)
+    memo[key] = widths[-1]
+    return widths[-1]
+
+
+def validate(dna: DNA) -> DNA:
+    """Check ``dna`` against the op vocabulary; return it unchanged, or raise
+    :class:`DNAError` naming the subprogram, the instruction and the problem:
+
+    * every op is known (structure was checked when the DNA was built);
+    * every op accepts the widths of its inputs (see :class:`primitives.Width`); every
+      subprogram is shape-checked where it is called, uncalled ones are dead code;
+    * MAIN maps ``[batch, seq, d_model]`` to the same shape;
+    * a multi-head call's subprogram returns a width relative to its unit.
+    """
+    if not isinstance(dna, DNA):
+        raise DNAError(f"expected a DNA, got {type(dna).__name__}")
+    for s, sub in enumerate(dna.subprograms):
+        for i, ins in enumerate(sub.instructions):
+            if not ins.is_call and not primitives.is_primitive(ins.op):
+                raise _unknown_op(s, i, ins)
+    out = output_width(dna, 0, MAIN_WIDTH, MAIN_WIDTH)
+    if out != MAIN_WIDTH:
+        raise DNAError(f"subprogram 0 (main) returns width {out}, but a block must map "
+                       "[batch, seq, d_model] to the same shape (width d)")
+    return dna
+
+
+def load_dna(path: str | os.PathLike) -> DNA:
+    """Read a DNA file and validate it: every problem raises :class:`DNAError` naming the
+    file or the instruction."""
+    return validate(read_dna(path))
 
 
 # ---- pruning and the canonical form -------------------------------------------------

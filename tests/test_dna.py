@@ -20,11 +20,10 @@ from primer_search.dna import (
     Instruction,
     fields_read,
     format_instruction,
-    load_dna,
     save_dna,
 )
 from primer_search.random_programs import random_dna
-from primer_search.validate import canonical, readable, validate
+from primer_search.validate import canonical, load_dna, readable, validate
 
 I = Instruction
 
