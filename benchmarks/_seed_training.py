@@ -16,9 +16,9 @@ import json
 import statistics
 import sys
 
-from primer_search import seeds as seed_library
-from primer_search.evaluate import Evaluator
-from primer_search.fitness_config import BudgetConfig, FitnessConfig, ModelConfig
+from primer_search.fitness.config import BudgetConfig, FitnessConfig, ModelConfig
+from primer_search.fitness.evaluate import Evaluator
+from primer_search.program import seeds as seed_library
 
 # --quick: tiny budgets and a small evaluation set, for smoke tests.
 QUICK = {"steps": 5, "seconds": 1.0, "seeds": 1, "eval_tokens": 1024}
@@ -128,7 +128,7 @@ def main(argv, *, doc: str, base: FitnessConfig, blocks: str, steps: int, second
     p.add_argument("--seeds", type=int, default=3, help="seeds per block and budget (default %(default)s)")
     p.add_argument("--blocks", default=blocks,
                    help="comma-separated seed blocks (default: %s)" % (blocks or "all of "
-                                                                        "primer_search.seeds.names()"))
+                                                                        "primer_search.program.seeds.names()"))
     p.add_argument("--d-model", type=int, default=base.model.d_model, help="default %(default)s")
     p.add_argument("--layers", type=int, default=base.model.num_layers, help="default %(default)s")
     p.add_argument("--seq-len", type=int, default=base.data.seq_len, help="default %(default)s")

@@ -6,7 +6,7 @@ stderr):
 * ``compile_s_median``: seconds from a DNA to its first jitted train step finished
   (``build_lm`` + ``make_steps`` + ``init_state`` + first ``train_step``, blocked on), the
   median over random programs (``random_dna(random.Random(seed))``, seeds 0..N-1, default
-  ``RandomSpec``) and the seed programs (``primer_search.seeds.names()``), with min/max and
+  ``RandomSpec``) and the seed programs (``primer_search.program.seeds.names()``), with min/max and
   per-group medians. Small config. Programs that fail to compile are counted and left out
   of the timings; programs whose first loss is not finite are counted but still timed
   (they did compile and step).
@@ -52,12 +52,12 @@ import jax.numpy as jnp
 import numpy as np
 from flax_transformer import FlaxLM, params_from_dna
 
-from primer_search import seeds
-from primer_search.builder import ProgramBuilder
-from primer_search.fitness_config import ModelConfig, OptimConfig
-from primer_search.model import build_lm
-from primer_search.random_programs import RandomSpec, random_dna
-from primer_search.train import TrainState, make_optimizer, make_steps
+from primer_search.fitness.config import ModelConfig, OptimConfig
+from primer_search.fitness.model import build_lm
+from primer_search.fitness.train import TrainState, make_optimizer, make_steps
+from primer_search.program import seeds
+from primer_search.program.builder import ProgramBuilder
+from primer_search.program.random_programs import RandomSpec, random_dna
 
 # Compile-latency config (small, so 20+ programs compile quickly).
 COMPILE_CFG = {"d_model": 128, "num_layers": 2, "seq": 64, "batch": 8, "vocab": 1024}

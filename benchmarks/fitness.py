@@ -20,8 +20,8 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import _seed_training
 from _seed_training import fmt  # noqa: F401 - part of this script's interface
 
-from primer_search.data import DataConfig
-from primer_search.fitness_config import FitnessConfig, ModelConfig
+from primer_search.fitness.config import FitnessConfig, ModelConfig
+from primer_search.fitness.data import DataConfig
 
 # PTB at DataConfig's defaults (eval_tokens 16384), a 128-wide 2-layer model.
 BASE = FitnessConfig(data=DataConfig(seq_len=64, batch_size=16),

@@ -34,10 +34,10 @@ import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
-from primer_search import seeds as seed_library
-from primer_search.config import load_config
-from primer_search.evaluate import Evaluator
-from primer_search.mutations import mutate
+from primer_search.fitness.evaluate import Evaluator
+from primer_search.program import seeds as seed_library
+from primer_search.program.mutations import mutate
+from primer_search.search.config import load_config
 
 Z95 = 1.96
 

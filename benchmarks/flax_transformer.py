@@ -1,7 +1,7 @@
 """A hand-written Flax Transformer LM: the reference the DNA-compiled seed is timed against.
 
-Same configuration as ``primer_search.seeds.transformer()`` inside the fixed shell of
-``primer_search.model``:
+Same configuration as ``primer_search.program.seeds.transformer()`` inside the fixed shell of
+``primer_search.fitness.model``:
 
 * token embedding times ``sqrt(d_model)`` plus ``sinusoids(seq, d_model)``;
 * ``num_layers`` pre-norm blocks ``x + Wo MHA(LN(x))`` then ``x + W2 relu(W1 LN(x))``,
@@ -21,7 +21,7 @@ benchmark's config it was about 5% faster than the scan, so the full benchmark t
 and reports the ratio against it as a second, stricter baseline.
 
 :class:`FlaxLM` has the ``init(key, tokens)`` / ``apply(params, tokens)`` interface of
-:class:`primer_search.model.LanguageModel`, so ``primer_search.train.make_steps`` takes it
+:class:`primer_search.fitness.model.LanguageModel`, so ``primer_search.fitness.train.make_steps`` takes it
 unchanged. :func:`params_from_dna` maps the parameters of a DNA-compiled ``transformer``
 seed onto this model, for checking that both compute the same function.
 """
@@ -37,8 +37,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from primer_search.fitness_config import ModelConfig
-from primer_search.model import sinusoids
+from primer_search.fitness.config import ModelConfig
+from primer_search.fitness.model import sinusoids
 
 __all__ = ["Block", "FlaxLM", "TransformerLM", "params_from_dna"]
 

@@ -37,8 +37,8 @@ TOP = 10
 def run_search_for(config_name: str, overrides: list[str], store: Path):
     import ray
 
-    from primer_search.config import load_config
-    from primer_search.controller import run_search
+    from primer_search.search.config import load_config
+    from primer_search.search.controller import run_search
 
     cfg = load_config(config_name, overrides)
     ray.init(num_cpus=max(2, os.cpu_count() or 1), include_dashboard=False,
@@ -52,10 +52,10 @@ def run_search_for(config_name: str, overrides: list[str], store: Path):
 
 
 def analyse(cfg, store_path: Path, sample: int, seed: int = 0) -> dict:
-    from primer_search.evaluate import Evaluator
-    from primer_search.hurdles import expected_cost
-    from primer_search.results import Status
-    from primer_search.store import Store
+    from primer_search.fitness.evaluate import Evaluator
+    from primer_search.fitness.hurdles import expected_cost
+    from primer_search.fitness.results import Status
+    from primer_search.search.store import Store
 
     budget = cfg.fitness.budget
     with Store(store_path, readonly=True) as store:

@@ -30,8 +30,8 @@ LAYOUTS = [("1 worker x 1 core", ["workers=1", "cpus_per_worker=1.0", "threads_p
 def run_layout(name, overrides, candidates, toy, tmp):
     import ray
 
-    from primer_search.config import load_config
-    from primer_search.controller import run_search
+    from primer_search.search.config import load_config
+    from primer_search.search.controller import run_search
 
     extra = [f"max_candidates={candidates}", "evolution.population_size=8",
              "evolution.tournament_size=3", "seeds=['transformer', 'primer_ez']"]

@@ -28,10 +28,10 @@ import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
-from primer_search import seeds as seed_library
-from primer_search.data import DataConfig
-from primer_search.evaluate import Evaluator
-from primer_search.fitness_config import BudgetConfig, FitnessConfig, ModelConfig, OptimConfig
+from primer_search.fitness.config import BudgetConfig, FitnessConfig, ModelConfig, OptimConfig
+from primer_search.fitness.data import DataConfig
+from primer_search.fitness.evaluate import Evaluator
+from primer_search.program import seeds as seed_library
 
 FULL_VALIDATION = 73_760  # PTB validation tokens with sentence ends
 

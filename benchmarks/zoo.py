@@ -1,6 +1,6 @@
 """Seed zoo: every seed block trained for real on PTB, at equal steps and equal time.
 
-Every architecture in ``primer_search.seeds.names()`` (or those named by ``--blocks``) is
+Every architecture in ``primer_search.program.seeds.names()`` (or those named by ``--blocks``) is
 trained with 3 seeds at the same step budget (``--steps``, default 300) and at the same
 budget of seconds of training (``--seconds``, default 15; compile and evaluation
 excluded), in the tiny CPU configuration of ``search_configs/tiny_cpu.toml`` (its
@@ -28,7 +28,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import _seed_training
 
-from primer_search.config import load_config
+from primer_search.search.config import load_config
 
 
 def main(argv=None):

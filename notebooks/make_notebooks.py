@@ -15,7 +15,7 @@ INSPECT = [
            "`STORE` below) and shows how fitness evolved, what the winners are, where they "
            "came from and what changed along the way."),
     ("code", "import os\n\nimport matplotlib.pyplot as plt\n\n"
-             "from primer_search import plots\nfrom primer_search.store import Store\n\n"
+             "from primer_search import plots\nfrom primer_search.search.store import Store\n\n"
              "STORE = os.environ.get('PRIMER_SEARCH_STORE', 'tiny_cpu.sqlite')\n"
              "store = Store(STORE, readonly=True)\ncands = store.finished()\n"
              "population = store.config.get('evolution', {}).get('population_size', 16)\n"
@@ -52,7 +52,7 @@ EXPORT = [
            "flax and numpy."),
     ("code", "import importlib.util\nimport os\nimport tempfile\nfrom pathlib import Path\n\n"
              "import jax\nimport jax.numpy as jnp\nimport numpy as np\nimport optax\n\n"
-             "from primer_search.cli import main\nfrom primer_search.store import Store\n\n"
+             "from primer_search.cli import main\nfrom primer_search.search.store import Store\n\n"
              "STORE = os.environ.get('PRIMER_SEARCH_STORE', 'tiny_cpu.sqlite')\n"
              "with Store(STORE, readonly=True) as store:\n    best = store.top(1)[0]\n"
              "out = Path(tempfile.mkdtemp()) / 'exported'\n"

@@ -2,18 +2,18 @@
 
 After Primer (So et al. 2021, arXiv 2109.08668). The public surface:
 
-* :mod:`primer_search.dna`: ``DNA``, ``Instruction``, ``DNAError``, ``save_dna``
-* :mod:`primer_search.validate`: ``validate``, ``load_dna``, ``canonical``, ``dna_hash``,
+* :mod:`primer_search.program.dna`: ``DNA``, ``Instruction``, ``DNAError``, ``save_dna``
+* :mod:`primer_search.program.validate`: ``validate``, ``load_dna``, ``canonical``, ``dna_hash``,
   ``readable``
-* :mod:`primer_search.compiler`: ``compile_block``
-* :mod:`primer_search.model`: the LM shell (``build_lm``, with ``ModelConfig``)
-* :mod:`primer_search.seeds`: the seed blocks
+* :mod:`primer_search.program.compiler`: ``compile_block``
+* :mod:`primer_search.fitness.model`: the LM shell (``build_lm``, with ``ModelConfig``)
+* :mod:`primer_search.program.seeds`: the seed blocks
 """
 
-from primer_search.dna import DNA as DNA
-from primer_search.dna import DNAError as DNAError
-from primer_search.dna import Instruction as Instruction
-from primer_search.dna import save_dna as save_dna
+from primer_search.program.dna import DNA as DNA
+from primer_search.program.dna import DNAError as DNAError
+from primer_search.program.dna import Instruction as Instruction
+from primer_search.program.dna import save_dna as save_dna
 
 __all__ = ["DNA", "DNAError", "Instruction", "load_dna", "save_dna"]
 __version__ = "0.1.0"
@@ -23,7 +23,7 @@ def __getattr__(name: str):
     # load_dna validates against the op vocabulary, which imports JAX; importing the
     # package (as `primer-search top` does) must not.
     if name == "load_dna":
-        from primer_search.validate import load_dna
+        from primer_search.program.validate import load_dna
 
         return load_dna
     raise AttributeError(f"module 'primer_search' has no attribute {name!r}")

@@ -24,8 +24,8 @@ __all__ = ["main"]
 
 def resolve_dna(spec: str):
     """``seeds:NAME`` or a path to a DNA file."""
-    from primer_search import seeds
-    from primer_search.validate import load_dna
+    from primer_search.program import seeds
+    from primer_search.program.validate import load_dna
 
     if spec.startswith("seeds:"):
         return seeds.get(spec[len("seeds:"):])
@@ -33,8 +33,8 @@ def resolve_dna(spec: str):
 
 
 def _fitness_config(args):
-    from primer_search.data import DataConfig
-    from primer_search.fitness_config import BudgetConfig, FitnessConfig, ModelConfig, OptimConfig
+    from primer_search.fitness.config import BudgetConfig, FitnessConfig, ModelConfig, OptimConfig
+    from primer_search.fitness.data import DataConfig
 
     optim = {k: v for k, v in (("learning_rate", args.lr), ("warmup_steps", args.warmup),
                                ("schedule", args.schedule)) if v is not None}
@@ -49,7 +49,7 @@ def _fitness_config(args):
 
 
 def cmd_train(args) -> int:
-    from primer_search.evaluate import Evaluator
+    from primer_search.fitness.evaluate import Evaluator
 
     dna = resolve_dna(args.dna)
     evaluator = Evaluator(_fitness_config(args))
@@ -77,7 +77,7 @@ def _json_float(x):
 
 
 def cmd_show_dna(args) -> int:
-    from primer_search.validate import canonical, dna_hash
+    from primer_search.program.validate import canonical, dna_hash
 
     dna = resolve_dna(args.dna)
     print(canonical(dna) if args.prune else dna, end="")
@@ -86,7 +86,7 @@ def cmd_show_dna(args) -> int:
 
 
 def cmd_seeds(args) -> int:
-    from primer_search import seeds
+    from primer_search.program import seeds
 
     for name in seeds.names():
         doc = (seeds._SEEDS[name].__doc__ or "").strip().splitlines()[0]
@@ -108,8 +108,8 @@ def cmd_ops(args) -> int:
 # ---- search and its store -------------------------------------------------------------
 
 def cmd_search(args) -> int:
-    from primer_search.config import apply_overrides, load_config
-    from primer_search.controller import resume_search, run_search
+    from primer_search.search.config import apply_overrides, load_config
+    from primer_search.search.controller import resume_search, run_search
 
     if args.address:  # join a cluster started with `ray start`
         args.set.append(f"address={json.dumps(args.address)}")
@@ -137,7 +137,7 @@ def cmd_search(args) -> int:
 
 
 def _open_store(path):
-    from primer_search.store import Store
+    from primer_search.search.store import Store
 
     return Store(path, readonly=True)
 
@@ -230,7 +230,7 @@ def cmd_retrain(args) -> int:
 
 def cmd_export(args) -> int:
     from primer_search.export import export
-    from primer_search.loop import weights_folder
+    from primer_search.search.loop import weights_folder
 
     weights, shell = None, ""
     if args.store:
@@ -369,8 +369,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from primer_search.data import DataError
-    from primer_search.dna import DNAError
+    from primer_search.fitness.data import DataError
+    from primer_search.program.dna import DNAError
 
     try:
         return args.fn(args)

@@ -38,10 +38,10 @@ import jax.numpy as jnp
 import numpy as np
 
 import primitives
-from primer_search.compiler import as_rng, compile_block, concat_heads, param_name, stack_trees
-from primer_search.dna import DNA, format_instruction, save_dna
-from primer_search.model import init_lm_params, layer_norm, sinusoids
-from primer_search.validate import MAIN_WIDTH, canonical, output_width
+from primer_search.fitness.model import init_lm_params, layer_norm, sinusoids
+from primer_search.program.compiler import as_rng, compile_block, concat_heads, param_name, stack_trees
+from primer_search.program.dna import DNA, format_instruction, save_dna
+from primer_search.program.validate import MAIN_WIDTH, canonical, output_width
 from primitives._numerics import fit_channels
 from primitives.registry import invoke
 from primitives.source import call_source, standalone_source

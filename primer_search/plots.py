@@ -16,8 +16,8 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from primer_search.results import Status  # noqa: E402
-from primer_search.store import Candidate, Store  # noqa: E402
+from primer_search.fitness.results import Status  # noqa: E402
+from primer_search.search.store import Candidate, Store  # noqa: E402
 
 __all__ = ["fitness_over_time", "population_over_time", "outcomes", "pareto", "lineage",
            "write_all"]

@@ -15,10 +15,10 @@ from __future__ import annotations
 import socket
 from typing import Callable
 
-from primer_search.config import config_from_dict
-from primer_search.fitness_config import BudgetConfig
-from primer_search.results import Status
-from primer_search.store import Store
+from primer_search.fitness.config import BudgetConfig
+from primer_search.fitness.results import Status
+from primer_search.search.config import config_from_dict
+from primer_search.search.store import Store
 
 __all__ = ["retrain"]
 
@@ -42,7 +42,7 @@ def retrain(store_path, top: int, seeds: int, steps: int | None = None,
                 if (cand.id, seed) in done:
                     continue
                 if evaluator is None:  # loads the data: only when there is work
-                    from primer_search.evaluate import Evaluator
+                    from primer_search.fitness.evaluate import Evaluator
 
                     evaluator = Evaluator(cfg.fitness)
                 cid = stale.get((cand.id, seed)) or store.add(

@@ -1,6 +1,6 @@
 """Primitives beyond the Primer paper's vocabulary, for the blocks published after it.
 
-The seed zoo (:mod:`primer_search.seeds`) must write RWKV, the Monarch Mixer, Performer
+The seed zoo (:mod:`primer_search.program.seeds`) must write RWKV, the Monarch Mixer, Performer
 and ALiBi attention as programs. Each needs one mechanism that no composition of the
 paper's ops gives exactly, so each becomes a primitive, as general as the mechanism
 allows, so that a search can use it elsewhere too:

@@ -21,10 +21,10 @@ if BENCH not in sys.path:
 
 from flax_transformer import FlaxLM, params_from_dna
 
-from primer_search import seeds
-from primer_search.fitness_config import ModelConfig, OptimConfig
-from primer_search.model import build_lm
-from primer_search.train import make_optimizer, make_steps
+from primer_search.fitness.config import ModelConfig, OptimConfig
+from primer_search.fitness.model import build_lm
+from primer_search.fitness.train import make_optimizer, make_steps
+from primer_search.program import seeds
 
 
 def test_compile_and_step_quick_json():

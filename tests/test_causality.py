@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 
 import primitives
-from primer_search import seeds
-from primer_search.compiler import compile_block
-from primer_search.random_programs import RandomSpec, random_dna
+from primer_search.program import seeds
+from primer_search.program.compiler import compile_block
+from primer_search.program.random_programs import RandomSpec, random_dna
 
 NUM_PROGRAMS = 500
 CHUNKS = 10

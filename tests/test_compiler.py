@@ -7,12 +7,12 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from primer_search import seeds
-from primer_search.compiler import CompileError, compile_block
-from primer_search.dna import CALL, DNA, Instruction
-from primer_search.fitness_config import ModelConfig
-from primer_search.model import build_lm, count_params
-from primer_search.random_programs import random_dna
+from primer_search.fitness.config import ModelConfig
+from primer_search.fitness.model import build_lm, count_params
+from primer_search.program import seeds
+from primer_search.program.compiler import CompileError, compile_block
+from primer_search.program.dna import CALL, DNA, Instruction
+from primer_search.program.random_programs import random_dna
 
 I = Instruction
 
@@ -108,7 +108,7 @@ def test_fused_softmax_and_relu_equal_the_interpreter(name):
 
 
 def test_fusion_only_applies_to_exact_patterns():
-    from primer_search.fusions import fused
+    from primer_search.program.fusions import fused
 
     softmax = seeds.get("transformer").subprograms[3]
     assert fused(softmax)[0] == "softmax"

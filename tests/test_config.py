@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from primer_search.config import (
+from primer_search.search.config import (
     ConfigError,
     apply_overrides,
     config_from_dict,
@@ -30,7 +30,7 @@ def test_bundled_configs_are_the_promised_ones():
     # Four hurdles passing half each (five stages), 8 heads, a wall-clock budget.
     assert paper.fitness.budget.stages == 5 and paper.fitness.budget.pass_rate == 0.5
     assert paper.fitness.budget.seconds is not None and paper.seed_heads == 8
-    from primer_search.config import seed_dnas
+    from primer_search.search.config import seed_dnas
     (_, dna), = seed_dnas(paper)
     assert dna.subprograms[0].instructions[1].heads == 8
 
@@ -67,9 +67,9 @@ def test_missing_and_malformed_files(tmp_path):
 
 
 def test_seeds_take_heads_and_d_ff_from_the_config_and_may_be_dna_files(tmp_path):
-    from primer_search import seeds
-    from primer_search.config import seed_dnas
-    from primer_search.dna import save_dna
+    from primer_search.program import seeds
+    from primer_search.program.dna import save_dna
+    from primer_search.search.config import seed_dnas
 
     cfg = load_config("tiny_cpu", ["seeds=['transformer', 'rwkv']", "seed_heads=2",
                                    "seed_d_ff='8/3'"])

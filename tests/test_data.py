@@ -1,5 +1,5 @@
-"""Corpora, tokenisation, batching and the data cache (primer_search.data), and the
-evaluation metrics (primer_search.metrics)."""
+"""Corpora, tokenisation, batching and the data cache (primer_search.fitness.data), and the
+evaluation metrics (primer_search.fitness.metrics)."""
 
 import itertools
 import math
@@ -9,9 +9,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from primer_search.data import DataConfig, DataError, EvalInfo, corpora, load_dataset, sources
-from primer_search.data.tokenizers import ByteTokenizer, WordTokenizer
-from primer_search.metrics import metrics_from_eval
+from primer_search.fitness.data import DataConfig, DataError, EvalInfo, corpora, load_dataset, sources
+from primer_search.fitness.data.tokenizers import ByteTokenizer, WordTokenizer
+from primer_search.fitness.metrics import metrics_from_eval
 
 # ------------------------------------------------------------------------------- helpers
 

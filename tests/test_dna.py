@@ -10,8 +10,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from primer_search import seeds
-from primer_search.dna import (
+from primer_search.program import seeds
+from primer_search.program.dna import (
     CALL,
     DNA,
     FORMAT,
@@ -22,8 +22,8 @@ from primer_search.dna import (
     format_instruction,
     save_dna,
 )
-from primer_search.random_programs import random_dna
-from primer_search.validate import canonical, load_dna, readable, validate
+from primer_search.program.random_programs import random_dna
+from primer_search.program.validate import canonical, load_dna, readable, validate
 
 I = Instruction
 
@@ -33,8 +33,8 @@ def packed(subprograms, version=FORMAT_VERSION, fmt=FORMAT):
 
 
 def test_dna_module_imports_no_jax_and_not_the_validator():
-    code = ("import sys, primer_search.dna; "
-            "print('jax' in sys.modules, 'primer_search.validate' in sys.modules)")
+    code = ("import sys, primer_search.program.dna; "
+            "print('jax' in sys.modules, 'primer_search.program.validate' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False False"
 

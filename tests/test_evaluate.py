@@ -4,13 +4,13 @@ import math
 
 import pytest
 
-from primer_search import seeds
-from primer_search.data import DataConfig
-from primer_search.dna import DNA, Instruction
-from primer_search.evaluate import Evaluator, unigram_perplexity
-from primer_search.fitness_config import BudgetConfig, FitnessConfig, ModelConfig
-from primer_search.hurdles import HurdleTracker
-from primer_search.results import EvalResult, Status
+from primer_search.fitness.config import BudgetConfig, FitnessConfig, ModelConfig
+from primer_search.fitness.data import DataConfig
+from primer_search.fitness.evaluate import Evaluator, unigram_perplexity
+from primer_search.fitness.hurdles import HurdleTracker
+from primer_search.fitness.results import EvalResult, Status
+from primer_search.program import seeds
+from primer_search.program.dna import DNA, Instruction
 
 I = Instruction
 TINY = FitnessConfig(data=DataConfig(seq_len=32, batch_size=8, eval_tokens=2048),

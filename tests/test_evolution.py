@@ -4,10 +4,10 @@ import hashlib
 
 import pytest
 
-from primer_search import seeds
-from primer_search.evolution import EvolutionConfig, Member, RegularizedEvolution
-from primer_search.toy import toy_fitness
-from primer_search.validate import dna_hash
+from primer_search.fitness.toy import toy_fitness
+from primer_search.program import seeds
+from primer_search.program.validate import dna_hash
+from primer_search.search.evolution import EvolutionConfig, Member, RegularizedEvolution
 
 SEEDS = [("transformer", seeds.get("transformer")), ("primer_ez", seeds.get("primer_ez"))]
 

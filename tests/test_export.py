@@ -12,13 +12,13 @@ import numpy as np
 import pytest
 
 import primitives
-from primer_search import seeds
-from primer_search.compiler import compile_block
-from primer_search.dna import DNA, Instruction
 from primer_search.export import export, export_source
-from primer_search.fitness_config import ModelConfig
-from primer_search.model import build_lm
-from primer_search.random_programs import random_dna
+from primer_search.fitness.config import ModelConfig
+from primer_search.fitness.model import build_lm
+from primer_search.program import seeds
+from primer_search.program.compiler import compile_block
+from primer_search.program.dna import DNA, Instruction
+from primer_search.program.random_programs import random_dna
 from primitives import registry
 from primitives.spec import Primitive
 
@@ -137,7 +137,7 @@ def test_cli_export_and_plain_optax_training(tmp_path, capsys):
 
 def test_cli_export_refuses_a_bad_id(tmp_path, capsys):
     from primer_search.cli import main
-    from primer_search.store import Store
+    from primer_search.search.store import Store
 
     path = tmp_path / "s.sqlite"
     Store(path, {"fitness": {"model": {"d_model": 32}}}).close()

@@ -1,17 +1,17 @@
 """Functional fingerprints: programs that train differently never match; one program
-written two ways always does (see primer_search/fingerprint.py)."""
+written two ways always does (see primer_search/search/fingerprint.py)."""
 
 import random
 from fractions import Fraction
 
 import pytest
 
-from primer_search import seeds
-from primer_search.builder import ProgramBuilder
-from primer_search.dna import DNA, Subprogram
-from primer_search.fingerprint import fingerprint
-from primer_search.mutations import swap_instructions
-from primer_search.patterns import write_layer_norm, write_relu, write_softmax
+from primer_search.program import seeds
+from primer_search.program.builder import ProgramBuilder
+from primer_search.program.dna import DNA, Subprogram
+from primer_search.program.mutations import swap_instructions
+from primer_search.program.patterns import write_layer_norm, write_relu, write_softmax
+from primer_search.search.fingerprint import fingerprint
 
 WIDTH = 64
 

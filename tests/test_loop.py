@@ -9,12 +9,12 @@ import math
 
 import pytest
 
-from primer_search.config import load_config
-from primer_search.loop import SearchLoop
-from primer_search.pool import InProcessPool, Job, Lost, run_job
-from primer_search.results import Status
-from primer_search.store import Store
-from primer_search.toy import ToyEvaluator
+from primer_search.fitness.results import Status
+from primer_search.fitness.toy import ToyEvaluator
+from primer_search.search.config import load_config
+from primer_search.search.loop import SearchLoop
+from primer_search.search.pool import InProcessPool, Job, Lost, run_job
+from primer_search.search.store import Store
 
 TOY = ["evaluator='toy'", "fitness.budget.stages=1", "keep_weights=0",
        "fitness.model.d_model=16", "evolution.population_size=8",

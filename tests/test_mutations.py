@@ -10,9 +10,9 @@ from fractions import Fraction
 import pytest
 
 import primitives
-from primer_search import seeds
-from primer_search.dna import CALL, DNA, HEADS, DNAError, Instruction
-from primer_search.mutations import (
+from primer_search.program import seeds
+from primer_search.program.dna import CALL, DNA, HEADS, DNAError, Instruction
+from primer_search.program.mutations import (
     MUTATIONS,
     MutationConfig,
     MutationError,
@@ -27,8 +27,8 @@ from primer_search.mutations import (
     swap,
     swap_instructions,
 )
-from primer_search.random_programs import DIM_BANK, RandomSpec, random_dna
-from primer_search.validate import canonical, dna_hash, validate
+from primer_search.program.random_programs import DIM_BANK, RandomSpec, random_dna
+from primer_search.program.validate import canonical, dna_hash, validate
 
 I = Instruction
 SPEC = RandomSpec()

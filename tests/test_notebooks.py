@@ -7,11 +7,11 @@ import pytest
 nbformat = pytest.importorskip("nbformat")
 nbclient = pytest.importorskip("nbclient")
 
-from primer_search import seeds  # noqa: E402
-from primer_search.config import config_to_dict, load_config  # noqa: E402
-from primer_search.results import EvalResult  # noqa: E402
-from primer_search.store import Store  # noqa: E402
-from primer_search.validate import dna_hash  # noqa: E402
+from primer_search.fitness.results import EvalResult  # noqa: E402
+from primer_search.program import seeds  # noqa: E402
+from primer_search.program.validate import dna_hash  # noqa: E402
+from primer_search.search.config import config_to_dict, load_config  # noqa: E402
+from primer_search.search.store import Store  # noqa: E402
 
 NOTEBOOKS = Path(__file__).parent.parent / "notebooks"
 

@@ -5,12 +5,12 @@ import math
 import matplotlib.pyplot as plt
 import numpy as np
 
-from primer_search import seeds
 from primer_search.cli import main
+from primer_search.fitness.results import EvalResult
 from primer_search.plots import fitness_over_time, pareto
-from primer_search.results import EvalResult
-from primer_search.store import Store
-from primer_search.validate import dna_hash
+from primer_search.program import seeds
+from primer_search.program.validate import dna_hash
+from primer_search.search.store import Store
 
 FITNESS = [500.0, 450.0, math.inf, 470.0, 420.0, 430.0]
 

@@ -7,9 +7,9 @@ import textwrap
 
 import pytest
 
-from primer_search import seeds
-from primer_search.results import EvalResult, Status
-from primer_search.store import Store
+from primer_search.fitness.results import EvalResult, Status
+from primer_search.program import seeds
+from primer_search.search.store import Store
 
 
 def test_reading_a_store_imports_no_jax(tmp_path):

@@ -2,13 +2,13 @@
 
 import math
 
-from primer_search import seeds
 from primer_search.cli import main
-from primer_search.config import config_to_dict, load_config
-from primer_search.results import EvalResult
+from primer_search.fitness.results import EvalResult
+from primer_search.program import seeds
+from primer_search.program.validate import dna_hash
 from primer_search.retrain import retrain
-from primer_search.store import Store
-from primer_search.validate import dna_hash
+from primer_search.search.config import config_to_dict, load_config
+from primer_search.search.store import Store
 
 TINY = ["fitness.model.d_model=16", "fitness.model.num_layers=1", "fitness.data.seq_len=16",
         "fitness.data.batch_size=4", "fitness.data.eval_tokens=256", "fitness.budget.stages=1"]

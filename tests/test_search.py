@@ -16,9 +16,9 @@ import pytest
 ray = pytest.importorskip("ray")
 
 from primer_search.cli import main
-from primer_search.config import load_config
-from primer_search.controller import run_search
-from primer_search.store import Store, StoreError
+from primer_search.search.config import load_config
+from primer_search.search.controller import run_search
+from primer_search.search.store import Store, StoreError
 
 TOY = ["evaluator='toy'", "fitness.budget.stages=1"]
 
@@ -191,9 +191,9 @@ def test_real_search_keeps_top_weights_for_export(local_ray, tmp_path, capsys):
     import jax
     import numpy as np
 
-    from primer_search.fitness_config import ModelConfig
-    from primer_search.loop import weights_folder
-    from primer_search.model import build_lm
+    from primer_search.fitness.config import ModelConfig
+    from primer_search.fitness.model import build_lm
+    from primer_search.search.loop import weights_folder
 
     store_path = tmp_path / "w.sqlite"
     cfg = load_config("tiny_cpu", [

@@ -6,12 +6,12 @@ import numpy as np
 import pytest
 from reference_blocks import REFERENCES
 
-from primer_search import seeds
-from primer_search.compiler import compile_block
-from primer_search.fitness_config import ModelConfig
-from primer_search.model import build_lm
-from primer_search.train import OptimConfig, make_optimizer, make_steps
-from primer_search.validate import canonical, validate
+from primer_search.fitness.config import ModelConfig
+from primer_search.fitness.model import build_lm
+from primer_search.fitness.train import OptimConfig, make_optimizer, make_steps
+from primer_search.program import seeds
+from primer_search.program.compiler import compile_block
+from primer_search.program.validate import canonical, validate
 
 
 def perturbed_params(block, x, seed=0):

@@ -9,16 +9,16 @@ import jax
 import jax.numpy as jnp
 import pytest
 
-from primer_search import seeds
-from primer_search.config import ConfigError, config_to_dict, load_config, resume_overrides
-from primer_search.data import DataConfig
-from primer_search.dna import DNA, Instruction
-from primer_search.evaluate import Evaluator
-from primer_search.evolution import EvolutionConfig, Member, RegularizedEvolution
-from primer_search.fitness_config import BudgetConfig, FitnessConfig, ModelConfig, OptimConfig
-from primer_search.hurdles import HurdleTracker, expected_cost, rank_key, stage_ends
-from primer_search.results import Status
-from primer_search.train import learning_rate_schedule
+from primer_search.fitness.config import BudgetConfig, FitnessConfig, ModelConfig, OptimConfig
+from primer_search.fitness.data import DataConfig
+from primer_search.fitness.evaluate import Evaluator
+from primer_search.fitness.hurdles import HurdleTracker, expected_cost, rank_key, stage_ends
+from primer_search.fitness.results import Status
+from primer_search.fitness.train import learning_rate_schedule
+from primer_search.program import seeds
+from primer_search.program.dna import DNA, Instruction
+from primer_search.search.config import ConfigError, config_to_dict, load_config, resume_overrides
+from primer_search.search.evolution import EvolutionConfig, Member, RegularizedEvolution
 
 I = Instruction
 TINY = FitnessConfig(data=DataConfig(seq_len=32, batch_size=8, eval_tokens=1024),
@@ -133,7 +133,7 @@ def test_a_member_that_passed_a_hurdle_outranks_one_stopped_at_it():
 # ---- the default trainer --------------------------------------------------------------
 
 def test_default_rate_scales_with_width_and_warmup_fits_the_budget():
-    from primer_search.fitness_config import LR_TIMES_WIDTH
+    from primer_search.fitness.config import LR_TIMES_WIDTH
 
     cfg = OptimConfig()
     assert cfg.learning_rate is None
@@ -165,8 +165,8 @@ def test_schedules_reach_their_end():
 
 
 def test_weight_decay_skips_norms_biases_and_taps():
-    from primer_search.model import build_lm
-    from primer_search.train import decay_mask
+    from primer_search.fitness.model import build_lm
+    from primer_search.fitness.train import decay_mask
 
     lm = build_lm(seeds.get("primer_ez"), ModelConfig(d_model=16, num_layers=1), 50)
     params = lm.init(0, jnp.zeros((1, 4), jnp.int32))

@@ -13,10 +13,10 @@ import time
 
 import pytest
 
-from primer_search import seeds
-from primer_search.random_programs import random_dna
-from primer_search.results import EvalResult, Status
-from primer_search.store import SCHEMA_VERSION, Candidate, Store, StoreError
+from primer_search.fitness.results import EvalResult, Status
+from primer_search.program import seeds
+from primer_search.program.random_programs import random_dna
+from primer_search.search.store import SCHEMA_VERSION, Candidate, Store, StoreError
 
 CONFIG = {"population": 16, "tournament": 4, "budget": {"steps": 300, "stages": 2},
           "seed": 0}
@@ -362,9 +362,9 @@ def test_readers_see_committed_rows_while_the_writer_stays_open(tmp_path):
 
 CRASHER = textwrap.dedent("""
     import random, sys
-    from primer_search.results import EvalResult
-    from primer_search.random_programs import random_dna
-    from primer_search.store import Store
+    from primer_search.fitness.results import EvalResult
+    from primer_search.program.random_programs import random_dna
+    from primer_search.search.store import Store
 
     store = Store(sys.argv[1], {"crash": True})
     dnas = [random_dna(random.Random(i)) for i in range(8)]

@@ -1,0 +1,154 @@
+"""How a candidate is scored: the data, the model around the block, the optimiser, the
+budget and the seed, as frozen dataclasses that import no JAX.
+
+The search configuration (:mod:`primer_search.search.config`) composes :class:`FitnessConfig`,
+and Ray sends it to every worker; the trainer (:mod:`primer_search.fitness.train`) and the
+evaluator (:mod:`primer_search.fitness.evaluate`) read it. A file of
+``search_configs/`` sets these fields in its ``[fitness.*]`` tables.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from primer_search.fitness.data import DataConfig
+
+__all__ = ["LR_TIMES_WIDTH", "SCHEDULES", "BudgetConfig", "FitnessConfig", "ModelConfig",
+           "OptimConfig"]
+
+# After warm-up: hold the peak ("constant"); fall linearly or along a half cosine to
+# `end_fraction` of the peak at the last step ("linear", "cosine"); hold the peak, then
+# fall linearly to `end_fraction` over the last `cooldown_fraction` of the steps ("wsd",
+# warm-up / stable / decay); or decay as 1/sqrt(step) ("rsqrt", the Transformer's and the
+# Primer paper's schedule).
+SCHEDULES = ("constant", "linear", "cosine", "wsd", "rsqrt")
+
+
+# The default peak learning rate times the model width: Adam's best rate for the hidden
+# matrices falls roughly as 1 / width. Measured by benchmarks/trainer_sweep.py: the best
+# rates were near 1.4e-2 at width 64 (100 steps) and 7e-3 at width 128 (300 steps).
+LR_TIMES_WIDTH = 0.9
+
+
+@dataclasses.dataclass(frozen=True)
+class OptimConfig:
+    """Optimiser and learning-rate schedule (AdamW, linear warm-up, then a decay).
+
+    The defaults were chosen by the sweep in ``benchmarks/trainer_sweep.py`` (README,
+    "The default trainer")."""
+
+    # Peak learning rate, reached at the end of warm-up. None: LR_TIMES_WIDTH / d_model.
+    learning_rate: float | None = None
+    # Steps of linear warm-up from 0 ...
+    warmup_steps: int = 100
+    # ... or this share of a known step budget, if that is shorter.
+    warmup_fraction: float = 0.3
+    # What the rate does after warm-up: one of SCHEDULES. "linear", "cosine" and "wsd"
+    # need to know the last step; under a budget in seconds they hold the peak instead.
+    schedule: str = "wsd"
+    # Where "linear", "cosine" and "wsd" end, as a fraction of the peak rate.
+    end_fraction: float = 0.0
+    # The share of the steps over which "wsd" decays (at the end of the run).
+    cooldown_fraction: float = 0.1
+    # Decoupled weight decay.
+    weight_decay: float = 0.01
+    # Which parameters it applies to: "matrices" (projection and convolution kernels and
+    # the embedding; see decay_mask) or "all".
+    decay: str = "matrices"
+    # Clip gradients to this global norm (0 turns clipping off).
+    clip_norm: float = 1.0
+    b1: float = 0.9
+    b2: float = 0.98
+
+    def __post_init__(self):
+        if self.schedule not in SCHEDULES:
+            raise ValueError(f"optim.schedule must be one of {', '.join(SCHEDULES)}; got "
+                             f"{self.schedule!r}")
+        if self.learning_rate is not None and self.learning_rate <= 0:
+            raise ValueError(f"optim.learning_rate must be > 0 or None, got {self.learning_rate}")
+        if self.warmup_steps < 0:
+            raise ValueError(f"optim.warmup_steps must be >= 0, got {self.warmup_steps}")
+        if not 0.0 < self.warmup_fraction <= 1.0:
+            raise ValueError(f"optim.warmup_fraction must be in (0, 1], got "
+                             f"{self.warmup_fraction}")
+        if self.decay not in ("matrices", "all"):
+            raise ValueError(f"optim.decay must be 'matrices' or 'all', got {self.decay!r}")
+        if not 0.0 < self.cooldown_fraction <= 1.0:
+            raise ValueError(f"optim.cooldown_fraction must be in (0, 1], got "
+                             f"{self.cooldown_fraction}")
+        if not 0.0 <= self.end_fraction <= 1.0:
+            raise ValueError(f"optim.end_fraction must be in [0, 1], got {self.end_fraction}")
+
+    def peak_rate(self, d_model: int | None) -> float:
+        """The peak learning rate for a model of width ``d_model``."""
+        if self.learning_rate is not None:
+            return self.learning_rate
+        if not d_model:
+            raise ValueError("optim.learning_rate is None (scaled with the width), so the "
+                             "optimiser needs the model width d_model")
+        return LR_TIMES_WIDTH / d_model
+
+    def warmup(self, total_steps: int | None) -> int:
+        """Warm-up steps for a run of ``total_steps`` (None: unknown)."""
+        if total_steps is None:
+            return self.warmup_steps
+        return min(self.warmup_steps, round(self.warmup_fraction * total_steps))
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelConfig:
+    """The language model around the block (the vocabulary comes from the data)."""
+
+    # Model width; the block maps [batch, seq, d_model] to the same shape.
+    d_model: int = 128
+    # Number of stacked copies of the block.
+    num_layers: int = 2
+
+
+@dataclasses.dataclass(frozen=True)
+class BudgetConfig:
+    """How long one candidate trains."""
+
+    # Training steps in total (over all stages). None: limited by `seconds` alone.
+    steps: int | None = 300
+    # Seconds of training in total, compile and evaluation excluded. None: steps alone.
+    seconds: float | None = None
+    # Number of stages the budget is split into; a hurdle follows every stage but the
+    # last (1: no hurdles; 5: the Primer paper's four hurdles).
+    stages: int = 1
+    # The share of candidates each hurdle lets through (the hurdle is this quantile of
+    # recent candidates' fitness at that stage). Stage lengths follow from it: stage k
+    # trains in proportion to pass_rate**-k, so every stage costs the same expected
+    # compute (1, 2, 4, 8, 16 of 31 parts for five stages at 0.5). 1.0: equal stages.
+    pass_rate: float = 0.5
+    # Hard limit on one evaluation, compile and evaluation included. None: no limit.
+    timeout_s: float | None = None
+    # Check the training loss for NaN/Inf every this many steps.
+    check_every: int = 10
+
+    def __post_init__(self):
+        if self.steps is None and self.seconds is None:
+            raise ValueError("budget: set steps, seconds or both (both are None)")
+        if self.steps is not None and self.steps < 1:
+            raise ValueError(f"budget.steps must be >= 1 or None, got {self.steps}")
+        if self.seconds is not None and self.seconds <= 0:
+            raise ValueError(f"budget.seconds must be > 0 or None, got {self.seconds}")
+        if self.stages < 1:
+            raise ValueError(f"budget.stages must be >= 1, got {self.stages}")
+        if not 0.0 < self.pass_rate <= 1.0:
+            raise ValueError(f"budget.pass_rate must be in (0, 1], got {self.pass_rate}")
+        if self.steps is not None and self.steps < self.stages:
+            raise ValueError(f"budget.steps ({self.steps}) must be at least budget.stages "
+                             f"({self.stages}): every stage trains at least one step")
+
+
+@dataclasses.dataclass(frozen=True)
+class FitnessConfig:
+    """Everything that defines how a candidate is scored."""
+
+    data: DataConfig = DataConfig()
+    model: ModelConfig = ModelConfig()
+    optim: OptimConfig = OptimConfig()
+    budget: BudgetConfig = BudgetConfig()
+    # Seed of parameter initialisation and data order.
+    seed: int = 0

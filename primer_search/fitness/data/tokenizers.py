@@ -1,0 +1,164 @@
+"""Tokenisers: lines of pre-tokenised text to an int32 token stream, and the word vocabulary.
+
+Text normalisation, shared by both tokenisers: a line is split on whitespace
+(``str.split()``, the corpora are pre-tokenised); lines with no words are skipped; each
+sentence is its words joined by single spaces followed by a sentence end. Sentences are
+concatenated into one token stream per split.
+
+Tokenisers (``DataConfig.tokenizer``):
+
+* ``"word"`` (:class:`WordTokenizer`): id 0 is ``<eos>``, id 1 ``<unk>``, then the most
+  frequent words of the training split (ties broken by code-point order of the word),
+  capped so the vocabulary including the two specials has at most ``vocab_size`` entries
+  (:func:`build_word_vocab`). Unknown words map to ``<unk>``; a literal ``<unk>`` /
+  ``<eos>`` in the text maps to that special.
+* ``"byte"`` (:class:`ByteTokenizer`): the UTF-8 bytes of the normalised sentence (ids
+  0-255) and id 256 for the sentence end (vocabulary 257; ``vocab_size`` is ignored).
+
+Besides the stream, :meth:`Tokenizer.annotate` gives per token the bytes of normalised text
+it covers and whether it ends a word; the evaluation set sums these over its targets so
+that per-word perplexity and bits per byte are comparable between the two tokenisers.
+
+The tokenisers know nothing of files, caches or batches; they are internal to the
+``primer_search.fitness.data`` package (its ``__init__`` is the public surface).
+"""
+
+from __future__ import annotations
+
+import collections
+import hashlib
+from collections.abc import Iterable, Sequence
+
+import numpy as np
+
+from primer_search.fitness.data.config import (
+    BYTE_EOS_ID,
+    BYTE_VOCAB_SIZE,
+    EOS,
+    EOS_ID,
+    UNK,
+    UNK_ID,
+    DataError,
+)
+
+
+class Tokenizer:
+    """Encodes lines of text into a token stream; the module docstring gives the rules."""
+
+    name: str
+    vocab_size: int
+    eos_id: int
+    vocab: tuple[str, ...] | None
+
+    def encode(self, lines: Iterable[str]) -> np.ndarray:
+        """int32 token stream of the sentences in ``lines`` (each followed by eos)."""
+        raise NotImplementedError
+
+    def annotate(self, lines: Iterable[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Token stream plus, per token, the bytes it covers and whether it ends a word."""
+        raise NotImplementedError
+
+    def line_tokens(self, line: str) -> int:
+        """Number of tokens ``line`` encodes to (0 for a line with no words)."""
+        raise NotImplementedError
+
+    def key(self) -> dict:
+        """Identity of the tokeniser for cache keys."""
+        raise NotImplementedError
+
+
+class WordTokenizer(Tokenizer):
+    """Whitespace words looked up in a fixed vocabulary that starts ``<eos>``, ``<unk>``."""
+
+    name = "word"
+
+    def __init__(self, vocab: Sequence[str]):
+        if tuple(vocab[:2]) != (EOS, UNK):
+            raise DataError(f"a word vocabulary starts with {EOS!r}, {UNK!r}, got "
+                            f"{tuple(vocab[:2])!r}")
+        self.vocab = tuple(vocab)
+        self.vocab_size = len(self.vocab)
+        self.eos_id = EOS_ID
+        self._index = {w: i for i, w in enumerate(self.vocab)}
+        self._digest = hashlib.sha256("\n".join(self.vocab).encode("utf-8")).hexdigest()
+
+    def encode(self, lines: Iterable[str]) -> np.ndarray:
+        get, ids = self._index.get, []
+        for line in lines:
+            words = line.split()
+            if words:
+                ids.extend([get(w, UNK_ID) for w in words])
+                ids.append(EOS_ID)
+        return np.asarray(ids, dtype=np.int32)
+
+    def annotate(self, lines: Iterable[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        get, ids, nbytes = self._index.get, [], []
+        for line in lines:
+            words = line.split()
+            if words:
+                ids.extend([get(w, UNK_ID) for w in words])
+                ids.append(EOS_ID)
+                nbytes.extend([len(w.encode("utf-8")) + 1 for w in words])
+                nbytes[-len(words)] -= 1  # no space before a sentence's first word
+                nbytes.append(1)
+        stream = np.asarray(ids, dtype=np.int32)
+        return stream, np.asarray(nbytes, dtype=np.int32), np.ones(stream.size, np.int8)
+
+    def line_tokens(self, line: str) -> int:
+        n = len(line.split())
+        return n + 1 if n else 0
+
+    def key(self) -> dict:
+        return {"tokenizer": "word", "vocab_sha256": self._digest}
+
+
+class ByteTokenizer(Tokenizer):
+    """UTF-8 bytes of the normalised sentences, with id 256 for each sentence end."""
+
+    name = "byte"
+    vocab_size = BYTE_VOCAB_SIZE
+    eos_id = BYTE_EOS_ID
+    vocab = None
+
+    def encode(self, lines: Iterable[str]) -> np.ndarray:
+        text = "".join(" ".join(words) + "\n" for words in map(str.split, lines) if words)
+        stream = np.frombuffer(text.encode("utf-8"), dtype=np.uint8).astype(np.int32)
+        stream[stream == 0x0A] = BYTE_EOS_ID  # normalised sentences hold no other newline
+        return stream
+
+    def annotate(self, lines: Iterable[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        stream = self.encode(lines)
+        in_word = (stream != 0x20) & (stream != BYTE_EOS_ID)
+        after = np.append(stream[1:], BYTE_EOS_ID)
+        ends = (in_word & ((after == 0x20) | (after == BYTE_EOS_ID))) | (stream == BYTE_EOS_ID)
+        return stream, np.ones(stream.size, np.int32), ends.astype(np.int8)
+
+    def line_tokens(self, line: str) -> int:
+        words = line.split()
+        return len(" ".join(words).encode("utf-8")) + 1 if words else 0
+
+    def key(self) -> dict:
+        return {"tokenizer": "byte"}
+
+
+def build_word_vocab(lines: Iterable[str], vocab_size: int, max_words: int | None = None,
+                     counted: list[int] | None = None) -> list[str]:
+    """``<eos>``, ``<unk>``, then the most frequent words (ties by code point), capped.
+
+    With ``max_words``, counting stops after the line at which that many words were seen.
+    The number of words counted is appended to ``counted`` when given.
+    """
+    counts: collections.Counter[str] = collections.Counter()
+    seen = 0
+    for line in lines:
+        words = line.split()
+        counts.update(words)
+        seen += len(words)
+        if max_words is not None and seen >= max_words:
+            break
+    if counted is not None:
+        counted.append(seen)
+    counts.pop(EOS, None)
+    counts.pop(UNK, None)
+    ranked = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
+    return [EOS, UNK] + [w for w, _ in ranked[: vocab_size - 2]]

@@ -1,0 +1,104 @@
+"""The fixed language-model shell around a searched block.
+
+As in Primer (So et al. 2021, Sec. 2), only the decoder block is searched; the shell is
+fixed: token embedding (scaled by sqrt(d_model)) plus sinusoidal position signal, N
+stacked copies of the block (same program, separate weights), a final LayerNorm, and an
+output layer tied to the embedding.
+
+The N blocks run under ``jax.lax.scan`` over stacked parameters, so the block's graph is
+compiled once whatever the depth.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from primer_search.fitness.config import ModelConfig
+from primer_search.program.compiler import Block, as_rng, compile_block, stack_trees
+from primer_search.program.dna import DNA
+
+__all__ = ["LanguageModel", "build_lm", "count_params", "layer_norm", "sinusoids"]
+
+LN_EPS = 1e-6
+
+
+def sinusoids(seq_len: int, d_model: int) -> np.ndarray:
+    """The Transformer's fixed position signal, ``[seq_len, d_model]`` (sin | cos halves)."""
+    half = d_model // 2
+    freqs = np.exp(-np.log(10_000.0) * np.arange(half) / max(half - 1, 1))
+    angles = np.arange(seq_len)[:, None] * freqs[None, :]
+    out = np.zeros((seq_len, d_model), np.float32)
+    out[:, :half] = np.sin(angles)
+    out[:, half:2 * half] = np.cos(angles)
+    return out
+
+
+def layer_norm(x, scale, bias, eps: float = LN_EPS):
+    mean = x.mean(-1, keepdims=True)
+    var = jnp.square(x - mean).mean(-1, keepdims=True)
+    return (x - mean) / jnp.sqrt(var + eps) * scale + bias
+
+
+@dataclasses.dataclass(frozen=True)
+class LanguageModel:
+    """``init(key, tokens) -> params`` and ``apply(params, tokens) -> logits``."""
+
+    config: ModelConfig
+    # Number of token types, including padding/unknown tokens (the data decides it).
+    vocab_size: int
+    block: Block
+
+    def init(self, seed, tokens) -> dict[str, Any]:
+        """Parameters as device arrays; ``seed`` is an int or a numpy Generator."""
+        cfg = self.config
+        x = jax.ShapeDtypeStruct(tuple(tokens.shape) + (cfg.d_model,), jnp.float32)
+        params = init_lm_params(as_rng(seed), lambda rng: self.block.init(rng, x),
+                                self.vocab_size, cfg.d_model, cfg.num_layers)
+        return jax.tree_util.tree_map(jnp.asarray, params)
+
+    def hidden(self, params, tokens):
+        """Final hidden states ``[batch, seq, d_model]`` before the output layer."""
+        cfg = self.config
+        seq = tokens.shape[-1]
+        x = params["embed"][tokens] * math.sqrt(cfg.d_model)
+        x = x + jnp.asarray(sinusoids(seq, cfg.d_model))
+
+        def layer(h, block_params):
+            return self.block.apply(block_params, h), None
+
+        x, _ = jax.lax.scan(layer, x, params["blocks"], length=cfg.num_layers)
+        return layer_norm(x, params["final_norm"]["scale"], params["final_norm"]["bias"])
+
+    def apply(self, params, tokens):
+        """Logits ``[batch, seq, vocab]`` for tokens ``[batch, seq]``."""
+        return self.hidden(params, tokens) @ params["embed"].T
+
+
+def init_lm_params(rng, init_block, vocab_size: int, d_model: int, num_layers: int) -> dict:
+    """Fresh language-model parameters as host arrays, drawn from one numpy Generator in
+    a fixed order: the embedding, then each block's (``init_block(rng)``). The exported
+    module copies this function, so its fresh start is the engine's."""
+    embed = rng.standard_normal((vocab_size, d_model), np.float32)
+    layers = [init_block(rng) for _ in range(num_layers)]
+    return {
+        "embed": (embed * d_model ** -0.5).astype(np.float32),
+        "blocks": stack_trees(layers),
+        "final_norm": {"scale": np.ones((d_model,), np.float32),
+                       "bias": np.zeros((d_model,), np.float32)},
+    }
+
+
+def build_lm(dna: DNA, config: ModelConfig, vocab_size: int) -> LanguageModel:
+    """The language model of ``config``'s size around ``dna``'s block."""
+    return LanguageModel(config=config, vocab_size=vocab_size,
+                         block=compile_block(dna, config.d_model))
+
+
+def count_params(params) -> int:
+    return int(sum(np.prod(p.shape) for p in jax.tree_util.tree_leaves(params)))

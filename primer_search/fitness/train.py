@@ -1,0 +1,138 @@
+"""Training and evaluation steps for a language model built around a compiled block.
+
+Pure functions: ``train_step(state, batch) -> (state, metrics)`` and
+``eval_step(params, batch) -> summed loss``, jitted by :func:`make_steps`. A batch is an
+int32 array ``[batch, seq + 1]``: inputs are ``batch[:, :-1]``, targets ``batch[:, 1:]``.
+
+The optimiser is AdamW with global-norm clipping, a linear warm-up and one of four
+decays (:data:`SCHEDULES`). Weight decay applies to projection matrices and the
+embedding only, not to norm scales, biases, convolution taps or other per-channel
+vectors (:func:`decay_mask`), as most LM trainers do.
+
+A step whose gradient norm is not finite is counted in ``TrainState.bad_grad_steps``:
+global-norm clipping turns such a gradient into a zero (or NaN) update, so the model
+silently stops learning while its loss looks ordinary. The evaluator fails such a
+candidate instead of scoring it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from primer_search.fitness.config import OptimConfig
+from primer_search.fitness.model import LanguageModel
+
+__all__ = ["TrainState", "decay_mask", "learning_rate_schedule", "make_optimizer", "make_steps",
+           "token_loss"]
+
+def learning_rate_schedule(cfg: OptimConfig, total_steps: int | None,
+                           d_model: int | None = None) -> Callable:
+    """``step -> rate`` (step counts from 0). ``total_steps`` is where "linear", "cosine"
+    and "wsd" reach ``end_fraction``; with None they hold the peak after warm-up.
+    ``d_model`` sets the peak when ``cfg.learning_rate`` is None."""
+    warm = max(cfg.warmup(total_steps), 1)
+    peak, end = cfg.peak_rate(d_model), cfg.end_fraction
+    kind = cfg.schedule
+    if kind in ("linear", "cosine", "wsd") and total_steps is None:
+        kind = "constant"
+    # Where the decay starts: after warm-up, or at the cooldown for "wsd".
+    start = warm
+    if kind == "wsd":
+        start = max(warm, round(total_steps * (1.0 - cfg.cooldown_fraction)))
+    span = max((total_steps or 0) - start, 1)
+
+    def lr(step):
+        step = jnp.asarray(step, jnp.float32) + 1.0
+        up = jnp.minimum(step / warm, 1.0)
+        if kind == "constant":
+            return peak * up
+        if kind == "rsqrt":
+            return peak * jnp.minimum(step / warm, jnp.sqrt(warm / step))
+        done = jnp.clip((step - start) / span, 0.0, 1.0)   # 0 where the decay starts, 1 at the end
+        if kind in ("linear", "wsd"):
+            fall = 1.0 - done
+        else:
+            fall = 0.5 * (1.0 + jnp.cos(jnp.pi * done))
+        return peak * up * (end + (1.0 - end) * fall)
+
+    return lr
+
+
+def decay_mask(params) -> Any:
+    """True for the leaves weight decay applies to: dense and convolution kernels
+    (``kernel``, ``kernel_*``) and the token embedding. Norm scales, shifts (biases),
+    depthwise taps, long-convolution filters and the final norm are not decayed."""
+    def decays(path, _):
+        name = str(getattr(path[-1], "key", path[-1]))
+        return name == "embed" or name == "kernel" or name.startswith("kernel_")
+    return jax.tree_util.tree_map_with_path(decays, params)
+
+
+def make_optimizer(cfg: OptimConfig, total_steps: int | None = None,
+                   d_model: int | None = None) -> optax.GradientTransformation:
+    """AdamW for a run of ``total_steps`` (None: unknown, e.g. a budget in seconds) of a
+    model of width ``d_model`` (needed when ``cfg.learning_rate`` is None)."""
+    parts = [optax.clip_by_global_norm(cfg.clip_norm)] if cfg.clip_norm > 0 else []
+    parts.append(optax.adamw(learning_rate_schedule(cfg, total_steps, d_model),
+                             b1=cfg.b1, b2=cfg.b2,
+                             weight_decay=cfg.weight_decay,
+                             mask=decay_mask if cfg.decay == "matrices" else None))
+    return optax.chain(*parts)
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainState:
+    params: Any
+    opt_state: Any
+    step: jax.Array
+    # Steps so far whose gradient norm was NaN or Inf (their update did not train).
+    bad_grad_steps: jax.Array
+
+
+jax.tree_util.register_dataclass(
+    TrainState, data_fields=["params", "opt_state", "step", "bad_grad_steps"], meta_fields=[])
+
+
+def token_loss(model: LanguageModel, params, batch):
+    """Per-token cross-entropy ``[batch, seq]`` of next-token prediction."""
+    inputs, targets = batch[:, :-1], batch[:, 1:]
+    logits = model.apply(params, inputs)
+    return optax.softmax_cross_entropy_with_integer_labels(logits, targets)
+
+
+def make_steps(model: LanguageModel, optimizer: optax.GradientTransformation):
+    """Return ``(init_state, train_step, eval_step)``; the steps are jitted.
+
+    ``init_state(seed, batch)`` initialises on the host (see ``Block.init``)."""
+    init_optimizer = jax.jit(optimizer.init)
+
+    def init_state(seed, batch) -> TrainState:
+        params = model.init(seed, batch[:, :-1])
+        # Two arrays, not one: the train step donates its state, buffer by buffer.
+        return TrainState(params, init_optimizer(params), jnp.zeros((), jnp.int32),
+                          jnp.zeros((), jnp.int32))
+
+    def loss_fn(params, batch):
+        return token_loss(model, params, batch).mean()
+
+    def train_step(state: TrainState, batch):
+        loss, grads = jax.value_and_grad(loss_fn)(state.params, batch)
+        updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
+        params = optax.apply_updates(state.params, updates)
+        grad_norm = optax.tree.norm(grads)
+        bad = state.bad_grad_steps + (~jnp.isfinite(grad_norm)).astype(jnp.int32)
+        metrics = {"loss": loss, "grad_norm": grad_norm}
+        return TrainState(params, opt_state, state.step + 1, bad), metrics
+
+    def eval_step(params, batch):
+        """Summed token loss and token count of one batch."""
+        losses = token_loss(model, params, batch)
+        return losses.sum(), jnp.asarray(losses.size, jnp.float32)
+
+    return init_state, jax.jit(train_step, donate_argnums=0), jax.jit(eval_step)

@@ -1,0 +1,287 @@
+"""Search configuration: typed, composed dataclasses filled from TOML with clear errors.
+
+A search config file (``search_configs/*.toml``) mirrors :class:`SearchConfig`: top-level
+controller settings, and tables ``[fitness.data]``, ``[fitness.model]``,
+``[fitness.optim]``, ``[fitness.budget]``, ``[evolution]``, ``[evolution.mutation]``.
+Every field has a default, so a file names only what it changes. An unknown key or a
+value of the wrong type is an error that names it. ``--set a.b.c=value`` overrides one
+field (the value is read as TOML, else as a string).
+
+Dict-to-dataclass conversion uses ``dacite`` in strict mode.
+
+A resumed search keeps its word (:func:`resume_overrides`): overrides are merged key by
+key into the stored config, and only the keys in :data:`RESUMABLE_KEYS` (limits, workers,
+resources, the cluster address) may change. Everything else defines what a fitness
+means or what the population is (the fitness task and budget, the seeds, evolution,
+hurdles, dedup, the search seed); changing it halfway would rank candidates scored under
+different rules against each other, so it is refused with an error that says how to
+start a new search from this one's best instead.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import inspect
+import os
+import tomllib
+from collections.abc import Sequence
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+import dacite
+
+from primer_search.fitness.config import FitnessConfig
+from primer_search.program.dna import DNA
+from primer_search.search.evolution import EvolutionConfig
+
+__all__ = [
+    "RESUMABLE_KEYS",
+    "ConfigError",
+    "SearchConfig",
+    "apply_overrides",
+    "config_from_dict",
+    "config_to_dict",
+    "load_config",
+    "merge",
+    "resume_overrides",
+    "seed_dnas",
+]
+
+
+class ConfigError(ValueError):
+    """A config file, key or value is wrong; the message names it."""
+
+
+@dataclasses.dataclass(frozen=True)
+class SearchConfig:
+    """One search: how candidates are scored, how they evolve, and how the work runs."""
+
+    # How one candidate is trained and scored (data, model, optimiser, budget, seed).
+    fitness: FitnessConfig = FitnessConfig()
+    # Regularized evolution: population, tournament, mutations.
+    evolution: EvolutionConfig = EvolutionConfig()
+    # Seed blocks of the initial population: names from `primer-search seeds`, or paths
+    # to DNA files (for example the program.dna that `primer-search export` writes).
+    seeds: tuple[str, ...] = ("transformer",)
+    # Attention heads of the seed blocks that have heads (the Primer paper used 8).
+    seed_heads: int = 4
+    # FFN width of the seed blocks as a multiple of d_model, e.g. 4 or "8/3"; None keeps
+    # each seed's own (4 for the Transformer family, 8/3 for the GLU family).
+    seed_d_ff: int | float | str | None = None
+    # "train": real training (the fitness section); "toy": a cheap stand-in fitness of
+    # the program's shape, for testing the search machinery and measuring its overhead.
+    evaluator: str = "train"
+    # Seconds a toy evaluation sleeps, to stand in for training time.
+    toy_sleep_s: float = 0.0
+    # Candidates evaluated at once (one Ray worker each).
+    workers: int = 1
+    # CPU cores and GPUs reserved per worker (Ray resources).
+    cpus_per_worker: float = 1.0
+    gpus_per_worker: float = 0.0
+    # Threads a CPU worker's JAX may use (PJRT_NPROC); 0 leaves JAX's default.
+    threads_per_worker: int = 1
+    # Stop after this many finished candidates (None: no limit).
+    max_candidates: int | None = 100
+    # Stop after this many hours (None: no limit).
+    max_hours: float | None = None
+    # Hard limit on one candidate's evaluation; its worker is killed past it (None: none).
+    candidate_timeout_s: float | None = None
+    # Times a candidate is retried after its worker died, before it is recorded as failed.
+    max_retries: int = 1
+    # Hurdles (fitness.budget.stages > 1; the pass rate is fitness.budget.pass_rate): how
+    # many candidates must have completed a stage before its hurdle is set, and how many
+    # of the most recent ones it is computed from (None: the population size).
+    hurdle_min_history: int = 10
+    hurdle_window: int | None = None
+    # Reuse the fitness of an earlier candidate with the same functional fingerprint.
+    dedup: bool = True
+    # Keep the trained weights of the best K candidates beside the store (STORE.weights/),
+    # so that `primer-search export` can write them; 0 keeps none.
+    keep_weights: int = 10
+    # Ray cluster address ("auto" or HOST:PORT); None starts Ray locally, embedded.
+    address: str | None = None
+    # The search's random seed (proposals); fitness.seed seeds training.
+    seed: int = 0
+
+    def __post_init__(self):
+        if self.evaluator not in ("train", "toy"):
+            raise ConfigError(f"evaluator must be 'train' or 'toy', got {self.evaluator!r}")
+        if self.workers < 1:
+            raise ConfigError(f"workers must be >= 1, got {self.workers}")
+        if not self.seeds:
+            raise ConfigError("seeds must name at least one seed block")
+        from primer_search.program import seeds as seed_library
+
+        unknown = [s for s in self.seeds
+                   if s not in seed_library.names() and not Path(s).is_file()]
+        if unknown:
+            raise ConfigError(f"unknown seed blocks {unknown}: expected names ("
+                              f"{', '.join(seed_library.names())}) or paths to DNA files")
+        if self.seed_heads < 1:
+            raise ConfigError(f"seed_heads must be >= 1, got {self.seed_heads}")
+        if self.seed_d_ff is not None:
+            try:
+                ratio = self.seed_d_ff_ratio
+            except (ValueError, ZeroDivisionError):
+                ratio = Fraction(0)
+            if ratio <= 0:
+                raise ConfigError(f"seed_d_ff must be a positive number such as 4 or \"8/3\", "
+                                  f"got {self.seed_d_ff!r}")
+        if self.hurdle_window is not None and self.hurdle_window < 1:
+            raise ConfigError(f"hurdle_window must be >= 1 or None, got {self.hurdle_window}")
+
+    @property
+    def seed_d_ff_ratio(self) -> Fraction | None:
+        """``seed_d_ff`` as an exact fraction (None: each seed's own)."""
+        return None if self.seed_d_ff is None else Fraction(str(self.seed_d_ff))
+
+    @property
+    def hurdle_window_size(self) -> int:
+        return self.hurdle_window or self.evolution.population_size
+
+
+def seed_dnas(config: SearchConfig) -> list[tuple[str, DNA]]:
+    """The seed programs of a search: library seeds built with the config's heads and
+    FFN width where they take them, and DNA files read as they are."""
+    from primer_search.program import seeds as seed_library
+    from primer_search.program.validate import load_dna
+
+    out = []
+    for name in config.seeds:
+        if name not in seed_library.names():
+            out.append((name, load_dna(name)))
+            continue
+        accepts = inspect.signature(seed_library._SEEDS[name]).parameters
+        kwargs: dict[str, Any] = {}
+        if "heads" in accepts:
+            kwargs["heads"] = config.seed_heads
+        if "d_ff" in accepts and config.seed_d_ff is not None:
+            kwargs["d_ff"] = config.seed_d_ff_ratio
+        out.append((name, seed_library.get(name, **kwargs)))
+    return out
+
+
+_DACITE = dacite.Config(strict=True, cast=[tuple])
+
+
+def config_from_dict(data: dict, source: str = "config") -> SearchConfig:
+    try:
+        return dacite.from_dict(SearchConfig, data, config=_DACITE)
+    except dacite.UnexpectedDataError as e:
+        raise ConfigError(f"{source}: unknown key(s) {sorted(e.keys)}") from None
+    except (dacite.DaciteError, ValueError, TypeError) as e:
+        raise ConfigError(f"{source}: {e}") from None
+
+
+def config_to_dict(config: SearchConfig) -> dict:
+    """Plain JSON-compatible dict (tuples become lists) that config_from_dict reads back."""
+    def plain(x):
+        if isinstance(x, dict):
+            return {k: plain(v) for k, v in x.items()}
+        if isinstance(x, (list, tuple)):
+            return [plain(v) for v in x]
+        return x
+    return plain(dataclasses.asdict(config))
+
+
+def _parse_value(text: str) -> Any:
+    try:
+        return tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        return text
+
+
+def apply_overrides(data: dict, overrides: Sequence[str]) -> dict:
+    """``["fitness.budget.steps=50", ...]`` applied to a nested dict (a copy)."""
+    data = copy.deepcopy(data)
+    for item in overrides:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"--set expects key=value, got {item!r}")
+        node = data
+        parts = key.strip().split(".")
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"--set {key}: {part!r} is a value, not a section")
+        node[parts[-1]] = _parse_value(value.strip())
+    return data
+
+
+def merge(base: dict, overrides: dict) -> dict:
+    """``overrides`` merged into ``base`` key by key, at every depth (a copy)."""
+    out = copy.deepcopy(base)
+    for key, value in overrides.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+# Top-level keys a resume may change: when and where the work runs, not what it means.
+RESUMABLE_KEYS = frozenset({
+    "max_candidates", "max_hours", "workers", "cpus_per_worker", "gpus_per_worker",
+    "threads_per_worker", "candidate_timeout_s", "max_retries", "keep_weights", "address",
+    "toy_sleep_s"})
+
+
+def _leaves(d: dict, prefix: str = "") -> dict[str, Any]:
+    out = {}
+    for key, value in d.items():
+        if isinstance(value, dict):
+            out.update(_leaves(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def resume_overrides(stored: dict, overrides: dict, store_path: str = "STORE") -> dict:
+    """The stored config with ``overrides`` merged in, or a :class:`ConfigError` naming
+    the first key that a resume may not change (see the module doc)."""
+    if "hurdle_quantile" in stored:
+        raise ConfigError(
+            f"{store_path} was written by an earlier version of primer-search, whose hurdle "
+            "stages were equal in length and whose fingerprints and trainer differ; "
+            "resuming it would mix candidates judged under different rules. Its rows can "
+            "still be read (top, show, export); start a new search from its best: "
+            f"`primer-search export {store_path} ID --out DIR`, then `primer-search search "
+            "CONFIG --set 'seeds=[\"DIR/program.dna\"]'`")
+    merged = merge(stored, overrides)
+    config_from_dict(merged, source=f"{store_path} (stored config with overrides)")
+    before, after = _leaves(stored), _leaves(merged)
+    for key in sorted(after):
+        if key in RESUMABLE_KEYS or before.get(key, _MISSING) == after[key]:
+            continue
+        raise ConfigError(
+            f"a resume cannot change {key} (stored {before.get(key, '(unset)')!r}, given "
+            f"{after[key]!r}): it defines how candidates are scored or what the population "
+            f"is, and the search would compare candidates judged under different rules. "
+            f"A resume may change only {', '.join(sorted(RESUMABLE_KEYS))}. To search under "
+            f"new rules, start a new search from this one's best: `primer-search top "
+            f"{store_path}` gives its id, `primer-search export {store_path} ID --out DIR` "
+            f"writes DIR/program.dna, then `primer-search search CONFIG --set "
+            f"'seeds=[\"DIR/program.dna\"]' --set {key}=...`")
+    return merged
+
+
+_MISSING = object()
+
+
+def load_config(path: str | os.PathLike, overrides: Sequence[str] = ()) -> SearchConfig:
+    """Read a TOML search config (a path, or a name in search_configs/) with overrides."""
+    p = Path(path)
+    if not p.exists() and not p.suffix:
+        bundled = Path(__file__).resolve().parents[2] / "search_configs" / f"{p}.toml"
+        if bundled.exists():
+            p = bundled
+    if not p.is_file():
+        raise ConfigError(f"config file {os.fspath(path)!r} does not exist; expected a TOML "
+                          "file or a name in search_configs/ (tiny_cpu, gpu_small, primer_lm1b)")
+    try:
+        data = tomllib.loads(p.read_text())
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{p}: not valid TOML ({e})") from None
+    return config_from_dict(apply_overrides(data, overrides), source=str(p))

@@ -1,0 +1,87 @@
+"""Run a search: a store, a pool of Ray workers and the search loop, put together.
+
+:func:`run_search` starts a new search and :func:`resume_search` continues one from its
+store. The loop itself (:mod:`primer_search.search.loop`) knows nothing of Ray; the workers are
+:class:`primer_search.search.ray_pool.RayPool`'s actors.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from primer_search.search.config import SearchConfig, config_from_dict, config_to_dict, resume_overrides
+from primer_search.search.loop import SearchLoop, SearchSummary
+from primer_search.search.store import Store
+
+__all__ = ["SearchSummary", "resume_search", "run_search"]
+
+
+def _run(config: SearchConfig, store: Store, progress: bool) -> SearchSummary:
+    from primer_search.search.ray_pool import RayPool, init_ray
+
+    init_ray(config)
+    loop = SearchLoop(config, store, RayPool(config))
+    display = _Progress(loop) if progress else None
+    try:
+        return loop.run(on_turn=display.update if display else None)
+    finally:
+        if display:
+            display.close()
+
+
+def run_search(config: SearchConfig, store_path: str | os.PathLike,
+               progress: bool = True) -> SearchSummary:
+    """Start a new search writing to ``store_path`` (which must not exist)."""
+    if Path(store_path).exists():
+        raise FileExistsError(f"store {os.fspath(store_path)!r} exists; resume it with "
+                              "--resume, or choose another path")
+    with Store(store_path, config_to_dict(config)) as store:
+        return _run(config, store, progress)
+
+
+def resume_search(store_path: str | os.PathLike, overrides: dict | None = None,
+                  progress: bool = True) -> SearchSummary:
+    """Continue the search in ``store_path`` with its stored config. ``overrides`` (a
+    nested dict) are merged key by key and may change only limits, workers, resources
+    and the address (:data:`primer_search.search.config.RESUMABLE_KEYS`); anything else is
+    refused with a :class:`~primer_search.search.config.ConfigError`. Each resume and its
+    overrides are recorded in the store."""
+    with Store(store_path) as store:
+        data = resume_overrides(store.config, overrides or {}, str(store_path))
+        config = config_from_dict(data, source=f"{store_path} (stored config)")
+        store.record_resume(overrides or {})
+        return _run(config, store, progress)
+
+
+class _Progress:
+    """Live progress (rich): candidates done, best fitness, rate, failures."""
+
+    def __init__(self, loop: SearchLoop):
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+        )
+
+        self.c = loop
+        self.progress = Progress(TextColumn("[bold]search"), BarColumn(), MofNCompleteColumn(),
+                                 TimeElapsedColumn(), TextColumn("{task.fields[info]}"))
+        total = loop.cfg.max_candidates
+        self.task = self.progress.add_task("search", total=total, info="")
+        self.progress.start()
+        self.update()
+
+    def update(self) -> None:
+        s = self.c.summary()
+        hours = max(s.seconds, 1e-9) / 3600
+        best = f"{s.best_fitness:.4g} (#{s.best_id})" if s.best_fitness is not None else "-"
+        info = (f"best {best}  trained {s.trained}  dup {s.duplicates}  failed {s.failed}  "
+                f"{s.finished / hours:.0f}/h")
+        self.progress.update(self.task, completed=s.finished, info=info)
+
+    def close(self) -> None:
+        self.update()
+        self.progress.stop()

@@ -1,0 +1,297 @@
+"""The search loop: propose, deduplicate, dispatch, record, feed back, set hurdles.
+
+It knows nothing of Ray: candidates are evaluated by a :class:`~primer_search.search.pool.WorkerPool`
+(Ray actors in a real search, the calling process in tests). It writes every result to
+the store *before* it acts on it, and can be killed at any moment and resumed:
+
+* a proposal is written to the store (status ``pending``) before it is dispatched;
+* a result is written (``Store.finish``) before the population, the hurdles or the
+  progress display hear of it;
+* a resume rebuilds the population from the store's finished rows in finishing order,
+  and queues the pending rows (those in flight at the crash) again. A finished
+  evaluation is never lost and never repeated.
+
+Failures: a worker that dies is replaced by its pool, and its candidate is retried up
+to ``max_retries`` times, then recorded as ``error``; a candidate past
+``candidate_timeout_s`` has its worker replaced and is recorded as ``timeout``. None of
+them stops the search. The search ends at ``max_candidates``, at ``max_hours``, or on
+Ctrl-C (in-flight candidates stay pending for a resume).
+
+Functional dedup: a proposal whose fingerprint matches a finished candidate with a
+reusable result (:meth:`~primer_search.fitness.results.Status.is_reusable`) takes that result
+(status ``duplicate``) without training; one that matches a candidate still in flight
+waits for it, and is queued for training if that one fails for a reason of the moment.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from primer_search.fitness.hurdles import HurdleTracker
+from primer_search.fitness.results import WORST_FITNESS, EvalResult, Status
+from primer_search.program.dna import DNA
+from primer_search.program.validate import dna_hash
+from primer_search.search.config import SearchConfig, seed_dnas
+from primer_search.search.evolution import Member, RegularizedEvolution
+from primer_search.search.fingerprint import fingerprint
+from primer_search.search.pool import Done, Job, Lost, WorkerPool
+from primer_search.search.store import Store
+
+__all__ = ["SearchLoop", "SearchSummary", "weights_folder"]
+
+
+@dataclasses.dataclass(frozen=True)
+class SearchSummary:
+    store: str
+    finished: int
+    trained: int
+    duplicates: int
+    failed: int
+    best_id: int | None
+    best_fitness: float | None
+    seconds: float
+    stopped_by: str
+    # Loop time spent on proposals (mutation, validation, fingerprint) and store writes,
+    # summed over the run; and the workers' evaluation time, summed.
+    controller_s: float = 0.0
+    evaluation_s: float = 0.0
+
+
+@dataclasses.dataclass(frozen=True)
+class _Pending:
+    """A candidate written to the store and not finished yet, as the loop keeps it."""
+
+    id: int
+    dna: DNA
+    fingerprint: str | None
+
+
+@dataclasses.dataclass(frozen=True)
+class _Running:
+    cand: _Pending
+    started: float
+
+
+def weights_folder(store_path) -> Path:
+    """Where a search keeps the trained weights of its best candidates: ``STORE.weights/``,
+    one ``ID.msgpack`` each (flax.serialization bytes of ``{"params": lm_params}``)."""
+    return Path(f"{store_path}.weights")
+
+
+def _member(cid: int, dna: DNA, result: EvalResult | None) -> Member:
+    """A finished candidate as evolution sees it: its fitness and how many hurdle stages
+    it completed (see :func:`primer_search.fitness.hurdles.rank_key`)."""
+    if result is None:
+        return Member(cid, dna, WORST_FITNESS, 0)
+    return Member(cid, dna, result.fitness, result.stages_completed)
+
+
+class SearchLoop:
+    """Regularized evolution over a store, with candidates evaluated by ``pool``.
+
+    ``clock`` (seconds, wall time) is injectable so that tests can pass time-outs and
+    time limits without waiting. ``on_turn`` is called once per loop turn (the progress
+    display)."""
+
+    def __init__(self, config: SearchConfig, store: Store, pool: WorkerPool,
+                 clock: Callable[[], float] = time.time):
+        self.cfg = config
+        self.store = store
+        self.pool = pool
+        self.clock = clock
+        self.evolution = RegularizedEvolution(config.evolution, seed_dnas(config),
+                                              seed=config.seed)
+        budget = config.fitness.budget
+        self.hurdles = HurdleTracker(budget.stages, budget.pass_rate, config.hurdle_min_history,
+                                     config.hurdle_window_size)
+        self.queue: list[_Pending] = []
+        self.waiting: dict[str, list[_Pending]] = {}  # fingerprint -> duplicates in wait
+        self.tries: dict[int, int] = {}
+        self.fingerprints: dict[str, str | None] = {}  # dna_hash -> fingerprint
+        self.slots: list[_Running | None] = [None] * pool.size
+        self.start = clock()
+        self.stopped_by = ""
+        self.controller_s = 0.0
+        self.evaluation_s = 0.0
+        self._recover()
+
+    # ---- state from the store -------------------------------------------------------
+
+    def _recover(self) -> None:
+        finished = self.store.finished()
+        self.evolution.recover([_member(c.id, c.dna, c.result) for c in finished],
+                               num_proposed=self.store.count(kind="search"))
+        for c in finished:
+            if c.status != Status.DUPLICATE and c.result is not None:
+                self.hurdles.record(c.result.stage_fitness)
+        self.queue = [_Pending(c.id, c.dna, c.fingerprint) for c in self.store.pending()]
+
+    # ---- the loop -------------------------------------------------------------------
+
+    def run(self, on_turn: Callable[[], None] | None = None) -> SearchSummary:
+        """Search until a limit is reached or Ctrl-C; close the pool; return a summary."""
+        try:
+            while True:
+                self._fill()
+                if all(s is None for s in self.slots):
+                    break
+                for slot, outcome in self.pool.wait(0.5):
+                    self._collect(slot, outcome)
+                self._check_timeouts()
+                if on_turn:
+                    on_turn()
+        except KeyboardInterrupt:
+            self.stopped_by = "interrupted (Ctrl-C); in-flight candidates stay pending"
+        finally:
+            self.pool.close()
+        return self.summary()
+
+    def _limits_reached(self) -> bool:
+        """True when no new work may start (queued candidates from a resume always may)."""
+        cfg = self.cfg
+        if cfg.max_hours is not None and self.clock() - self.start > cfg.max_hours * 3600:
+            self.stopped_by = self.stopped_by or "time limit"
+            return True
+        if cfg.max_candidates is not None and not self.queue:
+            # Every candidate in the store is finished, waiting, running or queued.
+            if self.store.count(kind="search") >= cfg.max_candidates:
+                self.stopped_by = self.stopped_by or "candidate limit"
+                return True
+        return False
+
+    def _next_candidate(self) -> _Pending:
+        """A queued (resumed or retried) candidate, or a new proposal, in the store."""
+        if self.queue:
+            return self.queue.pop(0)
+        prop = self.evolution.propose()
+        digest = dna_hash(prop.dna)
+        fp = self._fingerprint(prop.dna, digest) if self.cfg.dedup else None
+        cid = self.store.add(dna=prop.dna, parent_id=prop.parent_id, mutation=prop.mutation,
+                             dna_hash=digest, fingerprint=fp, seed=self.cfg.fitness.seed)
+        return _Pending(cid, prop.dna, fp)
+
+    def _fingerprint(self, dna: DNA, digest: str) -> str | None:
+        """The functional fingerprint, computed once per distinct program (the initial
+        population repeats its seeds, and different mutations can reach one program)."""
+        if digest not in self.fingerprints:
+            self.fingerprints[digest] = _safe_fingerprint(dna, self.cfg.fitness.model.d_model)
+        return self.fingerprints[digest]
+
+    def _dedup(self, cand: _Pending) -> bool:
+        """Handle ``cand`` as a duplicate if it is one; True if it needs no worker."""
+        fp = cand.fingerprint
+        if not self.cfg.dedup or fp is None:
+            return False
+        earlier = self.store.reusable_by_fingerprint(fp)
+        if earlier is not None:
+            self._finish_duplicate(cand, earlier.id, earlier.result)
+            return True
+        if fp in self.waiting or any(s is not None and s.cand.fingerprint == fp
+                                     for s in self.slots):
+            self.waiting.setdefault(fp, []).append(cand)
+            return True
+        return False
+
+    def _finish_duplicate(self, cand: _Pending, of: int, result: EvalResult) -> None:
+        self.store.mark_duplicate(cand.id, of, result)
+        self.evolution.feedback(_member(cand.id, cand.dna, result))
+
+    def _fill(self) -> None:
+        for index in range(len(self.slots)):
+            while self.slots[index] is None and not self._limits_reached():
+                t = time.perf_counter()
+                cand = self._next_candidate()
+                duplicate = self._dedup(cand)
+                self.controller_s += time.perf_counter() - t
+                if duplicate:
+                    continue
+                job = Job(cand.id, cand.dna, tuple(self.hurdles.thresholds()),
+                          want_weights=self.cfg.keep_weights > 0)
+                self.pool.submit(index, job)
+                self.slots[index] = _Running(cand, self.clock())
+
+    def _collect(self, index: int, outcome: Done | Lost) -> None:
+        running = self.slots[index]
+        if running is None or running.cand.id != outcome.cid:
+            return  # a late answer for a job the loop already gave up (a time-out)
+        cid = running.cand.id
+        if isinstance(outcome, Done):
+            self._record(index, outcome.result, outcome.worker, outcome.node)
+            if outcome.weights is not None:
+                self._keep_weights(cid, outcome.weights)
+            return
+        if outcome.worker_died:
+            self.tries[cid] = self.tries.get(cid, 0) + 1
+            if self.tries[cid] <= self.cfg.max_retries:
+                self.queue.insert(0, running.cand)
+                self.slots[index] = None
+                return
+            reason = f"worker died {self.tries[cid]} times: {outcome.reason}"
+        else:
+            reason = outcome.reason
+        self._record(index, EvalResult.failure(Status.ERROR, reason), None, None)
+
+    def _record(self, index: int, result: EvalResult, worker, node) -> None:
+        t = time.perf_counter()
+        running = self.slots[index]
+        cand = running.cand
+        self.evaluation_s += self.clock() - running.started
+        self.store.finish(cand.id, result, worker=worker, node=node)  # first: never lost
+        self.evolution.feedback(_member(cand.id, cand.dna, result))
+        self.hurdles.record(result.stage_fitness)
+        self.slots[index] = None
+        for waiting in self.waiting.pop(cand.fingerprint, []) if cand.fingerprint else []:
+            if result.status.is_reusable():
+                self._finish_duplicate(waiting, cand.id, result)
+            else:
+                self.queue.append(waiting)
+        self.controller_s += time.perf_counter() - t
+
+    def _keep_weights(self, cid: int, weights: bytes) -> None:
+        """Write ``cid``'s weights if it is among the best ``keep_weights``; delete the
+        files of candidates that dropped out. Written after the result is stored."""
+        folder = weights_folder(self.store.path)
+        best = {c.id for c in self.store.top(self.cfg.keep_weights)}
+        if cid in best:
+            folder.mkdir(exist_ok=True)
+            tmp = folder / f"{cid}.msgpack.tmp"
+            tmp.write_bytes(weights)
+            tmp.replace(folder / f"{cid}.msgpack")
+        for path in folder.glob("*.msgpack") if folder.exists() else []:
+            if int(path.stem) not in best:
+                path.unlink()
+
+    def _check_timeouts(self) -> None:
+        limit = self.cfg.candidate_timeout_s
+        if limit is None:
+            return
+        for index, running in enumerate(self.slots):
+            if running is not None and self.clock() - running.started > limit:
+                self.pool.replace(index)
+                self._record(index, EvalResult.failure(
+                    Status.TIMEOUT, f"passed the candidate time limit of {limit:g} s; its "
+                                    "worker was killed"), None, None)
+
+    def summary(self) -> SearchSummary:
+        # Counts, not rows: the progress display calls this on every loop turn.
+        count = self.store.count
+        top = self.store.top(1)
+        finished = count() - count(Status.PENDING)
+        duplicates = count(Status.DUPLICATE)
+        return SearchSummary(
+            store=str(self.store.path), finished=finished, trained=finished - duplicates,
+            duplicates=duplicates, failed=sum(count(s) for s in Status.failed()),
+            best_id=top[0].id if top else None,
+            best_fitness=top[0].fitness if top else None,
+            seconds=self.clock() - self.start, stopped_by=self.stopped_by or "done",
+            controller_s=self.controller_s, evaluation_s=self.evaluation_s)
+
+
+def _safe_fingerprint(dna: DNA, d_model: int) -> str | None:
+    try:
+        return fingerprint(dna, d_model)
+    except Exception:  # noqa: BLE001 - a program the probe cannot run is simply not deduped
+        return None

@@ -1,0 +1,143 @@
+"""Workers: what the search loop asks of them and what they send back.
+
+The search loop (:mod:`primer_search.search.loop`) knows nothing of Ray. It talks to a
+:class:`WorkerPool`, a fixed number of slots, each holding one worker that evaluates one
+:class:`Job` at a time:
+
+* ``submit(slot, job)`` starts a job on the slot's worker;
+* ``wait(timeout_s)`` returns the jobs that ended since, as ``(slot, outcome)`` pairs,
+  where the outcome is :class:`Done` (an evaluation, successful or failed, with its
+  weights when asked) or :class:`Lost` (the worker died, or an exception escaped the
+  evaluator);
+* ``replace(slot)`` kills the slot's worker and starts a fresh one (a time-out);
+* ``close()`` stops them all.
+
+Two pools implement it: :class:`InProcessPool` here (one slot, evaluated in the calling
+process: no Ray, for tests, debugging and profiling) and
+:class:`primer_search.search.ray_pool.RayPool` (Ray actors on one machine or a cluster). Both
+evaluate through :func:`run_job`, so a worker's answer has one form wherever it ran.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import socket
+from typing import Protocol
+
+from primer_search.fitness.config import FitnessConfig
+from primer_search.fitness.results import EvalResult
+from primer_search.program.dna import DNA
+
+__all__ = ["Done", "InProcessPool", "Job", "Lost", "WorkerPool", "make_evaluator", "run_job"]
+
+
+@dataclasses.dataclass(frozen=True)
+class Job:
+    """One evaluation: a candidate, the hurdles it must pass, and whether to send back
+    its trained weights."""
+
+    cid: int
+    dna: DNA
+    hurdles: tuple[float | None, ...] = ()
+    want_weights: bool = False
+
+
+@dataclasses.dataclass(frozen=True)
+class Done:
+    """An evaluation that ran to its end (its result may still be a failure)."""
+
+    cid: int
+    result: EvalResult
+    # flax.serialization bytes of {"params": lm_params}; None unless asked and trained.
+    weights: bytes | None = None
+    worker: str | None = None
+    node: str | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class Lost:
+    """A job that did not come back with a result.
+
+    ``worker_died``: the worker process is gone (killed, out of host memory, its node
+    removed); the pool has already started a replacement and the loop may retry the
+    job. Otherwise an exception escaped the evaluator, which is a bug, not a moment:
+    the loop records it as an error."""
+
+    cid: int
+    reason: str
+    worker_died: bool
+
+
+Outcome = Done | Lost
+
+
+class WorkerPool(Protocol):
+    """A fixed number of slots, one worker and at most one job each."""
+
+    size: int
+
+    def submit(self, slot: int, job: Job) -> None: ...
+
+    def wait(self, timeout_s: float) -> list[tuple[int, Outcome]]: ...
+
+    def replace(self, slot: int) -> None: ...
+
+    def close(self) -> None: ...
+
+
+def make_evaluator(fitness: FitnessConfig, kind: str = "train", toy_sleep_s: float = 0.0):
+    """The evaluator a worker runs: real training (``"train"``) or the toy fitness."""
+    if kind == "toy":
+        from primer_search.fitness.toy import ToyEvaluator
+
+        return ToyEvaluator(toy_sleep_s)
+    from primer_search.fitness.evaluate import Evaluator
+
+    return Evaluator(fitness)
+
+
+def run_job(evaluator, job: Job, worker: str) -> Done:
+    """Evaluate ``job``; serialise the trained weights when asked and it trained."""
+    result, params = evaluator.evaluate(job.dna, job.hurdles)
+    weights = None
+    if job.want_weights and params is not None and not result.failed:
+        import flax.serialization
+        import jax
+        import numpy as np
+
+        host = jax.tree_util.tree_map(np.asarray, params)
+        weights = flax.serialization.to_bytes({"params": host})
+    return Done(cid=job.cid, result=result, weights=weights,
+                worker=f"{worker}/pid{os.getpid()}", node=socket.gethostname())
+
+
+class InProcessPool:
+    """One slot, evaluated in this process when the loop waits: a search without Ray.
+
+    A job runs to its end inside ``wait``, so a candidate time-out cannot interrupt it
+    (the evaluator's own ``budget.timeout_s`` still applies)."""
+
+    size = 1
+
+    def __init__(self, evaluator, name: str = "inprocess"):
+        self.evaluator = evaluator
+        self.name = name
+        self._job: Job | None = None
+
+    def submit(self, slot: int, job: Job) -> None:
+        if slot != 0 or self._job is not None:
+            raise RuntimeError(f"in-process pool: slot {slot} is busy or does not exist")
+        self._job = job
+
+    def wait(self, timeout_s: float) -> list[tuple[int, Outcome]]:
+        if self._job is None:
+            return []
+        job, self._job = self._job, None
+        return [(0, run_job(self.evaluator, job, self.name))]
+
+    def replace(self, slot: int) -> None:
+        self._job = None
+
+    def close(self) -> None:
+        self._job = None

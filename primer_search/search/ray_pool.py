@@ -1,0 +1,114 @@
+"""Ray workers for the search loop: the only module that imports Ray.
+
+:class:`RayPool` keeps one Ray actor per slot. Each actor loads the data once and
+evaluates one :class:`~primer_search.search.pool.Job` at a time through
+:func:`~primer_search.search.pool.run_job`, so it answers with the same typed
+:class:`~primer_search.search.pool.Done` as an in-process evaluation. An actor that dies is
+replaced at once and reported as :class:`~primer_search.search.pool.Lost` with
+``worker_died=True``; the loop decides whether to retry.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+
+from primer_search.fitness.config import FitnessConfig
+from primer_search.search.config import SearchConfig
+from primer_search.search.pool import Done, Job, Lost, Outcome, make_evaluator, run_job
+
+__all__ = ["RayPool", "init_ray"]
+
+os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+
+
+class _Worker:
+    """A Ray actor: one evaluator, its data loaded once."""
+
+    def __init__(self, fitness: FitnessConfig, kind: str, toy_sleep_s: float, name: str):
+        self.name = name
+        self.evaluator = make_evaluator(fitness, kind, toy_sleep_s)
+
+    def pid(self) -> int:
+        return os.getpid()
+
+    def evaluate(self, job: Job) -> Done:
+        return run_job(self.evaluator, job, self.name)
+
+
+class RayPool:
+    """``config.workers`` slots, one Ray actor each, with the resources the config asks."""
+
+    def __init__(self, config: SearchConfig):
+        import ray
+
+        self.ray = ray
+        self.cfg = config
+        self.size = config.workers
+        self.actors = [self._new_actor(i) for i in range(self.size)]
+        self.refs: list = [None] * self.size
+        self.jobs: list[Job | None] = [None] * self.size
+
+    def _new_actor(self, index: int):
+        cfg = self.cfg
+        env = {"RAY_USAGE_STATS_ENABLED": "0"}
+        if cfg.threads_per_worker > 0 and cfg.gpus_per_worker == 0:
+            env["PJRT_NPROC"] = str(cfg.threads_per_worker)
+        if cfg.gpus_per_worker == 0:
+            env["JAX_PLATFORMS"] = "cpu"
+        actor_cls = self.ray.remote(_Worker)
+        return actor_cls.options(num_cpus=cfg.cpus_per_worker, num_gpus=cfg.gpus_per_worker,
+                                 max_restarts=0, runtime_env={"env_vars": env}).remote(
+            cfg.fitness, cfg.evaluator, cfg.toy_sleep_s, f"worker{index}")
+
+    def submit(self, slot: int, job: Job) -> None:
+        self.jobs[slot] = job
+        self.refs[slot] = self.actors[slot].evaluate.remote(job)
+
+    def wait(self, timeout_s: float) -> list[tuple[int, Outcome]]:
+        ray = self.ray
+        busy = [r for r in self.refs if r is not None]
+        if not busy:
+            return []
+        ready, _ = ray.wait(busy, num_returns=1, timeout=timeout_s)
+        out = []
+        for slot, ref in enumerate(self.refs):
+            if ref is None or ref not in ready:
+                continue
+            job = self.jobs[slot]
+            self.refs[slot] = self.jobs[slot] = None
+            try:
+                out.append((slot, ray.get(ref)))
+            except (ray.exceptions.RayActorError, ray.exceptions.WorkerCrashedError) as e:
+                self.actors[slot] = self._new_actor(slot)
+                out.append((slot, Lost(job.cid, f"{type(e).__name__}: "
+                                                f"{str(e).splitlines()[0][:300]}", True)))
+            except ray.exceptions.RayTaskError as e:  # an exception escaped the evaluator
+                out.append((slot, Lost(job.cid, str(e).strip().splitlines()[-1][:500], False)))
+        return out
+
+    def replace(self, slot: int) -> None:
+        self.ray.kill(self.actors[slot], no_restart=True)
+        self.refs[slot] = self.jobs[slot] = None
+        self.actors[slot] = self._new_actor(slot)
+
+    def close(self) -> None:
+        for actor in self.actors:
+            try:
+                self.ray.kill(actor, no_restart=True)
+            except Exception:  # noqa: BLE001 - best effort while shutting down
+                pass
+
+
+def init_ray(config: SearchConfig) -> None:
+    """Connect to ``config.address`` or start Ray embedded, sized for the workers."""
+    import ray
+
+    if ray.is_initialized():
+        return
+    if config.address:
+        ray.init(address=config.address, logging_level="WARNING", log_to_driver=False)
+    else:
+        ray.init(include_dashboard=False, logging_level="WARNING", log_to_driver=False,
+                 num_cpus=max(os.cpu_count() or 1,
+                              math.ceil(config.workers * config.cpus_per_worker)))

@@ -1,0 +1,576 @@
+"""The search store: one SQLite file per search, every candidate a row.
+
+The controller writes every candidate to the store when it is proposed (:meth:`Store.add`,
+status ``pending``) and every result before it acts on it (:meth:`Store.finish`,
+:meth:`Store.mark_duplicate`). Each write is its own transaction, committed before the
+method returns, so a process killed at any moment leaves the file in the state before or
+after a write, never in between. On resume:
+
+* :meth:`Store.finished` gives every completed evaluation in the order the population saw
+  them (an explicit, gap-free ``finish_seq`` counter, not timestamps), to replay them;
+* :meth:`Store.pending` gives the candidates that were in flight, to queue them again
+  under their existing ids; a finished candidate can never be finished again, so a
+  completed evaluation is neither lost nor repeated.
+
+The file is in WAL mode: readers (the CLI, notebooks; ``Store(path, readonly=True)`` or
+any SQLite client) read committed rows while a search writes, without blocking it.
+
+Schema (``SCHEMA_VERSION`` 1)::
+
+    meta(key TEXT PRIMARY KEY, value TEXT)       -- format, schema_version, config, created_at
+    resumes(seq INTEGER PRIMARY KEY, at REAL, overrides TEXT)  -- each resume, its --set
+    candidates(
+        id           INTEGER PRIMARY KEY AUTOINCREMENT,  -- increasing, never reused
+        parent_id    INTEGER REFERENCES candidates(id),
+        mutation     TEXT NOT NULL,
+        kind         TEXT NOT NULL,            -- 'search' | 'retrain'
+        dna          BLOB NOT NULL,            -- DNA.to_bytes() (msgpack)
+        dna_text     TEXT NOT NULL,            -- str(dna) at insert time
+        dna_hash     TEXT NOT NULL,
+        fingerprint  TEXT,
+        seed         INTEGER NOT NULL,
+        status       TEXT NOT NULL,            -- 'pending', an EvalResult status, 'duplicate'
+        fitness      REAL,                     -- NULL while pending (and for NaN); inf stored as inf
+        result       TEXT,                     -- EvalResult as strict JSON; NULL while pending
+        duplicate_of INTEGER REFERENCES candidates(id),
+        worker       TEXT,
+        node         TEXT,
+        created_at   REAL NOT NULL,
+        finished_at  REAL,
+        finish_seq   INTEGER UNIQUE            -- 1, 2, 3 ... in finishing order; NULL while pending
+    )
+
+``fitness`` is a plain REAL column for sorting and SQL queries (SQLite keeps ``inf``
+exactly; NaN becomes NULL). The exact value, like every other metric, lives in ``result``,
+which is strict JSON (non-finite floats are written as the strings ``"inf"``, ``"-inf"``,
+``"nan"``, so SQLite's ``json_extract`` and any JSON reader accept it) and is decoded back
+to an identical :class:`EvalResult`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import sqlite3
+import threading
+import time
+from pathlib import Path
+from typing import Any, Self
+
+from primer_search.fitness.results import EvalResult, Status
+from primer_search.program.dna import DNA
+
+__all__ = ["KINDS", "SCHEMA_VERSION", "Candidate", "Store", "StoreError"]
+
+SCHEMA_VERSION = 1
+FORMAT = "primer-search/store"
+KINDS = ("search", "retrain")
+BUSY_TIMEOUT_S = 30.0
+
+
+class StoreError(ValueError):
+    """A store cannot be opened, or an operation on it is not allowed."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Candidate:
+    """One row of the store, typed."""
+
+    id: int
+    parent_id: int | None
+    mutation: str
+    kind: str
+    dna: DNA
+    dna_text: str
+    dna_hash: str
+    fingerprint: str | None
+    status: Status
+    fitness: float | None
+    result: EvalResult | None
+    duplicate_of: int | None
+    seed: int
+    worker: str | None
+    node: str | None
+    created_at: float
+    finished_at: float | None
+
+
+# ---- EvalResult <-> strict JSON ----------------------------------------------------------
+
+_NONFINITE = {"inf": math.inf, "-inf": -math.inf, "nan": math.nan}
+_FLOAT_FIELDS = frozenset(f.name for f in dataclasses.fields(EvalResult) if "float" in str(f.type))
+_RESULT_FIELDS = frozenset(f.name for f in dataclasses.fields(EvalResult))
+
+
+def _encode_float(x):
+    if isinstance(x, float) and not math.isfinite(x):
+        return "nan" if math.isnan(x) else ("inf" if x > 0 else "-inf")
+    return x
+
+
+def _decode_float(x):
+    return _NONFINITE[x] if isinstance(x, str) and x in _NONFINITE else x
+
+
+def _result_to_json(result: EvalResult) -> str:
+    d = result.to_dict()
+    for name in _FLOAT_FIELDS:
+        v = d.get(name)
+        d[name] = [_encode_float(x) for x in v] if isinstance(v, list) else _encode_float(v)
+    return json.dumps(d, allow_nan=False, separators=(",", ":"))
+
+
+def _result_from_json(text: str) -> EvalResult:
+    d = json.loads(text)
+    for name in _FLOAT_FIELDS & d.keys():
+        v = d[name]
+        d[name] = [_decode_float(x) for x in v] if isinstance(v, list) else _decode_float(v)
+    # Tolerate fields written by another version of EvalResult that this one lacks.
+    return EvalResult.from_dict({k: v for k, v in d.items() if k in _RESULT_FIELDS})
+
+
+def _normalise_config(config: dict, path) -> dict:
+    if not isinstance(config, dict):
+        raise StoreError(f"store {path}: config must be a dict, got {type(config).__name__}")
+    try:
+        return json.loads(json.dumps(config, sort_keys=True))
+    except (TypeError, ValueError) as e:
+        raise StoreError(f"store {path}: config is not JSON-serialisable ({e})") from None
+
+
+def _config_diff(old: Any, new: Any, prefix: str = "") -> list[str]:
+    """Dotted keys whose values differ between two JSON-like dicts."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        out = []
+        for key in sorted(old.keys() | new.keys()):
+            name = f"{prefix}{key}"
+            if key not in old or key not in new:
+                out.append(name)
+            else:
+                out.extend(_config_diff(old[key], new[key], f"{name}."))
+        return out
+    return [] if old == new else [prefix[:-1] or "<config>"]
+
+
+_SCHEMA = """
+CREATE TABLE meta (
+    key   TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+CREATE TABLE candidates (
+    id           INTEGER PRIMARY KEY AUTOINCREMENT,
+    parent_id    INTEGER REFERENCES candidates(id),
+    mutation     TEXT NOT NULL,
+    kind         TEXT NOT NULL CHECK (kind IN ('search', 'retrain')),
+    dna          BLOB NOT NULL,
+    dna_text     TEXT NOT NULL,
+    dna_hash     TEXT NOT NULL,
+    fingerprint  TEXT,
+    seed         INTEGER NOT NULL,
+    status       TEXT NOT NULL DEFAULT 'pending',
+    fitness      REAL,
+    result       TEXT,
+    duplicate_of INTEGER REFERENCES candidates(id),
+    worker       TEXT,
+    node         TEXT,
+    created_at   REAL NOT NULL,
+    finished_at  REAL,
+    finish_seq   INTEGER UNIQUE,
+    CHECK ((status = 'pending') = (finish_seq IS NULL)),
+    CHECK ((status = 'pending') = (result IS NULL))
+);
+CREATE INDEX candidates_status ON candidates(status);
+CREATE INDEX candidates_fitness ON candidates(fitness);
+CREATE INDEX candidates_fingerprint ON candidates(fingerprint);
+CREATE INDEX candidates_parent ON candidates(parent_id);
+CREATE INDEX candidates_kind_status ON candidates(kind, status);
+"""
+
+# Tables added after schema version 1 was first written; created on open if missing.
+_ADDED_TABLES = """
+CREATE TABLE IF NOT EXISTS resumes (
+    seq       INTEGER PRIMARY KEY AUTOINCREMENT,
+    at        REAL NOT NULL,
+    overrides TEXT NOT NULL
+)
+"""
+
+_COLUMNS = ("id, parent_id, mutation, kind, dna, dna_text, dna_hash, fingerprint, status, "
+            "result, duplicate_of, seed, worker, node, created_at, finished_at")
+
+
+class Store:
+    """One search's candidates in one SQLite file (see the module docstring)."""
+
+    def __init__(self, path: str | os.PathLike, config: dict | None = None, *,
+                 readonly: bool = False):
+        self.path = Path(path)
+        self.readonly = readonly
+        self._lock = threading.Lock()
+        self._conn: sqlite3.Connection | None = None
+        new_config = None if config is None else _normalise_config(config, self.path)
+        try:
+            self._conn = self._connect()
+            self.config = self._check_or_init(new_config)
+        except sqlite3.Error as e:
+            self.close()
+            raise StoreError(f"cannot open {self.path} as a primer-search store "
+                             f"({type(e).__name__}: {e})") from None
+        except BaseException:
+            self.close()
+            raise
+
+    # ---- opening ---------------------------------------------------------------------
+
+    def _connect(self) -> sqlite3.Connection:
+        if self.readonly:
+            if not self.path.is_file():
+                raise StoreError(f"store {self.path} does not exist (opening read-only never "
+                                 "creates one)")
+            uri = self.path.resolve().as_uri() + "?mode=ro"
+            conn = sqlite3.connect(uri, uri=True, timeout=BUSY_TIMEOUT_S,
+                                   isolation_level=None, check_same_thread=False)
+        else:
+            if self.path.exists() and not self.path.is_file():
+                raise StoreError(f"store {self.path} exists and is not a file")
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None,
+                                   check_same_thread=False)
+        conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
+        conn.execute("PRAGMA foreign_keys = ON")
+        if not self.readonly:
+            # Reading the journal mode also makes SQLite read the header: a file that is
+            # not a database fails here, before anything is written to it.
+            mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+            if mode.lower() != "wal":
+                conn.close()
+                raise StoreError(f"store {self.path}: could not switch to WAL mode "
+                                 f"(journal mode is {mode!r})")
+            # FULL: a committed result survives power loss too; writes are rare.
+            conn.execute("PRAGMA synchronous = FULL")
+        return conn
+
+    def _read_meta(self) -> dict[str, str] | None:
+        tables = {r[0] for r in self._conn.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'table'")}
+        if "meta" not in tables:
+            if tables - {"sqlite_sequence"}:
+                raise StoreError(f"{self.path} is an SQLite file but not a primer-search store "
+                                 f"(no meta table; tables: {', '.join(sorted(tables))})")
+            return None
+        return dict(self._conn.execute("SELECT key, value FROM meta").fetchall())
+
+    def _check_meta(self, meta: dict[str, str]) -> dict:
+        if meta.get("format") != FORMAT:
+            raise StoreError(f"{self.path} is not a primer-search store (format "
+                             f"{meta.get('format')!r}, expected {FORMAT!r})")
+        version = meta.get("schema_version")
+        if version != str(SCHEMA_VERSION):
+            raise StoreError(f"store {self.path} has schema version {version!r}; this version "
+                             f"of primer-search reads schema version {SCHEMA_VERSION}")
+        try:
+            stored = json.loads(meta["config"])
+        except (KeyError, ValueError) as e:
+            raise StoreError(f"store {self.path}: unreadable config in meta table ({e})") from None
+        return stored
+
+    def _check_or_init(self, config: dict | None) -> dict:
+        meta = self._read_meta()
+        if meta is None:
+            if self.readonly:
+                raise StoreError(f"{self.path} is not a primer-search store (empty database)")
+            with self._write():
+                meta = self._read_meta()   # another process may have created it meanwhile
+                if meta is None:
+                    for statement in _SCHEMA.split(";"):
+                        if statement.strip():
+                            self._conn.execute(statement)
+                    self._conn.execute(_ADDED_TABLES)
+                    self._conn.executemany("INSERT INTO meta (key, value) VALUES (?, ?)", [
+                        ("format", FORMAT),
+                        ("schema_version", str(SCHEMA_VERSION)),
+                        ("config", json.dumps({} if config is None else config,
+                                              sort_keys=True)),
+                        ("created_at", repr(time.time())),
+                    ])
+                    return {} if config is None else config
+        stored = self._check_meta(meta)
+        if not self.readonly and not self._has_table("resumes"):
+            with self._write() as conn:
+                conn.execute(_ADDED_TABLES)
+        if config is not None and config != stored:
+            keys = _config_diff(stored, config)
+            raise StoreError(f"store {self.path} was created with a different config; "
+                             f"differing keys: {', '.join(keys)} (resume with the same config, "
+                             "or pass config=None to use the stored one)")
+        return stored
+
+    # ---- transactions ----------------------------------------------------------------
+
+    def _write(self):
+        if self.readonly:
+            raise StoreError(f"store {self.path} is open read-only")
+        if self._conn is None:
+            raise StoreError(f"store {self.path} is closed")
+        return _Transaction(self._conn, self._lock)
+
+    def _query(self, sql: str, params: tuple = ()) -> list[tuple]:
+        if self._conn is None:
+            raise StoreError(f"store {self.path} is closed")
+        with self._lock:
+            return self._conn.execute(sql, params).fetchall()
+
+    # ---- writing ---------------------------------------------------------------------
+
+    def add(self, *, dna: DNA, parent_id: int | None, mutation: str, dna_hash: str,
+            fingerprint: str | None = None, kind: str = "search", seed: int = 0) -> int:
+        """Insert a pending candidate (committed immediately); return its id."""
+        if not isinstance(dna, DNA):
+            raise StoreError(f"add: dna must be a DNA, got {type(dna).__name__}")
+        if kind not in KINDS:
+            raise StoreError(f"add: kind must be one of {KINDS}, got {kind!r}")
+        blob, text = dna.to_bytes(), str(dna)
+        with self._write() as conn:
+            if parent_id is not None and not conn.execute(
+                    "SELECT 1 FROM candidates WHERE id = ?", (parent_id,)).fetchone():
+                raise StoreError(f"add: parent candidate {parent_id} is not in store {self.path}")
+            cur = conn.execute(
+                "INSERT INTO candidates (parent_id, mutation, kind, dna, dna_text, dna_hash, "
+                "fingerprint, seed, status, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (parent_id, str(mutation), kind, blob, text, str(dna_hash), fingerprint,
+                 int(seed), Status.PENDING, time.time()))
+            return cur.lastrowid
+
+    def _finish(self, conn, cid: int, status: str, result: EvalResult, duplicate_of,
+                worker, node) -> None:
+        row = conn.execute("SELECT status FROM candidates WHERE id = ?", (cid,)).fetchone()
+        if row is None:
+            raise StoreError(f"candidate {cid} is not in store {self.path}")
+        if row[0] != Status.PENDING:
+            raise StoreError(f"candidate {cid} is already finished (status {row[0]!r}); a "
+                             "completed evaluation is never overwritten")
+        seq = conn.execute("SELECT COALESCE(MAX(finish_seq), 0) + 1 FROM candidates").fetchone()[0]
+        fitness = None if math.isnan(result.fitness) else float(result.fitness)
+        conn.execute(
+            "UPDATE candidates SET status = ?, fitness = ?, result = ?, duplicate_of = ?, "
+            "worker = ?, node = ?, finished_at = ?, finish_seq = ? WHERE id = ?",
+            (status, fitness, _result_to_json(result), duplicate_of, worker, node, time.time(),
+             seq, cid))
+
+    @staticmethod
+    def _check_result(result: EvalResult, where: str) -> None:
+        if not isinstance(result, EvalResult):
+            raise StoreError(f"{where}: result must be an EvalResult, got "
+                             f"{type(result).__name__}")
+        if not result.status.is_evaluation():
+            raise StoreError(f"{where}: {result.status.value!r} is not an evaluation status")
+
+    def finish(self, cid: int, result: EvalResult, *, worker: str | None = None,
+               node: str | None = None) -> None:
+        """Record the result of a pending candidate, in one transaction."""
+        self._check_result(result, f"finish({cid})")
+        with self._write() as conn:
+            self._finish(conn, cid, result.status, result, None, worker, node)
+
+    def mark_duplicate(self, cid: int, of: int, result: EvalResult) -> None:
+        """Finish pending ``cid`` with status ``duplicate``, reusing candidate ``of``'s result.
+
+        ``result`` is recorded as this candidate's result (normally ``of``'s own). ``of``
+        must be finished; if it is itself a duplicate, the link goes to its original.
+        """
+        self._check_result(result, f"mark_duplicate({cid}, of={of})")
+        with self._write() as conn:
+            row = conn.execute("SELECT status, duplicate_of FROM candidates WHERE id = ?",
+                               (of,)).fetchone()
+            if row is None:
+                raise StoreError(f"mark_duplicate({cid}): candidate {of} is not in store "
+                                 f"{self.path}")
+            if row[0] == Status.PENDING:
+                raise StoreError(f"mark_duplicate({cid}): candidate {of} is still pending; "
+                                 "only a finished result can be reused")
+            original = row[1] if row[0] == Status.DUPLICATE else of
+            if original == cid:
+                raise StoreError(f"mark_duplicate({cid}): a candidate cannot duplicate itself")
+            self._finish(conn, cid, Status.DUPLICATE, result, original, None, None)
+
+    # ---- reading ---------------------------------------------------------------------
+
+    @staticmethod
+    def _candidate(row: tuple) -> Candidate:
+        (cid, parent_id, mutation, kind, blob, dna_text, dna_hash, fingerprint, status,
+         result_json, duplicate_of, seed, worker, node, created_at, finished_at) = row
+        result = None if result_json is None else _result_from_json(result_json)
+        return Candidate(
+            id=cid, parent_id=parent_id, mutation=mutation, kind=kind,
+            dna=DNA.from_bytes(blob), dna_text=dna_text, dna_hash=dna_hash,
+            fingerprint=fingerprint, status=Status(status),
+            fitness=None if result is None else result.fitness, result=result,
+            duplicate_of=duplicate_of, seed=seed, worker=worker, node=node,
+            created_at=created_at, finished_at=finished_at)
+
+    def _select(self, where: str = "", params: tuple = (), order: str = "id",
+                limit: int | None = None) -> list[Candidate]:
+        sql = f"SELECT {_COLUMNS} FROM candidates"
+        if where:
+            sql += f" WHERE {where}"
+        sql += f" ORDER BY {order}"
+        if limit is not None:
+            sql += f" LIMIT {int(limit)}"
+        return [self._candidate(r) for r in self._query(sql, params)]
+
+    def get(self, cid: int) -> Candidate:
+        rows = self._select("id = ?", (cid,))
+        if not rows:
+            raise StoreError(f"candidate {cid} is not in store {self.path}")
+        return rows[0]
+
+    def pending(self) -> list[Candidate]:
+        """Unfinished candidates (those in flight at a crash), in id order."""
+        return self._select("status = ?", (Status.PENDING,))
+
+    def finished(self, kind: str = "search") -> list[Candidate]:
+        """Finished candidates of ``kind`` (duplicates included) in finishing order."""
+        return self._select("kind = ? AND status != ?", (kind, Status.PENDING), order="finish_seq")
+
+    def all(self) -> list[Candidate]:
+        return self._select()
+
+    def count(self, status: str | None = None, kind: str = "search") -> int:
+        if status is None:
+            sql, params = "SELECT COUNT(*) FROM candidates WHERE kind = ?", (kind,)
+        else:
+            sql = "SELECT COUNT(*) FROM candidates WHERE kind = ? AND status = ?"
+            params = (kind, status)
+        return self._query(sql, params)[0][0]
+
+    def top(self, n: int = 10, kind: str = "search") -> list[Candidate]:
+        """The ``n`` best finished candidates, duplicates excluded, ranked as evolution
+        ranks them (:func:`primer_search.fitness.hurdles.rank_key`): finite fitness only, more
+        hurdle stages completed first, then lower fitness."""
+        return self._select(
+            "kind = ? AND status NOT IN (?, ?) AND fitness IS NOT NULL "
+            "AND fitness > -9e999 AND fitness < 9e999",
+            (kind, Status.PENDING, Status.DUPLICATE),
+            order="json_array_length(result, '$.stage_fitness') DESC, fitness, finish_seq",
+            limit=max(0, n))
+
+    def retrain_summary(self) -> list[dict]:
+        """Finished ``retrain`` rows grouped by the retrained candidate (their parent_id).
+
+        Each entry: ``id`` (the retrained candidate), ``runs``, ``mean_fitness``,
+        ``std_fitness`` (sample standard deviation, n - 1; 0.0 for a single run; NaN when a
+        run failed with infinite fitness) and ``fitnesses`` (in id order). Best mean first.
+        """
+        groups: dict[int | None, list[float]] = {}
+        for parent_id, result_json in self._query(
+                "SELECT parent_id, result FROM candidates WHERE kind = 'retrain' "
+                "AND status NOT IN (?, ?) ORDER BY id", (Status.PENDING, Status.DUPLICATE)):
+            groups.setdefault(parent_id, []).append(_result_from_json(result_json).fitness)
+        out = []
+        for parent_id, values in groups.items():
+            n = len(values)
+            mean = math.fsum(values) / n
+            if n == 1:
+                std = 0.0 if math.isfinite(mean) else math.nan
+            elif not math.isfinite(mean):
+                std = math.nan
+            else:
+                std = math.sqrt(math.fsum((v - mean) ** 2 for v in values) / (n - 1))
+            out.append({"id": parent_id, "runs": n, "mean_fitness": mean,
+                        "std_fitness": std, "fitnesses": values})
+
+        def key(d):
+            m = d["mean_fitness"]
+            return (math.isnan(m), m if not math.isnan(m) else 0.0,
+                    d["id"] if d["id"] is not None else -1)
+        return sorted(out, key=key)
+
+    def lineage(self, cid: int) -> list[Candidate]:
+        """``cid``, its parent, grandparent ... up to a root (a candidate with no parent)."""
+        chain = [self.get(cid)]
+        seen = {cid}
+        while chain[-1].parent_id is not None:
+            pid = chain[-1].parent_id
+            if pid in seen:   # impossible through add(); guards a hand-edited file
+                raise StoreError(f"store {self.path}: lineage of {cid} has a cycle at {pid}")
+            seen.add(pid)
+            chain.append(self.get(pid))
+        return chain
+
+    def reusable_by_fingerprint(self, fingerprint: str) -> Candidate | None:
+        """The earliest finished ``search`` candidate with this fingerprint whose result a
+        functional duplicate may take (:meth:`Status.is_reusable`: not a duplicate
+        itself, and not a failure of the moment such as a time-out)."""
+        reusable = [s.value for s in Status if s.is_reusable()]
+        marks = ", ".join("?" * len(reusable))
+        rows = self._select(f"fingerprint = ? AND kind = 'search' AND status IN ({marks})",
+                            (fingerprint, *reusable), order="finish_seq", limit=1)
+        return rows[0] if rows else None
+
+    # ---- resumes ---------------------------------------------------------------------
+
+    def record_resume(self, overrides: dict) -> None:
+        """Note that the search was resumed, with the overrides it was given."""
+        with self._write() as conn:
+            conn.execute("INSERT INTO resumes (at, overrides) VALUES (?, ?)",
+                         (time.time(), json.dumps(overrides, sort_keys=True)))
+
+    def resumes(self) -> list[dict]:
+        """Every resume so far, oldest first: ``{"at": unix time, "overrides": dict}``."""
+        if not self._has_table("resumes"):
+            return []
+        return [{"at": at, "overrides": json.loads(text)} for at, text in self._query(
+            "SELECT at, overrides FROM resumes ORDER BY seq")]
+
+    def _has_table(self, name: str) -> bool:
+        return bool(self._query("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?",
+                                (name,)))
+
+    # ---- closing ---------------------------------------------------------------------
+
+    def close(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            conn.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        mode = "readonly" if self.readonly else "readwrite"
+        return f"Store({str(self.path)!r}, {mode})"
+
+
+class _Transaction:
+    """``BEGIN IMMEDIATE`` ... ``COMMIT`` (``ROLLBACK`` on any exception), under a lock."""
+
+    def __init__(self, conn: sqlite3.Connection, lock: threading.Lock):
+        self.conn, self.lock = conn, lock
+
+    def __enter__(self) -> sqlite3.Connection:
+        self.lock.acquire()
+        try:
+            self.conn.execute("BEGIN IMMEDIATE")
+        except BaseException:
+            self.lock.release()
+            raise
+        return self.conn
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        try:
+            if exc_type is None:
+                try:
+                    self.conn.execute("COMMIT")
+                except BaseException:
+                    if self.conn.in_transaction:
+                        self.conn.execute("ROLLBACK")
+                    raise
+            elif self.conn.in_transaction:
+                self.conn.execute("ROLLBACK")
+        finally:
+            self.lock.release()
