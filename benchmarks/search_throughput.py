@@ -11,7 +11,15 @@ alone), the controller's own time per candidate (proposal, mutation, validation,
 fingerprint, store writes) as a share of the workers' evaluation time, and the dedup hit
 rate. Each layout starts a fresh Ray and a fresh store.
 
+``--ceiling`` measures instead ``controller_ceiling_per_s``: how many candidates per
+second one search loop sustains when workers cost nothing (an instant pool: the toy
+fitness, and a stand-in fingerprint that hashes the canonical program, so that dedup
+still runs its store queries). It is the loop's own cost per candidate (proposal,
+mutation, validation, dedup, store writes, evolution, hurdles) and bounds how many
+workers one controller can keep busy; fingerprints and training run in the pool.
+
     python benchmarks/search_throughput.py [--candidates 24] [--json] [--toy]
+    python benchmarks/search_throughput.py --ceiling [--candidates 2000] [--json]
 """
 
 from __future__ import annotations
@@ -56,13 +64,81 @@ def run_layout(name, overrides, candidates, toy, tmp):
             "best_fitness": s.best_fitness}
 
 
+class InstantPool:
+    """Workers that cost nothing: ``size`` slots answered at the next wait with the toy
+    fitness; fingerprints answered with a hash of the canonical program."""
+
+    def __init__(self, size: int):
+        from primer_search.fitness.toy import ToyEvaluator
+
+        self.size = size
+        self.evaluator = ToyEvaluator()
+        self.jobs, self.probes = [], []
+
+    def submit(self, slot, job):
+        self.jobs.append((slot, job))
+
+    def fingerprint(self, cid, dna, d_model):
+        self.probes.append((cid, dna))
+
+    def wait(self, timeout_s):
+        from primer_search.program.validate import dna_hash
+        from primer_search.search.pool import Fingerprinted, run_job
+
+        out = [(None, Fingerprinted(cid, "h" + dna_hash(dna))) for cid, dna in self.probes]
+        out += [(slot, run_job(self.evaluator, job, f"instant{slot}")) for slot, job in self.jobs]
+        self.jobs, self.probes = [], []
+        return out
+
+    def replace(self, slot):
+        pass
+
+    def close(self):
+        pass
+
+
+def controller_ceiling(candidates: int, workers: int, tmp) -> dict:
+    """Candidates per second of the search loop alone (see the module doc)."""
+    from primer_search.search.config import load_config
+    from primer_search.search.loop import SearchLoop
+    from primer_search.search.store import Store
+
+    cfg = load_config("tiny_cpu", ["evaluator='toy'", "fitness.budget.stages=1",
+                                   f"max_candidates={candidates}", "keep_weights=0",
+                                   f"workers={workers}"])
+    with Store(Path(tmp) / "ceiling.sqlite", {}) as store:
+        loop = SearchLoop(cfg, store, InstantPool(workers))
+        start = time.perf_counter()
+        s = loop.run()
+        wall = time.perf_counter() - start
+    return {"candidates": s.finished, "workers": workers, "wall_s": round(wall, 2),
+            "controller_ceiling_per_s": round(s.finished / wall, 1),
+            "ms_per_candidate": round(1000 * wall / max(s.finished, 1), 2),
+            "dedup_hit_rate": round(s.duplicates / max(s.finished, 1), 3)}
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--candidates", type=int, default=24)
+    p.add_argument("--candidates", type=int, default=None,
+                   help="per layout (default 24), or for --ceiling (default 2000)")
     p.add_argument("--json", action="store_true")
     p.add_argument("--toy", action="store_true",
                    help="toy evaluator sleeping 2 s instead of training (machinery only)")
+    p.add_argument("--ceiling", action="store_true",
+                   help="the search loop's own candidates per second (no Ray, instant workers)")
+    p.add_argument("--workers", type=int, default=64, help="slots of the instant pool (--ceiling)")
     args = p.parse_args(argv)
+    if args.ceiling:
+        with tempfile.TemporaryDirectory() as tmp:
+            row = controller_ceiling(args.candidates or 2000, args.workers, tmp)
+        if args.json:
+            print(json.dumps(row, indent=1))
+        else:
+            print("search loop alone, toy fitness, instant workers")
+            for k, v in row.items():
+                print(f"  {k:<26} {v}")
+        return
+    args.candidates = args.candidates or 24
     with tempfile.TemporaryDirectory() as tmp:
         rows = [run_layout(n, o, args.candidates, args.toy, tmp) for n, o in LAYOUTS]
     base = rows[0]["trained_per_hour"] or 1e-9

@@ -119,3 +119,11 @@ def test_fitness_noise_reports_a_threshold():
     summary = res["summary"]
     assert summary["smallest_difference"] == pytest.approx(
         1.96 * math.sqrt(2) * summary["pooled_std"])
+
+
+def test_controller_ceiling_runs_the_real_loop_to_its_limit(tmp_path):
+    from search_throughput import controller_ceiling
+
+    row = controller_ceiling(40, 8, tmp_path)
+    assert row["candidates"] == 40 and row["workers"] == 8
+    assert row["controller_ceiling_per_s"] > 0 and 0 < row["dedup_hit_rate"] < 1

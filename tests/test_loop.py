@@ -1,8 +1,9 @@
 """The search loop without Ray: dedup, waiting duplicates, retries, time-outs, resume.
 
-A scripted pool stands in for the workers: it evaluates with the toy fitness, finishes
-jobs in the order they were submitted, and can make a chosen candidate's worker die, its
-evaluator raise, or its job hang. A fake clock lets time-outs pass without waiting.
+A scripted pool stands in for the workers: it computes the fingerprints it is asked for
+(before anything else), evaluates with the toy fitness, finishes jobs in the order they
+were submitted, and can make a chosen candidate's worker die, its evaluator raise, or its
+job hang. A fake clock lets time-outs pass without waiting.
 """
 
 import math
@@ -13,7 +14,7 @@ from primer_search.fitness.results import Status
 from primer_search.fitness.toy import ToyEvaluator
 from primer_search.search.config import load_config
 from primer_search.search.loop import SearchLoop
-from primer_search.search.pool import InProcessPool, Job, Lost, run_job
+from primer_search.search.pool import InProcessPool, Job, Lost, compute_fingerprint, run_job
 from primer_search.search.store import Store
 
 TOY = ["evaluator='toy'", "fitness.budget.stages=1", "keep_weights=0",
@@ -46,7 +47,13 @@ class ScriptedPool:
         self.order: list[int] = []                       # slots, by submission
         self.submitted: list[int] = []                   # cids, every try
         self.replaced: list[int] = []
+        self.probes: list[int] = []                      # cids fingerprinted
         self.closed = False
+        self._probes: list = []
+
+    def fingerprint(self, cid, dna, d_model):
+        self.probes.append(cid)
+        self._probes.append((cid, dna, d_model))
 
     def submit(self, slot, job):
         assert slot not in self.running, "a busy slot was given a second job"
@@ -57,6 +64,9 @@ class ScriptedPool:
         self.submitted.append(job.cid)
 
     def wait(self, timeout_s):
+        if self._probes:
+            asked, self._probes = self._probes, []
+            return [(None, compute_fingerprint(*a)) for a in asked]
         for slot in list(self.order):
             job, action = self.running[slot]
             if action == "hang":
@@ -95,16 +105,17 @@ def test_initial_copies_of_the_seeds_reuse_the_first_results(tmp_path):
     assert pool.closed
     # tiny_cpu's seeds are the Transformer and Primer-EZ: the 8 initial members are 4
     # copies of each, and only the first of each is trained.
-    initial = rows[:8]
+    by_id = {r.id: r for r in rows}
+    initial = [by_id[c] for c in range(1, 9)]
     trained = [r for r in initial if r.status == Status.OK]
     assert [r.id for r in trained] == [1, 2]
     for r in initial[2:]:
         assert r.status == Status.DUPLICATE and r.duplicate_of == (1 if r.id % 2 else 2)
-        assert r.fitness == rows[r.duplicate_of - 1].fitness
+        assert r.fitness == by_id[r.duplicate_of].fitness
     assert set(pool.submitted).isdisjoint(r.id for r in initial[2:])
-    # A duplicate joins the population like any member: the first proposals of the
-    # tournament phase have parents among all 8.
-    assert all(r.parent_id is not None for r in rows[8:])
+    # A duplicate joins the population like any member: the proposals after the initial
+    # population have parents.
+    assert all(by_id[c].parent_id is not None for c in range(9, 13))
 
 
 def test_duplicates_of_a_candidate_in_flight_wait_for_its_result(tmp_path):
@@ -189,24 +200,58 @@ def test_resume_finishes_what_was_in_flight_and_repeats_nothing(tmp_path):
         summary = run_loop(store, toy_config("max_candidates=30"), second, clock)
         rows = store.finished()
     assert summary.finished == 30 and not summary.stopped_by.startswith("interrupted")
-    # The candidates in flight at Ctrl-C are evaluated first; nothing finished is repeated.
-    assert second.submitted[:len(pending)] == pending
+    # The candidates pending at Ctrl-C go first (those that turn out to be duplicates of a
+    # finished candidate need no worker); nothing finished is repeated.
+    retrained = [c for c in pending if c in second.submitted]
+    assert retrained and second.submitted[:len(retrained)] == retrained
     assert done_before.isdisjoint(second.submitted)
     assert sorted(r.id for r in rows) == list(range(1, 31))
 
 
 def test_resume_rebuilds_the_population_and_the_proposal_count(tmp_path):
-    # A search stopped and resumed proposes exactly what an uninterrupted one proposes.
+    # Proposing only when a worker is free, a search stopped and resumed proposes exactly
+    # what an uninterrupted one proposes.
     clock = Clock()
+    exact = "prepare_ahead=0"
     with Store(tmp_path / "once.sqlite", {}) as store:
-        run_loop(store, toy_config("max_candidates=24"), ScriptedPool(1, clock), clock)
+        run_loop(store, toy_config("max_candidates=24", exact), ScriptedPool(1, clock), clock)
         once = [r.dna_hash for r in store.finished()]
     with Store(tmp_path / "twice.sqlite", {}) as store:
-        run_loop(store, toy_config("max_candidates=14"), ScriptedPool(1, clock), clock)
+        run_loop(store, toy_config("max_candidates=14", exact), ScriptedPool(1, clock), clock)
     with Store(tmp_path / "twice.sqlite") as store:
-        run_loop(store, toy_config("max_candidates=24"), ScriptedPool(1, clock), clock)
+        run_loop(store, toy_config("max_candidates=24", exact), ScriptedPool(1, clock), clock)
         twice = [r.dna_hash for r in store.finished()]
     assert twice == once
+
+
+def test_the_next_candidate_is_prepared_while_a_worker_trains(tmp_path):
+    clock = Clock()
+
+    class Watch(ScriptedPool):
+        def submit(self, slot, job):
+            # When candidate 2 starts, candidate 3 must already be proposed and probed.
+            if job.cid == 2:
+                self.seen_at_2 = (store.count(kind="search"), list(self.probes))
+            super().submit(slot, job)
+
+    pool = Watch(1, clock)
+    with Store(tmp_path / "s.sqlite", {}) as store:
+        run_loop(store, toy_config("max_candidates=12"), pool, clock)
+    proposed, probes = pool.seen_at_2
+    assert proposed >= 3
+    # The initial population repeats the two seeds: each is probed once.
+    assert probes[:2] == [1, 2] and all(p > 8 for p in probes[2:])
+
+
+def test_fingerprints_are_computed_by_the_pool_once_per_program(tmp_path):
+    clock = Clock()
+    pool = ScriptedPool(2, clock)
+    with Store(tmp_path / "s.sqlite", {}) as store:
+        run_loop(store, toy_config("max_candidates=16"), pool, clock)
+        rows = store.finished()
+    hashes = {r.id: r.dna_hash for r in rows}
+    assert len(pool.probes) == len({hashes[c] for c in pool.probes}) == len(set(hashes.values()))
+    assert all(r.fingerprint for r in rows)
 
 
 def test_a_late_answer_for_a_timed_out_job_is_ignored(tmp_path):
@@ -214,7 +259,10 @@ def test_a_late_answer_for_a_timed_out_job_is_ignored(tmp_path):
     with Store(tmp_path / "s.sqlite", {}) as store:
         loop = SearchLoop(toy_config("max_candidates=3"), store, ScriptedPool(1, clock),
                           clock=clock)
-        loop._fill()
+        loop._fill()                   # proposes and asks for fingerprints
+        for _, outcome in loop.pool.wait(0):
+            loop._fingerprinted(outcome)
+        loop._fill()                   # starts the first candidate
         cid = loop.slots[0].cand.id
         loop.slots[0] = None           # as after a time-out: the slot moved on
         loop._collect(0, Lost(cid, "late", True))

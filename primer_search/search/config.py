@@ -97,6 +97,11 @@ class SearchConfig:
     hurdle_window: int | None = None
     # Reuse the fitness of an earlier candidate with the same functional fingerprint.
     dedup: bool = True
+    # Candidates proposed and fingerprinted ahead, per worker, while the workers train, so
+    # that a worker that finishes finds its next candidate ready. 0: propose only when a
+    # worker is free (every proposal then sees every result before it; a resumed search
+    # proposes exactly what an uninterrupted one would have).
+    prepare_ahead: int = 1
     # Keep the trained weights of the best K candidates beside the store (STORE.weights/),
     # so that `primer-search export` can write them; 0 keeps none.
     keep_weights: int = 10
@@ -110,6 +115,8 @@ class SearchConfig:
             raise ConfigError(f"evaluator must be 'train' or 'toy', got {self.evaluator!r}")
         if self.workers < 1:
             raise ConfigError(f"workers must be >= 1, got {self.workers}")
+        if self.prepare_ahead < 0:
+            raise ConfigError(f"prepare_ahead must be >= 0, got {self.prepare_ahead}")
         if not self.seeds:
             raise ConfigError("seeds must name at least one seed block")
         from primer_search.program import seeds as seed_library
@@ -225,6 +232,7 @@ def merge(base: dict, overrides: dict) -> dict:
 RESUMABLE_KEYS = frozenset({
     "max_candidates", "max_hours", "workers", "cpus_per_worker", "gpus_per_worker",
     "threads_per_worker", "candidate_timeout_s", "max_retries", "keep_weights", "address",
+    "prepare_ahead",
     "toy_sleep_s"})
 
 

@@ -17,10 +17,16 @@ to ``max_retries`` times, then recorded as ``error``; a candidate past
 them stops the search. The search ends at ``max_candidates``, at ``max_hours``, or on
 Ctrl-C (in-flight candidates stay pending for a resume).
 
+Preparing ahead: while the workers train, the loop proposes the next candidates and has
+the pool compute their fingerprints (a JAX compile each, which the loop's own process
+never does), so that a worker that finishes finds its next candidate ready
+(``prepare_ahead`` per worker).
+
 Functional dedup: a proposal whose fingerprint matches a finished candidate with a
 reusable result (:meth:`~primer_search.fitness.results.Status.is_reusable`) takes that result
 (status ``duplicate``) without training; one that matches a candidate still in flight
 waits for it, and is queued for training if that one fails for a reason of the moment.
+A candidate counts as in flight from the moment it is ready for a worker.
 """
 
 from __future__ import annotations
@@ -36,8 +42,7 @@ from primer_search.program.dna import DNA
 from primer_search.program.validate import dna_hash
 from primer_search.search.config import SearchConfig, seed_dnas
 from primer_search.search.evolution import Member, RegularizedEvolution
-from primer_search.search.fingerprint import fingerprint
-from primer_search.search.pool import Done, Job, Lost, WorkerPool
+from primer_search.search.pool import Done, Fingerprinted, Job, Lost, WorkerPool
 from primer_search.search.store import Store
 
 __all__ = ["SearchLoop", "SearchSummary", "weights_folder"]
@@ -54,10 +59,12 @@ class SearchSummary:
     best_fitness: float | None
     seconds: float
     stopped_by: str
-    # Loop time spent on proposals (mutation, validation, fingerprint) and store writes,
-    # summed over the run; and the workers' evaluation time, summed.
+    # Loop time spent on proposals (mutation, validation), dedup and store writes, summed
+    # over the run; the workers' evaluation time, summed; and the fingerprints' compute
+    # time, summed (spent off the loop, by the pool).
     controller_s: float = 0.0
     evaluation_s: float = 0.0
+    fingerprint_s: float = 0.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -66,6 +73,7 @@ class _Pending:
 
     id: int
     dna: DNA
+    dna_hash: str
     fingerprint: str | None
 
 
@@ -107,7 +115,11 @@ class SearchLoop:
         budget = config.fitness.budget
         self.hurdles = HurdleTracker(budget.stages, budget.pass_rate, config.hurdle_min_history,
                                      config.hurdle_window_size)
+        # A candidate on its way: queued (resumed, or released by a failed original) ->
+        # fingerprinting -> deduplicated -> ready -> running in a slot.
         self.queue: list[_Pending] = []
+        self.fingerprinting: dict[str, list[_Pending]] = {}  # dna_hash -> its candidates
+        self.ready: list[_Pending] = []
         self.waiting: dict[str, list[_Pending]] = {}  # fingerprint -> duplicates in wait
         self.tries: dict[int, int] = {}
         self.fingerprints: dict[str, str | None] = {}  # dna_hash -> fingerprint
@@ -116,6 +128,7 @@ class SearchLoop:
         self.stopped_by = ""
         self.controller_s = 0.0
         self.evaluation_s = 0.0
+        self.fingerprint_s = 0.0
         self._recover()
 
     # ---- state from the store -------------------------------------------------------
@@ -127,7 +140,8 @@ class SearchLoop:
         for c in finished:
             if c.status != Status.DUPLICATE and c.result is not None:
                 self.hurdles.record(c.result.stage_fitness)
-        self.queue = [_Pending(c.id, c.dna, c.fingerprint) for c in self.store.pending()]
+        self.queue = [_Pending(c.id, c.dna, c.dna_hash, c.fingerprint)
+                      for c in self.store.pending()]
 
     # ---- the loop -------------------------------------------------------------------
 
@@ -136,10 +150,13 @@ class SearchLoop:
         try:
             while True:
                 self._fill()
-                if all(s is None for s in self.slots):
+                if not self._busy():
                     break
                 for slot, outcome in self.pool.wait(0.5):
-                    self._collect(slot, outcome)
+                    if isinstance(outcome, Fingerprinted):
+                        self._fingerprinted(outcome)
+                    else:
+                        self._collect(slot, outcome)
                 self._check_timeouts()
                 if on_turn:
                     on_turn()
@@ -149,36 +166,96 @@ class SearchLoop:
             self.pool.close()
         return self.summary()
 
+    def _busy(self) -> bool:
+        return (any(s is not None for s in self.slots) or bool(self.fingerprinting)
+                or bool(self.ready))
+
+    def _preparing(self) -> int:
+        return len(self.ready) + sum(len(c) for c in self.fingerprinting.values())
+
     def _limits_reached(self) -> bool:
-        """True when no new work may start (queued candidates from a resume always may)."""
+        """True when no new proposal may be made (queued candidates always may go on)."""
         cfg = self.cfg
         if cfg.max_hours is not None and self.clock() - self.start > cfg.max_hours * 3600:
             self.stopped_by = self.stopped_by or "time limit"
             return True
-        if cfg.max_candidates is not None and not self.queue:
-            # Every candidate in the store is finished, waiting, running or queued.
+        if cfg.max_candidates is not None:
+            # Every candidate in the store is finished, waiting, running or on its way.
             if self.store.count(kind="search") >= cfg.max_candidates:
                 self.stopped_by = self.stopped_by or "candidate limit"
                 return True
         return False
 
-    def _next_candidate(self) -> _Pending:
-        """A queued (resumed or retried) candidate, or a new proposal, in the store."""
-        if self.queue:
-            return self.queue.pop(0)
+    # ---- preparing candidates: propose, fingerprint, dedup ----------------------------
+
+    def _fill(self) -> None:
+        """Prepare candidates until every worker has one running and ``prepare_ahead``
+        more ready or being fingerprinted; start the ready ones on free workers."""
+        free = sum(s is None for s in self.slots)
+        target = free + self.cfg.prepare_ahead * len(self.slots)
+        while self._preparing() < target:
+            t = time.perf_counter()
+            if self.queue:
+                self._route(self.queue.pop(0))
+            elif self._limits_reached():
+                self.controller_s += time.perf_counter() - t
+                break
+            else:
+                self._route(self._propose())
+            self.controller_s += time.perf_counter() - t
+        for index, running in enumerate(self.slots):
+            if running is None and self.ready:
+                cand = self.ready.pop(0)
+                job = Job(cand.id, cand.dna, tuple(self.hurdles.thresholds()),
+                          want_weights=self.cfg.keep_weights > 0)
+                self.pool.submit(index, job)
+                self.slots[index] = _Running(cand, self.clock())
+
+    def _propose(self) -> _Pending:
+        """A new proposal, written to the store (its fingerprint follows when known)."""
         prop = self.evolution.propose()
         digest = dna_hash(prop.dna)
-        fp = self._fingerprint(prop.dna, digest) if self.cfg.dedup else None
+        fp = self.fingerprints.get(digest)
         cid = self.store.add(dna=prop.dna, parent_id=prop.parent_id, mutation=prop.mutation,
                              dna_hash=digest, fingerprint=fp, seed=self.cfg.fitness.seed)
-        return _Pending(cid, prop.dna, fp)
+        return _Pending(cid, prop.dna, digest, fp)
 
-    def _fingerprint(self, dna: DNA, digest: str) -> str | None:
-        """The functional fingerprint, computed once per distinct program (the initial
-        population repeats its seeds, and different mutations can reach one program)."""
-        if digest not in self.fingerprints:
-            self.fingerprints[digest] = _safe_fingerprint(dna, self.cfg.fitness.model.d_model)
-        return self.fingerprints[digest]
+    def _route(self, cand: _Pending) -> None:
+        """Send ``cand`` to be fingerprinted, or, with its fingerprint known, to dedup and
+        then to the ready list."""
+        if self.cfg.dedup and cand.fingerprint is None:
+            if cand.dna_hash not in self.fingerprints:
+                # One probe per program: copies proposed meanwhile wait for its answer.
+                if cand.dna_hash not in self.fingerprinting:
+                    self.pool.fingerprint(cand.id, cand.dna, self.cfg.fitness.model.d_model)
+                self.fingerprinting.setdefault(cand.dna_hash, []).append(cand)
+                return
+            known = self.fingerprints[cand.dna_hash]
+            if known is None:  # the probe could not run this program: no dedup
+                self.ready.append(cand)
+                return
+            self.store.set_fingerprint(cand.id, known)
+            cand = dataclasses.replace(cand, fingerprint=known)
+        if not self._dedup(cand):
+            self.ready.append(cand)
+
+    def _fingerprinted(self, outcome: Fingerprinted) -> None:
+        t = time.perf_counter()
+        self.fingerprint_s += outcome.seconds
+        digest = next((d for d, cands in self.fingerprinting.items()
+                       if cands[0].id == outcome.cid), None)
+        if digest is None:
+            return
+        # The same program (by canonical hash) always has the same fingerprint: remember
+        # it, so copies of the seeds and repeated children cost no second probe.
+        self.fingerprints[digest] = fp = outcome.fingerprint
+        for cand in self.fingerprinting.pop(digest):
+            if fp is not None:
+                self.store.set_fingerprint(cand.id, fp)
+                cand = dataclasses.replace(cand, fingerprint=fp)
+            if not self._dedup(cand):
+                self.ready.append(cand)
+        self.controller_s += time.perf_counter() - t
 
     def _dedup(self, cand: _Pending) -> bool:
         """Handle ``cand`` as a duplicate if it is one; True if it needs no worker."""
@@ -189,8 +266,8 @@ class SearchLoop:
         if earlier is not None:
             self._finish_duplicate(cand, earlier.id, earlier.result)
             return True
-        if fp in self.waiting or any(s is not None and s.cand.fingerprint == fp
-                                     for s in self.slots):
+        in_flight = [s.cand for s in self.slots if s is not None] + self.ready
+        if fp in self.waiting or any(c.fingerprint == fp for c in in_flight):
             self.waiting.setdefault(fp, []).append(cand)
             return True
         return False
@@ -199,19 +276,7 @@ class SearchLoop:
         self.store.mark_duplicate(cand.id, of, result)
         self.evolution.feedback(_member(cand.id, cand.dna, result))
 
-    def _fill(self) -> None:
-        for index in range(len(self.slots)):
-            while self.slots[index] is None and not self._limits_reached():
-                t = time.perf_counter()
-                cand = self._next_candidate()
-                duplicate = self._dedup(cand)
-                self.controller_s += time.perf_counter() - t
-                if duplicate:
-                    continue
-                job = Job(cand.id, cand.dna, tuple(self.hurdles.thresholds()),
-                          want_weights=self.cfg.keep_weights > 0)
-                self.pool.submit(index, job)
-                self.slots[index] = _Running(cand, self.clock())
+    # ---- results -----------------------------------------------------------------------
 
     def _collect(self, index: int, outcome: Done | Lost) -> None:
         running = self.slots[index]
@@ -226,7 +291,7 @@ class SearchLoop:
         if outcome.worker_died:
             self.tries[cid] = self.tries.get(cid, 0) + 1
             if self.tries[cid] <= self.cfg.max_retries:
-                self.queue.insert(0, running.cand)
+                self.ready.insert(0, running.cand)
                 self.slots[index] = None
                 return
             reason = f"worker died {self.tries[cid]} times: {outcome.reason}"
@@ -287,11 +352,5 @@ class SearchLoop:
             best_id=top[0].id if top else None,
             best_fitness=top[0].fitness if top else None,
             seconds=self.clock() - self.start, stopped_by=self.stopped_by or "done",
-            controller_s=self.controller_s, evaluation_s=self.evaluation_s)
-
-
-def _safe_fingerprint(dna: DNA, d_model: int) -> str | None:
-    try:
-        return fingerprint(dna, d_model)
-    except Exception:  # noqa: BLE001 - a program the probe cannot run is simply not deduped
-        return None
+            controller_s=self.controller_s, evaluation_s=self.evaluation_s,
+            fingerprint_s=self.fingerprint_s)

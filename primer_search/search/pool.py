@@ -5,10 +5,13 @@ The search loop (:mod:`primer_search.search.loop`) knows nothing of Ray. It talk
 :class:`Job` at a time:
 
 * ``submit(slot, job)`` starts a job on the slot's worker;
-* ``wait(timeout_s)`` returns the jobs that ended since, as ``(slot, outcome)`` pairs,
-  where the outcome is :class:`Done` (an evaluation, successful or failed, with its
-  weights when asked) or :class:`Lost` (the worker died, or an exception escaped the
-  evaluator);
+* ``fingerprint(cid, dna, d_model)`` starts computing a proposal's functional
+  fingerprint (a JAX compile and a probe run: about half a second of one CPU core) off
+  the loop's process, on no slot;
+* ``wait(timeout_s)`` returns what ended since, as ``(slot, outcome)`` pairs, where the
+  outcome is :class:`Done` (an evaluation, successful or failed, with its weights when
+  asked), :class:`Lost` (the worker died, or an exception escaped the evaluator) or
+  :class:`Fingerprinted` (slot ``None``);
 * ``replace(slot)`` kills the slot's worker and starts a fresh one (a time-out);
 * ``close()`` stops them all.
 
@@ -23,13 +26,15 @@ from __future__ import annotations
 import dataclasses
 import os
 import socket
+import time
 from typing import Protocol
 
 from primer_search.fitness.config import FitnessConfig
 from primer_search.fitness.results import EvalResult
 from primer_search.program.dna import DNA
 
-__all__ = ["Done", "InProcessPool", "Job", "Lost", "WorkerPool", "make_evaluator", "run_job"]
+__all__ = ["Done", "Fingerprinted", "InProcessPool", "Job", "Lost", "WorkerPool",
+           "compute_fingerprint", "make_evaluator", "run_job"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -69,7 +74,17 @@ class Lost:
     worker_died: bool
 
 
-Outcome = Done | Lost
+@dataclasses.dataclass(frozen=True)
+class Fingerprinted:
+    """A proposal's functional fingerprint (None: the probe could not run the program,
+    so it is not deduplicated), and the seconds it took."""
+
+    cid: int
+    fingerprint: str | None
+    seconds: float = 0.0
+
+
+Outcome = Done | Lost | Fingerprinted
 
 
 class WorkerPool(Protocol):
@@ -79,7 +94,9 @@ class WorkerPool(Protocol):
 
     def submit(self, slot: int, job: Job) -> None: ...
 
-    def wait(self, timeout_s: float) -> list[tuple[int, Outcome]]: ...
+    def fingerprint(self, cid: int, dna: DNA, d_model: int) -> None: ...
+
+    def wait(self, timeout_s: float) -> list[tuple[int | None, Outcome]]: ...
 
     def replace(self, slot: int) -> None: ...
 
@@ -95,6 +112,18 @@ def make_evaluator(fitness: FitnessConfig, kind: str = "train", toy_sleep_s: flo
     from primer_search.fitness.evaluate import Evaluator
 
     return Evaluator(fitness)
+
+
+def compute_fingerprint(cid: int, dna: DNA, d_model: int) -> Fingerprinted:
+    """The fingerprint of ``dna`` at width ``d_model``; None if the probe cannot run it."""
+    from primer_search.search.fingerprint import fingerprint
+
+    start = time.perf_counter()
+    try:
+        fp = fingerprint(dna, d_model)
+    except Exception:  # noqa: BLE001 - a program the probe cannot run is simply not deduped
+        fp = None
+    return Fingerprinted(cid, fp, time.perf_counter() - start)
 
 
 def run_job(evaluator, job: Job, worker: str) -> Done:
@@ -116,7 +145,8 @@ class InProcessPool:
     """One slot, evaluated in this process when the loop waits: a search without Ray.
 
     A job runs to its end inside ``wait``, so a candidate time-out cannot interrupt it
-    (the evaluator's own ``budget.timeout_s`` still applies)."""
+    (the evaluator's own ``budget.timeout_s`` still applies). Fingerprints asked for are
+    computed first, in the order asked."""
 
     size = 1
 
@@ -124,13 +154,20 @@ class InProcessPool:
         self.evaluator = evaluator
         self.name = name
         self._job: Job | None = None
+        self._fingerprints: list[tuple[int, DNA, int]] = []
 
     def submit(self, slot: int, job: Job) -> None:
         if slot != 0 or self._job is not None:
             raise RuntimeError(f"in-process pool: slot {slot} is busy or does not exist")
         self._job = job
 
-    def wait(self, timeout_s: float) -> list[tuple[int, Outcome]]:
+    def fingerprint(self, cid: int, dna: DNA, d_model: int) -> None:
+        self._fingerprints.append((cid, dna, d_model))
+
+    def wait(self, timeout_s: float) -> list[tuple[int | None, Outcome]]:
+        if self._fingerprints:
+            asked, self._fingerprints = self._fingerprints, []
+            return [(None, compute_fingerprint(*a)) for a in asked]
         if self._job is None:
             return []
         job, self._job = self._job, None
@@ -141,3 +178,4 @@ class InProcessPool:
 
     def close(self) -> None:
         self._job = None
+        self._fingerprints = []

@@ -6,6 +6,11 @@ evaluates one :class:`~primer_search.search.pool.Job` at a time through
 :class:`~primer_search.search.pool.Done` as an in-process evaluation. An actor that dies is
 replaced at once and reported as :class:`~primer_search.search.pool.Lost` with
 ``worker_died=True``; the loop decides whether to retry.
+
+Fingerprints run as Ray tasks on the CPU (``JAX_PLATFORMS=cpu``), reserving no CPU: the
+loop keeps at most a few in flight (one per worker it prepares ahead), each about half
+a second of one core, so they take a small share of the machine and never wait for a
+worker to be free. The loop's own process does no JAX work.
 """
 
 from __future__ import annotations
@@ -14,8 +19,18 @@ import math
 import os
 
 from primer_search.fitness.config import FitnessConfig
+from primer_search.program.dna import DNA
 from primer_search.search.config import SearchConfig
-from primer_search.search.pool import Done, Job, Lost, Outcome, make_evaluator, run_job
+from primer_search.search.pool import (
+    Done,
+    Fingerprinted,
+    Job,
+    Lost,
+    Outcome,
+    compute_fingerprint,
+    make_evaluator,
+    run_job,
+)
 
 __all__ = ["RayPool", "init_ray"]
 
@@ -48,6 +63,11 @@ class RayPool:
         self.actors = [self._new_actor(i) for i in range(self.size)]
         self.refs: list = [None] * self.size
         self.jobs: list[Job | None] = [None] * self.size
+        self.fingerprints: dict = {}  # ref -> cid
+        self._fingerprint_task = ray.remote(compute_fingerprint).options(
+            num_cpus=0, max_retries=1,
+            runtime_env={"env_vars": {"RAY_USAGE_STATS_ENABLED": "0", "JAX_PLATFORMS": "cpu",
+                                      "PJRT_NPROC": "1"}})
 
     def _new_actor(self, index: int):
         cfg = self.cfg
@@ -65,13 +85,23 @@ class RayPool:
         self.jobs[slot] = job
         self.refs[slot] = self.actors[slot].evaluate.remote(job)
 
-    def wait(self, timeout_s: float) -> list[tuple[int, Outcome]]:
+    def fingerprint(self, cid: int, dna: DNA, d_model: int) -> None:
+        self.fingerprints[self._fingerprint_task.remote(cid, dna, d_model)] = cid
+
+    def wait(self, timeout_s: float) -> list[tuple[int | None, Outcome]]:
         ray = self.ray
-        busy = [r for r in self.refs if r is not None]
+        busy = [r for r in self.refs if r is not None] + list(self.fingerprints)
         if not busy:
             return []
         ready, _ = ray.wait(busy, num_returns=1, timeout=timeout_s)
-        out = []
+        out: list[tuple[int | None, Outcome]] = []
+        for ref in ready:
+            if ref in self.fingerprints:
+                cid = self.fingerprints.pop(ref)
+                try:
+                    out.append((None, ray.get(ref)))
+                except ray.exceptions.RayError:  # the task's process died twice
+                    out.append((None, Fingerprinted(cid, None)))
         for slot, ref in enumerate(self.refs):
             if ref is None or ref not in ready:
                 continue
@@ -93,6 +123,12 @@ class RayPool:
         self.actors[slot] = self._new_actor(slot)
 
     def close(self) -> None:
+        for ref in self.fingerprints:
+            try:
+                self.ray.cancel(ref, force=True)
+            except Exception:  # noqa: BLE001 - best effort while shutting down
+                pass
+        self.fingerprints = {}
         for actor in self.actors:
             try:
                 self.ray.kill(actor, no_restart=True)

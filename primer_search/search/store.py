@@ -343,6 +343,15 @@ class Store:
                  int(seed), Status.PENDING, time.time()))
             return cur.lastrowid
 
+    def set_fingerprint(self, cid: int, fingerprint: str | None) -> None:
+        """Record the fingerprint of pending ``cid``, computed after it was added."""
+        with self._write() as conn:
+            cur = conn.execute("UPDATE candidates SET fingerprint = ? WHERE id = ? AND status = ?",
+                               (fingerprint, cid, Status.PENDING))
+            if cur.rowcount != 1:
+                raise StoreError(f"set_fingerprint: candidate {cid} is not a pending candidate "
+                                 f"of store {self.path}")
+
     def _finish(self, conn, cid: int, status: str, result: EvalResult, duplicate_of,
                 worker, node) -> None:
         row = conn.execute("SELECT status FROM candidates WHERE id = ?", (cid,)).fetchone()
