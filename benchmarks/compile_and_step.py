@@ -83,18 +83,37 @@ def make_batch(c: dict, seed: int = 0):
 
 # ---- part 1: DNA -> first train step -------------------------------------------------
 
+# The parts of DNA -> first train step, in order (see time_first_step).
+PHASES = ("build", "init", "trace", "lower", "xla", "run")
+
+
 def time_first_step(dna, cfg: tuple[ModelConfig, int], batch, optimizer) -> dict:
-    """Build, jit, init and run one train step; times and the first loss."""
-    t0 = time.perf_counter()
+    """Build, init, jit and run one train step; the time of each phase and the first loss.
+
+    Phases: ``build`` (DNA -> block plan and LM), ``init`` (parameters on the host and
+    the jitted optimiser init), ``trace`` (Python -> jaxpr: our interpreter runs here),
+    ``lower`` (jaxpr -> StableHLO), ``xla`` (XLA's compile), ``run`` (the first step)."""
+    times = {}
+    t = time.perf_counter()
     model = build_lm(dna, *cfg)
     init_state, train_step, _ = make_steps(model, optimizer)
+    times["build"], t = time.perf_counter() - t, time.perf_counter()
     state = jax.block_until_ready(init_state(0, batch))
-    t1 = time.perf_counter()
-    state, metrics = train_step(state, batch)
+    times["init"], t = time.perf_counter() - t, time.perf_counter()
+    traced = train_step.trace(state, batch)
+    times["trace"], t = time.perf_counter() - t, time.perf_counter()
+    lowered = traced.lower()
+    times["lower"], t = time.perf_counter() - t, time.perf_counter()
+    step = lowered.compile()
+    times["xla"], t = time.perf_counter() - t, time.perf_counter()
+    state, metrics = step(state, batch)
     metrics = jax.block_until_ready(metrics)
-    t2 = time.perf_counter()
+    times["run"] = time.perf_counter() - t
     loss, gnorm = float(metrics["loss"]), float(metrics["grad_norm"])
-    return {"total_s": t2 - t0, "init_s": t1 - t0, "step_s": t2 - t1, "loss": loss,
+    total = sum(times.values())
+    return {"total_s": total, "init_s": times["build"] + times["init"],
+            "step_s": total - times["build"] - times["init"],
+            **{f"{k}_s": v for k, v in times.items()}, "loss": loss,
             "finite": math.isfinite(loss) and math.isfinite(gnorm)}
 
 
@@ -150,6 +169,9 @@ def compile_benchmark(num_programs: int, optimizer) -> dict:
         if timed else float("nan"),
         "compile_step_s_median": statistics.median([r["step_s"] for r in timed])
         if timed else float("nan"),
+        # Where the time goes: the median of each phase of DNA -> first step.
+        "compile_breakdown_s": {p: round(statistics.median([r[f"{p}_s"] for r in timed]), 3)
+                                for p in PHASES} if timed else {},
         "compile_programs": len(records),
         "compile_timed": len(timed),
         "compile_failures": sum(r["status"] in ("compile_failed", "generation_failed")
@@ -307,6 +329,8 @@ def table(res: dict) -> str:
         (f"  {'median':<10}{res['compile_s_median']:8.2f} s   (build+init "
          f"{res['compile_init_s_median']:.2f} s, first step "
          f"{res['compile_step_s_median']:.2f} s)"),
+        ("  " + "  ".join(f"{p} {v:.2f}" for p, v in res["compile_breakdown_s"].items())
+         + "  (median s per phase)"),
         f"  {'min':<10}{res['compile_s_min']:8.2f} s",
         f"  {'max':<10}{res['compile_s_max']:8.2f} s",
         f"  {'random':<10}{res['compile_s_median_random']:8.2f} s median",

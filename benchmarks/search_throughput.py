@@ -45,14 +45,20 @@ def run_layout(name, overrides, candidates, toy, tmp):
              "evolution.tournament_size=3", "seeds=['transformer', 'primer_ez']"]
     if toy:
         extra += ["evaluator='toy'", "toy_sleep_s=2.0"]
+    from primer_search.search.store import Store
+
     cfg = load_config("tiny_cpu", overrides + extra)
     ray.init(num_cpus=2, include_dashboard=False, logging_level="WARNING", log_to_driver=False)
+    path = Path(tmp) / f"{name.replace(' ', '_')}.sqlite"
     try:
         start = time.time()
-        s = run_search(cfg, Path(tmp) / f"{name.replace(' ', '_')}.sqlite", progress=False)
+        s = run_search(cfg, path, progress=False)
         wall = time.time() - start
     finally:
         ray.shutdown()
+    with Store(path, readonly=True) as store:
+        train_s = sum(c.result.train_s for c in store.finished()
+                      if c.result is not None and c.status != "duplicate")
     hours = wall / 3600
     return {"layout": name, "finished": s.finished, "trained": s.trained,
             "duplicates": s.duplicates, "failed": s.failed, "wall_s": round(wall, 1),
@@ -61,6 +67,8 @@ def run_layout(name, overrides, candidates, toy, tmp):
             "controller_s_per_candidate": round(s.controller_s / max(s.finished, 1), 3),
             "controller_share": round(s.controller_s / max(s.evaluation_s, 1e-9), 4),
             "dedup_hit_rate": round(s.duplicates / max(s.finished, 1), 3),
+            # The share of the workers' wall-clock time spent in training steps.
+            "busy_fraction": round(train_s / (cfg.workers * wall), 3),
             "best_fitness": s.best_fitness}
 
 
@@ -150,7 +158,8 @@ def main(argv=None):
     print(f"tiny_cpu search, {args.candidates} candidates per layout"
           + (" (toy evaluator)" if args.toy else " (real PTB training)"))
     cols = ["layout", "finished", "trained", "wall_s", "candidates_per_hour",
-            "trained_per_hour", "speedup_trained_vs_1x1", "controller_share", "dedup_hit_rate"]
+            "trained_per_hour", "speedup_trained_vs_1x1", "controller_share", "dedup_hit_rate",
+            "busy_fraction"]
     print("  ".join(f"{c:>22}" if i else f"{c:<20}" for i, c in enumerate(cols)))
     for r in rows:
         print("  ".join(f"{str(r[c]):>22}" if i else f"{r[c]:<20}" for i, c in enumerate(cols)))
