@@ -10,13 +10,19 @@ After Primer (So et al. 2021, arXiv 2109.08668). The public surface:
 * :mod:`primer_search.program.seeds`: the seed blocks
 """
 
+import importlib.metadata
+
 from primer_search.program.dna import DNA as DNA
 from primer_search.program.dna import DNAError as DNAError
 from primer_search.program.dna import Instruction as Instruction
 from primer_search.program.dna import save_dna as save_dna
 
 __all__ = ["DNA", "DNAError", "Instruction", "load_dna", "save_dna"]
-__version__ = "0.1.0"
+
+try:  # the installed distribution's version: pyproject.toml is its one home
+    __version__ = importlib.metadata.version("primer-search")
+except importlib.metadata.PackageNotFoundError:  # run from a source tree not installed
+    __version__ = "0+unknown"
 
 
 def __getattr__(name: str):

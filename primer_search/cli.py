@@ -279,7 +279,10 @@ def cmd_lineage(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from primer_search import __version__
+
     p = argparse.ArgumentParser(prog="primer-search", description=__doc__.splitlines()[0])
+    p.add_argument("--version", action="version", version=f"primer-search {__version__}")
     sub = p.add_subparsers(dest="command", required=True)
 
     q = sub.add_parser("search", help="run (or resume) a search")
@@ -374,7 +377,7 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         return args.fn(args)
-    except (DNAError, DataError, KeyError, ValueError, FileExistsError) as e:
+    except (DNAError, DataError, KeyError, ValueError, FileExistsError, ConnectionError) as e:
         message = e.args[0] if isinstance(e, KeyError) and e.args else e
         print(f"primer-search: error: {message}", file=sys.stderr)
         return 2

@@ -56,3 +56,15 @@ def test_result_round_trips_through_a_dict():
 def test_failure_has_the_worst_fitness_and_its_reason():
     r = EvalResult.failure(Status.OOM, "RESOURCE_EXHAUSTED")
     assert r.failed and r.fitness == math.inf and r.status.is_transient()
+
+
+def test_version_is_the_installed_distributions(capsys):
+    import importlib.metadata
+
+    from primer_search.cli import main
+
+    with pytest.raises(SystemExit) as e:
+        main(["--version"])
+    assert e.value.code == 0
+    assert capsys.readouterr().out.strip() == (
+        f"primer-search {importlib.metadata.version('primer-search')}")

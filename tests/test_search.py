@@ -4,6 +4,7 @@ These tests use the toy evaluator (no training), so they test the machinery; the
 training path is covered by tests/test_evaluate.py and the README's tiny_cpu search.
 """
 
+import json
 import os
 import signal
 import subprocess
@@ -224,3 +225,52 @@ def test_real_search_keeps_top_weights_for_export(local_ray, tmp_path, capsys):
                                               (out / "weights.msgpack").read_bytes())
     np.testing.assert_allclose(model.apply(variables, tokens), lm.apply(engine, tokens),
                                rtol=1e-5, atol=1e-5)
+
+
+def test_a_driver_under_ray_job_submit_connects_without_resources(monkeypatch):
+    # `ray job submit` sets RAY_ADDRESS for the driver; Ray refuses num_cpus / num_gpus
+    # when connecting to an existing cluster, so none may be passed.
+    from primer_search.search import ray_pool
+
+    calls = []
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+    monkeypatch.setattr(ray, "init", lambda **kw: calls.append(kw))
+    monkeypatch.setenv("RAY_ADDRESS", "10.0.0.5:6379")
+    ray_pool.init_ray(toy_config())
+    assert calls[-1]["address"] == "10.0.0.5:6379"
+    assert "num_cpus" not in calls[-1] and "num_gpus" not in calls[-1]
+    monkeypatch.delenv("RAY_ADDRESS")
+    ray_pool.init_ray(toy_config("address='auto'"))
+    assert calls[-1]["address"] == "auto" and "num_cpus" not in calls[-1]
+    ray_pool.init_ray(toy_config())
+    assert "address" not in calls[-1] and calls[-1]["num_cpus"] >= 1
+
+
+def test_an_unreachable_cluster_is_one_clear_error(monkeypatch, tmp_path, capsys):
+    def refuse(**kw):
+        raise ConnectionError(f"Failed to connect to Ray cluster at {kw['address']}")
+
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+    monkeypatch.setattr(ray, "init", refuse)
+    store = tmp_path / "s.sqlite"
+    assert main(["search", "tiny_cpu", "--address", "10.0.0.5:6379", "--store", str(store),
+                 "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "cannot reach the Ray cluster at address '10.0.0.5:6379'" in err
+    assert "Traceback" not in err and not store.exists()
+
+
+def test_a_search_logged_to_a_file_prints_a_line_per_candidate_and_json_alone(tmp_path):
+    store = tmp_path / "s.sqlite"
+    out = subprocess.run(
+        [sys.executable, "-m", "primer_search.cli", "search", "tiny_cpu", "--store", str(store),
+         "--json", "--set", "evaluator='toy'", "--set", "fitness.budget.stages=1",
+         "--set", "max_candidates=6", "--set", "workers=1"],
+        capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    summary = json.loads(out.stdout)               # standard output is the JSON alone
+    assert summary["finished"] == 6
+    lines = [ln for ln in out.stderr.splitlines() if ln.startswith("#")]
+    assert len(lines) == 6
+    assert lines[0].startswith("#1 parent - ok fitness ") and "seed:transformer" in lines[0]
+    assert any(" duplicate " in ln for ln in lines)

@@ -7,9 +7,13 @@ store. The loop itself (:mod:`primer_search.search.loop`) knows nothing of Ray; 
 
 from __future__ import annotations
 
+import math
 import os
+import sys
+import time
 from pathlib import Path
 
+from primer_search.fitness.results import Status
 from primer_search.search.config import SearchConfig, config_from_dict, config_to_dict, resume_overrides
 from primer_search.search.loop import SearchLoop, SearchSummary
 from primer_search.search.store import Store
@@ -18,16 +22,43 @@ __all__ = ["SearchSummary", "resume_search", "run_search"]
 
 
 def _run(config: SearchConfig, store: Store, progress: bool) -> SearchSummary:
+    """The loop over a Ray pool. With ``progress``: a live bar on a terminal, else (a job
+    log, nohup, CI) one line per finished candidate on standard error."""
     from primer_search.search.ray_pool import RayPool, init_ray
 
     init_ray(config)
-    loop = SearchLoop(config, store, RayPool(config))
-    display = _Progress(loop) if progress else None
+    lines = _LineLog() if progress and not sys.stderr.isatty() else None
+    loop = SearchLoop(config, store, RayPool(config), on_finish=lines)
+    display = _Progress(loop) if progress and lines is None else None
+    if lines:
+        lines.start = loop.start
     try:
         return loop.run(on_turn=display.update if display else None)
     finally:
         if display:
             display.close()
+
+
+class _LineLog:
+    """One line per finished candidate: id, parent, status, fitness, best so far, rate,
+    mutation. For output that is not a terminal, where a live bar would print nothing
+    useful until the end."""
+
+    def __init__(self, stream=None):
+        self.stream = stream or sys.stderr
+        self.best = math.inf
+        self.done = 0
+        self.start = time.time()
+
+    def __call__(self, cand, status, result) -> None:
+        self.done += 1
+        if status != Status.DUPLICATE and not result.status.is_failed():
+            self.best = min(self.best, result.fitness)
+        hours = max(time.time() - self.start, 1e-9) / 3600
+        parent = "-" if cand.parent_id is None else f"#{cand.parent_id}"
+        print(f"#{cand.id} parent {parent} {status.value} fitness {result.fitness:.4g} best "
+              f"{self.best:.4g} ({self.done} done, {self.done / hours:.0f}/h) {cand.mutation[:80]}",
+              file=self.stream, flush=True)
 
 
 def run_search(config: SearchConfig, store_path: str | os.PathLike,
@@ -36,6 +67,9 @@ def run_search(config: SearchConfig, store_path: str | os.PathLike,
     if Path(store_path).exists():
         raise FileExistsError(f"store {os.fspath(store_path)!r} exists; resume it with "
                               "--resume, or choose another path")
+    from primer_search.search.ray_pool import init_ray
+
+    init_ray(config)  # first: a cluster that cannot be reached leaves no empty store behind
     with Store(store_path, config_to_dict(config)) as store:
         return _run(config, store, progress)
 
@@ -58,6 +92,7 @@ class _Progress:
     """Live progress (rich): candidates done, best fitness, rate, failures."""
 
     def __init__(self, loop: SearchLoop):
+        from rich.console import Console
         from rich.progress import (
             BarColumn,
             MofNCompleteColumn,
@@ -68,7 +103,8 @@ class _Progress:
 
         self.c = loop
         self.progress = Progress(TextColumn("[bold]search"), BarColumn(), MofNCompleteColumn(),
-                                 TimeElapsedColumn(), TextColumn("{task.fields[info]}"))
+                                 TimeElapsedColumn(), TextColumn("{task.fields[info]}"),
+                                 console=Console(stderr=True))  # stdout is for results
         total = loop.cfg.max_candidates
         self.task = self.progress.add_task("search", total=total, info="")
         self.progress.start()

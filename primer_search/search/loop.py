@@ -75,6 +75,8 @@ class _Pending:
     dna: DNA
     dna_hash: str
     fingerprint: str | None
+    parent_id: int | None = None
+    mutation: str = ""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -102,11 +104,14 @@ class SearchLoop:
 
     ``clock`` (seconds, wall time) is injectable so that tests can pass time-outs and
     time limits without waiting. ``on_turn`` is called once per loop turn (the progress
-    display)."""
+    display); ``on_finish(cand, status, result)`` once per finished candidate, after the
+    store has it (a log line)."""
 
     def __init__(self, config: SearchConfig, store: Store, pool: WorkerPool,
-                 clock: Callable[[], float] = time.time):
+                 clock: Callable[[], float] = time.time,
+                 on_finish: Callable[[_Pending, Status, EvalResult], None] | None = None):
         self.cfg = config
+        self.on_finish = on_finish
         self.store = store
         self.pool = pool
         self.clock = clock
@@ -140,7 +145,7 @@ class SearchLoop:
         for c in finished:
             if c.status != Status.DUPLICATE and c.result is not None:
                 self.hurdles.record(c.result.stage_fitness)
-        self.queue = [_Pending(c.id, c.dna, c.dna_hash, c.fingerprint)
+        self.queue = [_Pending(c.id, c.dna, c.dna_hash, c.fingerprint, c.parent_id, c.mutation)
                       for c in self.store.pending()]
 
     # ---- the loop -------------------------------------------------------------------
@@ -218,7 +223,7 @@ class SearchLoop:
         fp = self.fingerprints.get(digest)
         cid = self.store.add(dna=prop.dna, parent_id=prop.parent_id, mutation=prop.mutation,
                              dna_hash=digest, fingerprint=fp, seed=self.cfg.fitness.seed)
-        return _Pending(cid, prop.dna, digest, fp)
+        return _Pending(cid, prop.dna, digest, fp, prop.parent_id, prop.mutation)
 
     def _route(self, cand: _Pending) -> None:
         """Send ``cand`` to be fingerprinted, or, with its fingerprint known, to dedup and
@@ -275,6 +280,8 @@ class SearchLoop:
     def _finish_duplicate(self, cand: _Pending, of: int, result: EvalResult) -> None:
         self.store.mark_duplicate(cand.id, of, result)
         self.evolution.feedback(_member(cand.id, cand.dna, result))
+        if self.on_finish:
+            self.on_finish(cand, Status.DUPLICATE, result)
 
     # ---- results -----------------------------------------------------------------------
 
@@ -306,6 +313,8 @@ class SearchLoop:
         self.evaluation_s += self.clock() - running.started
         self.store.finish(cand.id, result, worker=worker, node=node)  # first: never lost
         self.evolution.feedback(_member(cand.id, cand.dna, result))
+        if self.on_finish:
+            self.on_finish(cand, result.status, result)
         self.hurdles.record(result.stage_fitness)
         self.slots[index] = None
         for waiting in self.waiting.pop(cand.fingerprint, []) if cand.fingerprint else []:

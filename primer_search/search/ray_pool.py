@@ -32,7 +32,7 @@ from primer_search.search.pool import (
     run_job,
 )
 
-__all__ = ["RayPool", "init_ray"]
+__all__ = ["ClusterError", "RayPool", "init_ray"]
 
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 
@@ -136,14 +136,31 @@ class RayPool:
                 pass
 
 
+class ClusterError(ConnectionError):
+    """The Ray cluster named by the config or by ``RAY_ADDRESS`` cannot be reached."""
+
+
 def init_ray(config: SearchConfig) -> None:
-    """Connect to ``config.address`` or start Ray embedded, sized for the workers."""
+    """Connect to a cluster or start Ray embedded, sized for the workers.
+
+    The cluster is ``config.address`` if set, else ``RAY_ADDRESS`` (which ``ray job
+    submit`` sets for the job's driver). Connecting to a cluster passes no resources:
+    the cluster has its own, and Ray refuses ``num_cpus`` for an existing cluster."""
     import ray
 
     if ray.is_initialized():
         return
-    if config.address:
-        ray.init(address=config.address, logging_level="WARNING", log_to_driver=False)
+    address = config.address or os.environ.get("RAY_ADDRESS")
+    if address:
+        try:
+            ray.init(address=address, logging_level="WARNING", log_to_driver=False)
+        except ConnectionError as e:
+            where = "address" if config.address else "RAY_ADDRESS"
+            raise ClusterError(
+                f"cannot reach the Ray cluster at {where} {address!r} ({str(e).splitlines()[0]}"
+                "); check that `ray status` works on this machine, use the address that "
+                "`ray start --head` printed (it listens on the node's IP, not 127.0.0.1), "
+                "or `--address auto` on a node of the cluster") from None
     else:
         ray.init(include_dashboard=False, logging_level="WARNING", log_to_driver=False,
                  num_cpus=max(os.cpu_count() or 1,
