@@ -13,7 +13,8 @@ from primer_search.search.config import (
     load_config,
 )
 
-CONFIGS = sorted(p.stem for p in (Path(__file__).parent.parent / "search_configs").glob("*.toml"))
+CONFIGS = sorted(p.stem for p in (Path(__file__).parent.parent / "primer_search" / "search_configs")
+                 .glob("*.toml"))
 
 
 @pytest.mark.parametrize("name", CONFIGS)
@@ -84,3 +85,30 @@ def test_seeds_take_heads_and_d_ff_from_the_config_and_may_be_dna_files(tmp_path
         load_config("tiny_cpu", ["seeds=['no_such_block']"])
     with pytest.raises(ConfigError, match="seed_d_ff must be a positive number"):
         load_config("tiny_cpu", ["seed_d_ff='x'"])
+
+
+def test_a_wheel_ships_its_configs(tmp_path):
+    """Installed from a wheel (no source tree beside it), `tiny_cpu` still loads."""
+    import os
+    import subprocess
+    import sys
+
+    root = Path(__file__).parent.parent
+    wheels, site = tmp_path / "wheels", tmp_path / "site"
+    pip = [sys.executable, "-m", "pip", "-q"]
+    build = subprocess.run(pip + ["wheel", str(root), "--no-deps", "-w", str(wheels)],
+                           capture_output=True, text=True)
+    assert build.returncode == 0, build.stderr[-2000:]
+    wheel = next(wheels.glob("primer_search-*.whl"))
+    install = subprocess.run(pip + ["install", "--no-deps", "--target", str(site), str(wheel)],
+                             capture_output=True, text=True)
+    assert install.returncode == 0, install.stderr[-2000:]
+    code = ("import primer_search, sys\n"
+            "from primer_search.search.config import load_config\n"
+            "assert primer_search.__file__.startswith(sys.argv[1]), primer_search.__file__\n"
+            "cfg = load_config('tiny_cpu')\n"
+            "print(cfg.max_candidates, cfg.fitness.model.d_model)\n")
+    run = subprocess.run([sys.executable, "-c", code, str(site)], capture_output=True, text=True,
+                         cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(site)})
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert run.stdout.split() == ["40", "64"]

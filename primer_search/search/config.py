@@ -1,6 +1,7 @@
 """Search configuration: typed, composed dataclasses filled from TOML with clear errors.
 
-A search config file (``search_configs/*.toml``) mirrors :class:`SearchConfig`: top-level
+A search config file (``primer_search/search_configs/*.toml``, shipped in the package)
+mirrors :class:`SearchConfig`: top-level
 controller settings, and tables ``[fitness.data]``, ``[fitness.model]``,
 ``[fitness.optim]``, ``[fitness.budget]``, ``[evolution]``, ``[evolution.mutation]``.
 Every field has a default, so a file names only what it changes. An unknown key or a
@@ -21,6 +22,7 @@ start a new search from this one's best instead.
 from __future__ import annotations
 
 import copy
+import importlib.resources
 import dataclasses
 import inspect
 import os
@@ -279,11 +281,13 @@ _MISSING = object()
 
 
 def load_config(path: str | os.PathLike, overrides: Sequence[str] = ()) -> SearchConfig:
-    """Read a TOML search config (a path, or a name in search_configs/) with overrides."""
+    """Read a TOML search config with overrides: a path, or the name of a config shipped
+    in the package (``primer_search/search_configs/NAME.toml``, read through
+    importlib.resources, so it works from a wheel as from a source tree)."""
     p = Path(path)
     if not p.exists() and not p.suffix:
-        bundled = Path(__file__).resolve().parents[2] / "search_configs" / f"{p}.toml"
-        if bundled.exists():
+        bundled = importlib.resources.files("primer_search") / "search_configs" / f"{p}.toml"
+        if bundled.is_file():
             p = bundled
     if not p.is_file():
         raise ConfigError(f"config file {os.fspath(path)!r} does not exist; expected a TOML "
