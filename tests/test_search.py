@@ -274,3 +274,13 @@ def test_a_search_logged_to_a_file_prints_a_line_per_candidate_and_json_alone(tm
     assert len(lines) == 6
     assert lines[0].startswith("#1 parent - ok fitness ") and "seed:transformer" in lines[0]
     assert any(" duplicate " in ln for ln in lines)
+
+
+def test_workers_sharing_a_gpu_each_take_only_their_share_of_its_memory():
+    from primer_search.search.ray_pool import worker_env
+
+    cpu = worker_env(toy_config("threads_per_worker=2"))
+    assert cpu["JAX_PLATFORMS"] == "cpu" and cpu["PJRT_NPROC"] == "2"
+    half = worker_env(toy_config("gpus_per_worker=0.5"))
+    assert half["XLA_PYTHON_CLIENT_MEM_FRACTION"] == "0.450" and "JAX_PLATFORMS" not in half
+    assert "XLA_PYTHON_CLIENT_MEM_FRACTION" not in worker_env(toy_config("gpus_per_worker=1.0"))

@@ -22,8 +22,8 @@ start a new search from this one's best instead.
 from __future__ import annotations
 
 import copy
-import importlib.resources
 import dataclasses
+import importlib.resources
 import inspect
 import os
 import tomllib

@@ -32,7 +32,7 @@ from primer_search.search.pool import (
     run_job,
 )
 
-__all__ = ["ClusterError", "RayPool", "init_ray"]
+__all__ = ["ClusterError", "RayPool", "init_ray", "worker_env"]
 
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 
@@ -49,6 +49,20 @@ class _Worker:
 
     def evaluate(self, job: Job) -> Done:
         return run_job(self.evaluator, job, self.name)
+
+
+def worker_env(cfg: SearchConfig) -> dict[str, str]:
+    """Environment variables of a worker process: CPU workers run JAX on the CPU with
+    ``threads_per_worker`` threads; workers that share a GPU each pre-allocate only their
+    share of its memory (JAX's default is 75% of it in every process)."""
+    env = {"RAY_USAGE_STATS_ENABLED": "0"}
+    if cfg.gpus_per_worker == 0:
+        env["JAX_PLATFORMS"] = "cpu"
+        if cfg.threads_per_worker > 0:
+            env["PJRT_NPROC"] = str(cfg.threads_per_worker)
+    elif cfg.gpus_per_worker < 1:
+        env["XLA_PYTHON_CLIENT_MEM_FRACTION"] = f"{0.9 * cfg.gpus_per_worker:.3f}"
+    return env
 
 
 class RayPool:
@@ -71,14 +85,10 @@ class RayPool:
 
     def _new_actor(self, index: int):
         cfg = self.cfg
-        env = {"RAY_USAGE_STATS_ENABLED": "0"}
-        if cfg.threads_per_worker > 0 and cfg.gpus_per_worker == 0:
-            env["PJRT_NPROC"] = str(cfg.threads_per_worker)
-        if cfg.gpus_per_worker == 0:
-            env["JAX_PLATFORMS"] = "cpu"
         actor_cls = self.ray.remote(_Worker)
         return actor_cls.options(num_cpus=cfg.cpus_per_worker, num_gpus=cfg.gpus_per_worker,
-                                 max_restarts=0, runtime_env={"env_vars": env}).remote(
+                                 max_restarts=0,
+                                 runtime_env={"env_vars": worker_env(cfg)}).remote(
             cfg.fitness, cfg.evaluator, cfg.toy_sleep_s, f"worker{index}")
 
     def submit(self, slot: int, job: Job) -> None:
