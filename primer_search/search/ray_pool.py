@@ -170,7 +170,8 @@ def init_ray(config: SearchConfig) -> None:
                 f"cannot reach the Ray cluster at {where} {address!r} ({str(e).splitlines()[0]}"
                 "); check that `ray status` works on this machine, use the address that "
                 "`ray start --head` printed (it listens on the node's IP, not 127.0.0.1), "
-                "or `--address auto` on a node of the cluster") from None
+                "or `--address auto` on a node of the cluster; a head started by `ray "
+                "start` turns token authentication on, so set RAY_AUTH_MODE=token") from None
     else:
         ray.init(include_dashboard=False, logging_level="WARNING", log_to_driver=False,
                  num_cpus=max(os.cpu_count() or 1,
