@@ -32,13 +32,11 @@ import os
 from fractions import Fraction
 from pathlib import Path
 
-import flax.serialization
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 import primitives
-from primer_search.fitness.model import init_lm_params, layer_norm, sinusoids
+from primer_search.fitness.model import init_lm_params, layer_norm, params_to_bytes, sinusoids
 from primer_search.program.compiler import as_rng, compile_block, concat_heads, param_name, stack_trees
 from primer_search.program.dna import DNA, format_instruction, save_dna
 from primer_search.program.validate import MAIN_WIDTH, canonical, output_width
@@ -327,8 +325,7 @@ def export(dna: DNA, out_dir: str | os.PathLike, d_model: int,
     paths["source"].write_text(export_source(dna, d_model))
     save_dna(canonical(dna), paths["dna"])
     if lm_params is not None:
-        host = jax.tree_util.tree_map(np.asarray, lm_params)
-        weights = flax.serialization.to_bytes({"params": host})
+        weights = params_to_bytes(lm_params)
     if weights is not None:
         paths["weights"] = out / "weights.msgpack"
         paths["weights"].write_bytes(weights)

@@ -23,7 +23,8 @@ from primer_search.fitness.config import ModelConfig
 from primer_search.program.compiler import Block, as_rng, compile_block, stack_trees
 from primer_search.program.dna import DNA
 
-__all__ = ["LanguageModel", "build_lm", "count_params", "layer_norm", "sinusoids"]
+__all__ = ["LanguageModel", "build_lm", "count_params", "layer_norm", "params_to_bytes",
+           "sinusoids"]
 
 LN_EPS = 1e-6
 
@@ -98,6 +99,16 @@ def build_lm(dna: DNA, config: ModelConfig, vocab_size: int) -> LanguageModel:
     """The language model of ``config``'s size around ``dna``'s block."""
     return LanguageModel(config=config, vocab_size=vocab_size,
                          block=compile_block(dna, config.d_model))
+
+
+def params_to_bytes(params) -> bytes:
+    """A language model's parameters as ``weights.msgpack`` bytes: flax.serialization of
+    ``{"params": params}`` with every leaf on the host. The search keeps its best
+    candidates' weights in this form, and ``export`` writes it."""
+    import flax.serialization
+
+    host = jax.tree_util.tree_map(np.asarray, params)
+    return flax.serialization.to_bytes({"params": host})
 
 
 def count_params(params) -> int:

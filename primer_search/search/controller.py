@@ -22,11 +22,11 @@ __all__ = ["SearchSummary", "resume_search", "run_search"]
 
 
 def _run(config: SearchConfig, store: Store, progress: bool) -> SearchSummary:
-    """The loop over a Ray pool. With ``progress``: a live bar on a terminal, else (a job
-    log, nohup, CI) one line per finished candidate on standard error."""
-    from primer_search.search.ray_pool import RayPool, init_ray
+    """The loop over a Ray pool (Ray is already initialised). With ``progress``: a live
+    bar on a terminal, else (a job log, nohup, CI) one line per finished candidate on
+    standard error."""
+    from primer_search.search.ray_pool import RayPool
 
-    init_ray(config)
     lines = _LineLog() if progress and not sys.stderr.isatty() else None
     loop = SearchLoop(config, store, RayPool(config), on_finish=lines)
     display = _Progress(loop) if progress and lines is None else None
@@ -69,7 +69,7 @@ def run_search(config: SearchConfig, store_path: str | os.PathLike,
                               "--resume, or choose another path")
     from primer_search.search.ray_pool import init_ray
 
-    init_ray(config)  # first: a cluster that cannot be reached leaves no empty store behind
+    init_ray(config)  # before writing: an unreachable cluster leaves no empty store behind
     with Store(store_path, config_to_dict(config)) as store:
         return _run(config, store, progress)
 
@@ -84,6 +84,9 @@ def resume_search(store_path: str | os.PathLike, overrides: dict | None = None,
     with Store(store_path) as store:
         data = resume_overrides(store.config, overrides or {}, str(store_path))
         config = config_from_dict(data, source=f"{store_path} (stored config)")
+        from primer_search.search.ray_pool import init_ray
+
+        init_ray(config)  # before writing: a resume that cannot run is not recorded
         store.record_resume(overrides or {})
         return _run(config, store, progress)
 

@@ -124,6 +124,7 @@ class SearchLoop:
         # fingerprinting -> deduplicated -> ready -> running in a slot.
         self.queue: list[_Pending] = []
         self.fingerprinting: dict[str, list[_Pending]] = {}  # dna_hash -> its candidates
+        self.probes: dict[int, str] = {}  # cid whose probe is running -> its dna_hash
         self.ready: list[_Pending] = []
         self.waiting: dict[str, list[_Pending]] = {}  # fingerprint -> duplicates in wait
         self.tries: dict[int, int] = {}
@@ -185,8 +186,9 @@ class SearchLoop:
             self.stopped_by = self.stopped_by or "time limit"
             return True
         if cfg.max_candidates is not None:
-            # Every candidate in the store is finished, waiting, running or on its way.
-            if self.store.count(kind="search") >= cfg.max_candidates:
+            # Every proposal is in the store (finished, waiting, running or on its way);
+            # evolution counts them, starting from the store's count on a resume.
+            if self.evolution.num_proposed >= cfg.max_candidates:
                 self.stopped_by = self.stopped_by or "candidate limit"
                 return True
         return False
@@ -232,6 +234,7 @@ class SearchLoop:
             if cand.dna_hash not in self.fingerprints:
                 # One probe per program: copies proposed meanwhile wait for its answer.
                 if cand.dna_hash not in self.fingerprinting:
+                    self.probes[cand.id] = cand.dna_hash
                     self.pool.fingerprint(cand.id, cand.dna, self.cfg.fitness.model.d_model)
                 self.fingerprinting.setdefault(cand.dna_hash, []).append(cand)
                 return
@@ -247,8 +250,7 @@ class SearchLoop:
     def _fingerprinted(self, outcome: Fingerprinted) -> None:
         t = time.perf_counter()
         self.fingerprint_s += outcome.seconds
-        digest = next((d for d, cands in self.fingerprinting.items()
-                       if cands[0].id == outcome.cid), None)
+        digest = self.probes.pop(outcome.cid, None)
         if digest is None:
             return
         # The same program (by canonical hash) always has the same fingerprint: remember

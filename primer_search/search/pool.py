@@ -131,12 +131,9 @@ def run_job(evaluator, job: Job, worker: str) -> Done:
     result, params = evaluator.evaluate(job.dna, job.hurdles)
     weights = None
     if job.want_weights and params is not None and not result.failed:
-        import flax.serialization
-        import jax
-        import numpy as np
+        from primer_search.fitness.model import params_to_bytes
 
-        host = jax.tree_util.tree_map(np.asarray, params)
-        weights = flax.serialization.to_bytes({"params": host})
+        weights = params_to_bytes(params)
     return Done(cid=job.cid, result=result, weights=weights,
                 worker=f"{worker}/pid{os.getpid()}", node=socket.gethostname())
 
