@@ -6,8 +6,9 @@ store by search fitness, trains each with ``seeds`` training seeds under a new b
 and records every run in the same store as a ``retrain`` row whose parent is the
 candidate. ``primer-search top STORE --retrained`` ranks by the mean over seeds.
 
-Runs in this process, one after another (it is K x seeds evaluations, not a search).
-Already finished (candidate, seed) pairs are skipped, so an interrupted retrain resumes.
+Runs on a :class:`~primer_search.search.pool.WorkerPool`: by default one slot in this
+process, or the search's Ray workers (:func:`run_jobs` keeps every slot busy). Already
+finished (candidate, seed) pairs are skipped, so an interrupted retrain resumes.
 """
 
 from __future__ import annotations
@@ -16,18 +17,58 @@ import socket
 from typing import Callable
 
 from primer_search.fitness.config import BudgetConfig
-from primer_search.fitness.results import Status
+from primer_search.fitness.results import EvalResult, Status
 from primer_search.search.config import config_from_dict
+from primer_search.search.pool import Done, Job, Lost, WorkerPool
 from primer_search.search.store import Store
 
-__all__ = ["retrain"]
+__all__ = ["retrain", "run_jobs"]
+
+
+def run_jobs(pool: WorkerPool, jobs: list[Job],
+             on_done: Callable[[Job, Done], None] | None = None,
+             retries: int = 1) -> dict[int, Done]:
+    """Evaluate ``jobs`` on ``pool``, one per free slot, until all have come back; a job
+    whose worker died is sent again up to ``retries`` times, then recorded as an error.
+    Returns the :class:`Done` of every job by its ``cid`` (which must be unique);
+    ``on_done`` is called as each one arrives, so a caller can save it at once."""
+    queue = list(reversed(jobs))
+    running: dict[int, Job] = {}
+    tries: dict[int, int] = {}
+    out: dict[int, Done] = {}
+
+    def finished(job: Job, done: Done) -> None:
+        out[job.cid] = done
+        if on_done:
+            on_done(job, done)
+
+    while queue or running:
+        for slot in range(pool.size):
+            if slot not in running and queue:
+                running[slot] = queue.pop()
+                pool.submit(slot, running[slot])
+        for slot, outcome in pool.wait(1.0):
+            if slot is None:  # a fingerprint: run_jobs asks for none
+                continue
+            job = running.pop(slot)
+            if isinstance(outcome, Lost):
+                tries[job.cid] = tries.get(job.cid, 0) + 1
+                if outcome.worker_died and tries[job.cid] <= retries:
+                    queue.append(job)
+                    continue
+                outcome = Done(job.cid, EvalResult.failure(Status.ERROR, outcome.reason))
+            finished(job, outcome)
+    return out
 
 
 def retrain(store_path, top: int, seeds: int, steps: int | None = None,
             seconds: float | None = None,
-            on_result: Callable[[int, int, object], None] | None = None) -> list[dict]:
+            on_result: Callable[[int, int, object], None] | None = None,
+            pool: WorkerPool | None = None) -> list[dict]:
     """Retrain the ``top`` candidates with ``seeds`` seeds each; return the summary rows
-    (``Store.retrain_summary``). The budget defaults to the search's, in one stage."""
+    (``Store.retrain_summary``). The budget defaults to the search's, in one stage.
+    ``pool``: where to train (default: one slot in this process, its data loaded only
+    if there is work)."""
     with Store(store_path) as store:
         cfg = config_from_dict(store.config, source=f"{store_path} (stored config)")
         old = cfg.fitness.budget
@@ -36,21 +77,29 @@ def retrain(store_path, top: int, seeds: int, steps: int | None = None,
         done = {(c.parent_id, c.seed) for c in store.finished(kind="retrain")}
         stale = {(c.parent_id, c.seed): c.id for c in store.all()
                  if c.kind == "retrain" and c.status == Status.PENDING}
-        evaluator = None
+        jobs, parents = [], {}
         for cand in store.top(top):
             for seed in range(seeds):
                 if (cand.id, seed) in done:
                     continue
-                if evaluator is None:  # loads the data: only when there is work
-                    from primer_search.fitness.evaluate import Evaluator
-
-                    evaluator = Evaluator(cfg.fitness)
                 cid = stale.get((cand.id, seed)) or store.add(
                     dna=cand.dna, parent_id=cand.id, mutation=f"retrain of {cand.id}",
                     dna_hash=cand.dna_hash, fingerprint=cand.fingerprint, kind="retrain",
                     seed=seed)
-                result, _ = evaluator.evaluate(cand.dna, seed=seed, budget=budget)
-                store.finish(cid, result, worker="retrain", node=socket.gethostname())
-                if on_result:
-                    on_result(cand.id, seed, result)
+                jobs.append(Job(cid, cand.dna, seed=seed, budget=budget))
+                parents[cid] = cand.id
+        if not jobs:
+            return store.retrain_summary()
+        if pool is None:  # loads the data: only when there is work
+            from primer_search.search.pool import InProcessPool, make_evaluator
+
+            pool = InProcessPool(make_evaluator(cfg.fitness, cfg.evaluator), name="retrain")
+
+        def save(job: Job, done: Done) -> None:
+            store.finish(job.cid, done.result, worker=done.worker or "retrain",
+                         node=done.node or socket.gethostname())
+            if on_result:
+                on_result(parents[job.cid], job.seed, done.result)
+
+        run_jobs(pool, jobs, on_done=save)
         return store.retrain_summary()

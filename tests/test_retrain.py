@@ -39,3 +39,56 @@ def test_retrain_top_k_with_seeds_and_resume(tmp_path, capsys):
         assert len(store.finished(kind="retrain")) == 4
     assert main(["top", str(path), "--retrained"]) == 0
     assert "mean fitness" in capsys.readouterr().out
+
+
+class _FlakyPool:
+    """Two slots; a job's worker dies as often as ``deaths`` says, and a job named in
+    ``crash`` raises in the evaluator (a Lost that is not a worker death)."""
+
+    size = 2
+
+    def __init__(self, deaths: dict[int, int], crash=()):
+        self.deaths, self.crash = dict(deaths), set(crash)
+        self.running: dict[int, object] = {}
+        self.submitted: list[tuple[int, int, object]] = []
+
+    def submit(self, slot, job):
+        assert slot not in self.running, "a busy slot was given a second job"
+        self.running[slot] = job
+        self.submitted.append((job.cid, job.seed, job.budget))
+
+    def wait(self, timeout_s):
+        from primer_search.search.pool import Done, Lost
+
+        out = []
+        for slot, job in sorted(self.running.items()):
+            if self.deaths.get(job.cid, 0) > 0:
+                self.deaths[job.cid] -= 1
+                out.append((slot, Lost(job.cid, "node removed", worker_died=True)))
+            elif job.cid in self.crash:
+                out.append((slot, Lost(job.cid, "ValueError: bug", worker_died=False)))
+            else:
+                out.append((slot, Done(job.cid, EvalResult(fitness=10.0 + job.seed, status="ok"))))
+        self.running.clear()
+        return out
+
+
+def test_run_jobs_keeps_slots_busy_retries_dead_workers_and_records_bugs():
+    from primer_search.fitness.config import BudgetConfig
+    from primer_search.retrain import run_jobs
+    from primer_search.search.pool import Job
+
+    budget = BudgetConfig(steps=30, stages=3, pass_rate=1.0)
+    dna = seeds.get("transformer")
+    jobs = [Job(cid, dna, seed=cid % 2, budget=budget) for cid in range(5)]
+    pool = _FlakyPool(deaths={1: 1, 2: 5}, crash={3})
+    seen = []
+    out = run_jobs(pool, jobs, on_done=lambda job, done: seen.append(job.cid), retries=1)
+    assert sorted(out) == [0, 1, 2, 3, 4] and sorted(seen) == [0, 1, 2, 3, 4]
+    assert out[1].result.status == "ok"                  # died once, retried, trained
+    assert out[2].result.status == "error"               # died past its retries
+    assert "node removed" in out[2].result.reason
+    assert out[3].result.status == "error" and "bug" in out[3].result.reason
+    assert out[4].result.fitness == 10.0                 # seed 0 reached the evaluator
+    assert all(b is budget for _, _, b in pool.submitted)
+    assert [c for c, _, _ in pool.submitted].count(2) == 2  # first try and one retry

@@ -34,7 +34,9 @@ class ToyEvaluator:
     def __init__(self, sleep_s: float = 0.0):
         self.sleep_s = sleep_s
 
-    def evaluate(self, dna: DNA, hurdles=()) -> tuple[EvalResult, None]:
+    def evaluate(self, dna: DNA, hurdles=(), *, seed=None, budget=None) -> tuple[EvalResult, None]:
+        """``seed`` and ``budget`` are accepted for the evaluator's interface; the toy
+        fitness depends on neither."""
         start = time.perf_counter()
         try:
             fitness = toy_fitness(dna)

@@ -29,7 +29,7 @@ import socket
 import time
 from typing import Protocol
 
-from primer_search.fitness.config import FitnessConfig
+from primer_search.fitness.config import BudgetConfig, FitnessConfig
 from primer_search.fitness.results import EvalResult
 from primer_search.program.dna import DNA
 
@@ -40,12 +40,15 @@ __all__ = ["Done", "Fingerprinted", "InProcessPool", "Job", "Lost", "WorkerPool"
 @dataclasses.dataclass(frozen=True)
 class Job:
     """One evaluation: a candidate, the hurdles it must pass, and whether to send back
-    its trained weights."""
+    its trained weights. ``seed`` and ``budget`` replace the fitness config's for this
+    job (a retrain trains longer, with several seeds); None keeps the config's."""
 
     cid: int
     dna: DNA
     hurdles: tuple[float | None, ...] = ()
     want_weights: bool = False
+    seed: int | None = None
+    budget: BudgetConfig | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -128,7 +131,7 @@ def compute_fingerprint(cid: int, dna: DNA, d_model: int) -> Fingerprinted:
 
 def run_job(evaluator, job: Job, worker: str) -> Done:
     """Evaluate ``job``; serialise the trained weights when asked and it trained."""
-    result, params = evaluator.evaluate(job.dna, job.hurdles)
+    result, params = evaluator.evaluate(job.dna, job.hurdles, seed=job.seed, budget=job.budget)
     weights = None
     if job.want_weights and params is not None and not result.failed:
         from primer_search.fitness.model import params_to_bytes
