@@ -1,0 +1,131 @@
+"""What a found program changed: named modifications and a diff against a seed.
+
+A search's winner is read against the program it started from. :func:`modifications`
+names the changes that the architecture literature has names for (Primer, So et al.
+2021, Sec. 4), found by comparing the op counts of the two *canonical* programs (dead
+code removed, so an unused instruction never counts) and the subprograms they sit in:
+
+* a squared activation (a SQUARE added beyond the normalisations' own), or another
+  changed activation (elementwise non-linearities added or removed);
+* depthwise convolutions (DCONV_*), "on the attention inputs" when they sit in a
+  subprogram that also takes query-key products (T_MAT_MUL), as Primer's MDHA does;
+* gating (an elementwise MULTIPLY of two states added);
+* a changed or added normalisation (the mean, root and divide of a norm added or
+  removed);
+* changed widths (the multiset of dense layers' output widths differs), and dropped or
+  added dense projections;
+* anything else, as op count differences.
+
+The names are a reader's aid, found by pattern, not a proof of equivalence; the diff
+(:func:`diff`) is the exact change.
+"""
+
+from __future__ import annotations
+
+import collections
+import difflib
+
+from primer_search.program.dna import DNA
+from primer_search.program.validate import canonical
+
+__all__ = ["diff", "modifications", "op_counts"]
+
+ACTIVATIONS = {"MAX", "MIN", "SIGMOID", "TANH", "SIN", "COS", "EXP", "LOG", "ABS", "SIGN",
+               "RECIP", "ABS_ROOT"}
+NORM_OPS = {"RED_MEAN", "ABS_ROOT", "DIVIDE"}
+DENSE = "CONV_1X1"
+# Ops explained by a named modification, so not listed again as "other".
+_NAMED = {"SQUARE", "MULTIPLY", DENSE} | ACTIVATIONS | NORM_OPS
+
+
+def _inlined(dna: DNA) -> list[tuple[str, str, bool]]:
+    """Every live instruction of the canonical program with calls inlined (a subprogram
+    called twice counts twice; heads do not multiply), as (op, dim, in a subprogram that
+    takes query-key products)."""
+    subs = canonical(dna).subprograms
+
+    def expand(s: int) -> list[tuple[str, str, bool]]:
+        attn = any(ins.op == "T_MAT_MUL" for ins in subs[s].instructions)
+        out = []
+        for ins in subs[s].instructions:
+            if ins.is_call:
+                out.extend(expand(ins.target))
+            else:
+                out.append((ins.op, str(ins.dim), attn))
+        return out
+
+    return expand(0)
+
+
+def op_counts(dna: DNA) -> collections.Counter:
+    """How many live instructions of each op the canonical program runs, calls inlined."""
+    return collections.Counter(op for op, _, _ in _inlined(dna))
+
+
+def _dense_widths(dna: DNA) -> collections.Counter:
+    return collections.Counter(dim for op, dim, _ in _inlined(dna) if op == DENSE)
+
+
+def _dconv_places(dna: DNA) -> tuple[int, int]:
+    """(DCONVs in attention subprograms, DCONVs elsewhere)."""
+    places = [attn for op, _, attn in _inlined(dna) if op.startswith("DCONV")]
+    return sum(places), len(places) - sum(places)
+
+
+def _signed(n: int) -> str:
+    return f"+{n}" if n > 0 else str(n)
+
+
+def modifications(dna: DNA, seed: DNA) -> list[str]:
+    """Named modifications of ``dna`` relative to ``seed`` (see the module doc); empty
+    when the canonical programs have the same ops and widths."""
+    a, b = op_counts(dna), op_counts(seed)
+    delta = {op: a[op] - b[op] for op in set(a) | set(b) if a[op] != b[op]}
+    out = []
+    # A norm's SQUARE comes with a RED_MEAN: only SQUAREs beyond the norms' changes count.
+    norm_change = delta.get("RED_MEAN", 0) // 2
+    extra_square = delta.get("SQUARE", 0) - norm_change
+    if extra_square > 0:
+        out.append(f"squared activation ({_signed(extra_square)} SQUARE)")
+    elif extra_square < 0:
+        out.append(f"removed squaring ({_signed(extra_square)} SQUARE)")
+    acts = {op: d for op, d in delta.items() if op in ACTIVATIONS and op not in NORM_OPS}
+    if acts:
+        out.append("changed activation (" + ", ".join(
+            f"{_signed(d)} {op}" for op, d in sorted(acts.items())) + ")")
+    (attn_a, other_a), (attn_b, other_b) = _dconv_places(dna), _dconv_places(seed)
+    if attn_a != attn_b:
+        out.append(f"depthwise convolution on the attention inputs ({_signed(attn_a - attn_b)})")
+    if other_a != other_b:
+        out.append(f"depthwise convolution ({_signed(other_a - other_b)})")
+    if delta.get("MULTIPLY", 0) > 0:
+        out.append(f"gating ({_signed(delta['MULTIPLY'])} MULTIPLY)")
+    elif delta.get("MULTIPLY", 0) < 0:
+        out.append(f"removed elementwise product ({_signed(delta['MULTIPLY'])} MULTIPLY)")
+    norm = {op: delta[op] for op in NORM_OPS if op in delta}
+    if norm:
+        out.append("changed normalisation (" + ", ".join(
+            f"{_signed(d)} {op}" for op, d in sorted(norm.items())) + ")")
+    if delta.get(DENSE, 0) < 0:
+        out.append(f"dropped dense projection ({_signed(delta[DENSE])} {DENSE})")
+    elif delta.get(DENSE, 0) > 0:
+        out.append(f"added dense projection ({_signed(delta[DENSE])} {DENSE})")
+    elif _dense_widths(dna) != _dense_widths(seed):
+        wa, wb = _dense_widths(dna), _dense_widths(seed)
+        out.append("changed widths (" + ", ".join(
+            f"{_signed(wa[w] - wb[w])} dense to {w}d" for w in sorted(set(wa) | set(wb))
+            if wa[w] != wb[w]) + ")")
+    rest = {op: d for op, d in delta.items()
+            if op not in _NAMED and op != "CALL" and not op.startswith("DCONV")}
+    if rest:
+        out.append("other (" + ", ".join(f"{_signed(d)} {op}" for op, d in sorted(rest.items()))
+                   + ")")
+    return out
+
+
+def diff(dna: DNA, seed: DNA, seed_name: str = "seed", name: str = "found") -> str:
+    """Unified diff of the canonical programs as code, ``seed`` first."""
+    lines = difflib.unified_diff(str(canonical(seed)).splitlines(),
+                                 str(canonical(dna)).splitlines(),
+                                 fromfile=seed_name, tofile=name, lineterm="")
+    return "\n".join(lines)

@@ -1,0 +1,57 @@
+"""Naming what a found program changed, against the seed it started from."""
+
+from __future__ import annotations
+
+import pytest
+
+from primer_search.program import seeds
+from primer_search.program.describe import diff, modifications, op_counts
+from primer_search.program.dna import DNA, Instruction, Subprogram
+
+
+@pytest.fixture(scope="module")
+def transformer():
+    return seeds.get("transformer")
+
+
+def _append_to_main(dna: DNA, *instructions: Instruction) -> DNA:
+    main = dna.subprograms[0]
+    return DNA((Subprogram(main.instructions + instructions),) + dna.subprograms[1:])
+
+
+def test_primer_ez_is_named_by_its_two_changes(transformer):
+    assert modifications(seeds.get("primer_ez"), transformer) == [
+        "squared activation (+1 SQUARE)",
+        "depthwise convolution on the attention inputs (+3)"]
+
+
+def test_the_seed_against_itself_has_no_modifications(transformer):
+    assert modifications(transformer, transformer) == []
+    assert diff(transformer, transformer) == ""
+
+
+def test_dead_code_is_not_a_modification(transformer):
+    # An instruction whose output nobody reads, followed by an identity of the old output:
+    # the canonical program is the seed's, so nothing is named.
+    n = len(transformer.subprograms[0].instructions)
+    last = n + 1  # MAIN's output state
+    dead = _append_to_main(transformer, Instruction("SIN", in1=0),
+                           Instruction("ADD", in1=last, in2=last))
+    assert op_counts(dead)["SIN"] == 0
+    assert "SIN" not in " ".join(modifications(dead, transformer))
+
+
+def test_gating_and_a_new_norm_are_named(transformer):
+    n = len(transformer.subprograms[0].instructions)
+    out = n + 1
+    gated = _append_to_main(transformer, Instruction("CALL", in1=out, target=1),
+                            Instruction("MULTIPLY", in1=out, in2=out + 1))
+    names = modifications(gated, transformer)
+    assert "gating (+1 MULTIPLY)" in names
+    assert any(m.startswith("changed normalisation") for m in names), names
+
+
+def test_diff_shows_the_inserted_square(transformer):
+    text = diff(seeds.get("primer_ez"), transformer, "transformer", "primer_ez")
+    assert text.startswith("--- transformer\n+++ primer_ez")
+    assert "+    h9 = SQUARE(h8)" in text.splitlines()
