@@ -127,3 +127,53 @@ def test_controller_ceiling_runs_the_real_loop_to_its_limit(tmp_path):
     row = controller_ceiling(40, 8, tmp_path)
     assert row["candidates"] == 40 and row["workers"] == 8
     assert row["controller_ceiling_per_s"] > 0 and 0 < row["dedup_hit_rate"] < 1
+
+
+def test_efficacy_statistics_match_references():
+    import search_efficacy as eff
+    from scipy import stats
+
+    xs = [3.0, 1.0, 4.0, 1.0, 5.0, 9.0, 2.0, 6.0]
+    ys = [2.0, 7.0, 1.0, 8.0, 2.0, 8.0, 1.0, 8.0]
+    assert eff.spearman(xs, ys) == pytest.approx(stats.spearmanr(xs, ys).statistic)
+    assert eff.spearman([1, 2], [2, 1]) is None              # too few pairs
+    assert eff.spearman([1, 1, 1], [1, 2, 3]) is None        # a constant side
+    curve = [(100, 20.0), (200, 12.0), (300, 9.0)]
+    assert eff.steps_to_reach(curve, 10.0) == pytest.approx(200 + 100 * 2 / 3)
+    assert eff.steps_to_reach(curve, 25.0) == 100.0          # already there at the first point
+    assert eff.steps_to_reach(curve, 8.0) is None            # never reached
+    assert eff.best_so_far([5.0, math.inf, 3.0, 4.0]) == [5.0, 5.0, 3.0, 3.0]
+    ratio = eff.compute_ratio({"curve": curve}, {"curve": [(100, 30.0), (300, 12.0)]})
+    assert ratio["ratio"] == pytest.approx(1.5) and ratio["winner_steps"] == 200.0
+
+
+def test_search_efficacy_smoke_runs_both_arms_and_resumes(tmp_path):
+    """``search_efficacy.py --profile smoke``: two one-search arms of five candidates
+    through the Ray controller, the retraining, figures and winners (about a minute);
+    a second run with the same folder finds everything done and reports the same."""
+    out = tmp_path / "eff"
+    cmd = [sys.executable, os.path.join(BENCH, "search_efficacy.py"), "--profile", "smoke",
+           "--out", str(out), "--json"]
+    proc = subprocess.run(cmd, check=False, cwd=ROOT, capture_output=True, text=True,
+                          timeout=900)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    report = json.loads(proc.stdout)
+    assert set(report["arms"]) == {"evolution", "no_selection"}
+    assert [s["candidates"] for s in report["searches"]] == [5, 5]
+    for name in ("transformer", "primer_ez"):
+        ref = report["references"][name]
+        assert len(ref["runs"]) == 2 and len(ref["curve"]) == 2
+    assert set(report["verdict"]) == {"winner_beats_transformer",
+                                      "evolution_beats_no_selection", "half_the_steps"}
+    for arm in ("evolution", "no_selection"):
+        assert (out / "stores" / f"{arm}-seed0.sqlite").exists()
+        assert (out / "winners" / f"{arm}.dna").exists()
+    assert (out / "best_so_far.png").stat().st_size > 0
+    assert (out / "retrain_curves.png").stat().st_size > 0
+    runs = len((out / "retrains.jsonl").read_text().splitlines())
+    again = subprocess.run(cmd, check=False, cwd=ROOT, capture_output=True, text=True,
+                           timeout=900)
+    assert again.returncode == 0, again.stderr[-4000:]
+    assert "retraining: 0 runs" in again.stderr
+    assert len((out / "retrains.jsonl").read_text().splitlines()) == runs
+    assert json.loads(again.stdout)["arms"] == report["arms"]

@@ -1,0 +1,605 @@
+"""Search efficacy: does regularized evolution find blocks that train better than its seed?
+
+The Primer paper's claim (So et al. 2021, Sec. 3-4): evolution started from a plain
+Transformer finds blocks that reach its quality with several times less compute, and
+does clearly better than the same mutations without selection. This benchmark measures
+both for this engine, through the real controller (Ray workers, the SQLite store):
+
+1. **Searches.** Each arm runs ``--search-seeds`` searches of the same number of
+   candidates under the same fitness budget (the profile's search config):
+   ``evolution`` (regularized evolution from the Transformer seed alone),
+   ``no_selection`` (the same mutations, tournament size 1: every parent drawn uniformly
+   from the population, the paper's random-search control) and optionally ``random``
+   (random programs, no mutation). Search seed ``s`` sets both the proposal stream and
+   the training seed, the same ``s`` in every arm (paired).
+2. **Final selection, as the paper did.** The top ``--top`` of each search are retrained
+   with ``--retrain-seeds`` training seeds at ``--factor`` times the search budget; the
+   Transformer and Primer-EZ seeds are retrained the same way. A search's winner is its
+   best top candidate by mean retrained perplexity; an arm's winner is the best of its
+   searches' winners. Each retrain records validation perplexity at ``--curve-points``
+   equally spaced steps, which gives the compute ratio: how many fewer steps the winner
+   needs to reach the Transformer's final perplexity.
+3. **The proxy's fidelity.** The top ``--fidelity-top`` and a random sample of
+   ``--fidelity-sample`` finished candidates of each search are also retrained (one seed)
+   and the Spearman rank correlation between search fitness and retrained fitness is
+   reported over each set. The retrain curves also say how faithful a shorter or
+   longer proxy would have been: the correlation of the perplexity after k steps with
+   the final one, over every retrained program.
+4. **What was found.** Each arm's winner and the evolution arm's top programs are named
+   by the known modifications they carry (:mod:`primer_search.program.describe`) and the
+   winners' diffs to the Transformer seed are printed.
+
+Everything lands in ``--out DIR`` and a rerun with the same DIR resumes: ``stores/`` (one
+store per search, resumable with ``primer-search search --resume``), ``retrains.jsonl``
+(one line per finished retrain), ``winners/ARM.dna`` (retrain one on other text with
+``primer-search train --dna FILE``), ``best_so_far.png``, ``retrain_curves.png`` and
+``report.json``. The table goes to standard output (``--json``: the report instead).
+
+    python benchmarks/search_efficacy.py --profile cpu --out efficacy-cpu   # ~60-90 min
+    python benchmarks/search_efficacy.py --profile gpu --out efficacy-gpu   # one GPU
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import math
+import os
+import random
+import statistics
+import sys
+from pathlib import Path
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+
+from primer_search.fitness.config import BudgetConfig
+from primer_search.fitness.results import EvalResult, Status
+from primer_search.program import seeds as seed_library
+from primer_search.program.describe import diff, modifications
+from primer_search.program.dna import save_dna
+from primer_search.program.validate import dna_hash
+from primer_search.search.config import load_config
+
+ARMS = ("evolution", "no_selection", "random")
+# Each arm's overrides of the profile's search config.
+ARM_OVERRIDES = {
+    "evolution": lambda cfg: [],
+    "no_selection": lambda cfg: ["evolution.tournament_size=1"],
+    "random": lambda cfg: ["evolution.random_initial_fraction=1.0",
+                           f"evolution.population_size={cfg.max_candidates}"],
+}
+REFERENCES = ("transformer", "primer_ez")
+
+
+@dataclasses.dataclass(frozen=True)
+class Profile:
+    config: str
+    arms: tuple[str, ...] = ("evolution", "no_selection")
+    search_seeds: int = 3
+    top: int = 5
+    retrain_seeds: int = 3
+    factor: int = 3
+    curve_points: int = 12
+    fidelity_top: int = 10
+    fidelity_sample: int = 5
+    overrides: tuple[str, ...] = ()
+
+
+PROFILES = {
+    # 2-core development machine, within 90 minutes.
+    "cpu": Profile("efficacy_cpu"),
+    # One lent H100-class GPU, within 30 minutes (four workers share it).
+    "gpu": Profile("efficacy_gpu", fidelity_top=20, fidelity_sample=10),
+    # Seconds, for the smoke test: a tiny model, a few candidates, one search per arm.
+    "smoke": Profile("efficacy_cpu", search_seeds=1, top=2, retrain_seeds=2, factor=2,
+                     curve_points=2, fidelity_top=3, fidelity_sample=2, overrides=(
+                         "max_candidates=5", "workers=1", "hurdle_min_history=2",
+                         "evolution.population_size=2", "evolution.tournament_size=2",
+                         "fitness.model.d_model=16", "fitness.model.num_layers=1",
+                         "fitness.data.seq_len=16", "fitness.data.batch_size=4",
+                         "fitness.data.eval_tokens=64", "fitness.budget.steps=4")),
+}
+
+
+def log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+# ---------------------------------------------------------------------------------------
+# Statistics
+
+
+def spearman(xs: list[float], ys: list[float]) -> float | None:
+    """Spearman's rank correlation (average ranks for ties); None under 3 pairs or when
+    either side is constant."""
+    if len(xs) < 3:
+        return None
+
+    def ranks(v):
+        order = sorted(range(len(v)), key=lambda i: v[i])
+        r = [0.0] * len(v)
+        i = 0
+        while i < len(order):
+            j = i
+            while j + 1 < len(order) and v[order[j + 1]] == v[order[i]]:
+                j += 1
+            for k in range(i, j + 1):
+                r[order[k]] = (i + j) / 2
+            i = j + 1
+        return r
+
+    rx, ry = ranks(xs), ranks(ys)
+    mx, my = statistics.fmean(rx), statistics.fmean(ry)
+    sxy = sum((a - mx) * (b - my) for a, b in zip(rx, ry))
+    sxx = sum((a - mx) ** 2 for a in rx)
+    syy = sum((b - my) ** 2 for b in ry)
+    if sxx == 0 or syy == 0:
+        return None
+    return sxy / math.sqrt(sxx * syy)
+
+
+def steps_to_reach(curve: list[tuple[int, float]], target: float) -> float | None:
+    """First step at which a (step, perplexity) curve reaches ``target``, interpolating
+    linearly between recorded points (the first point stands alone: a curve already at
+    or below the target there reaches it at that step, an upper bound). None if never."""
+    prev = None
+    for step, value in curve:
+        if value <= target:
+            if prev is None or prev[1] == value:
+                return float(step)
+            s0, v0 = prev
+            return s0 + (step - s0) * (v0 - target) / (v0 - value)
+        prev = (step, value)
+    return None
+
+
+def best_so_far(fitness: list[float]) -> list[float]:
+    out, best = [], math.inf
+    for f in fitness:
+        best = min(best, f)
+        out.append(best)
+    return out
+
+
+# ---------------------------------------------------------------------------------------
+# Phase 1: searches
+
+
+def search_config(profile: Profile, arm: str, seed: int, extra: list[str]):
+    base = load_config(profile.config, list(profile.overrides) + extra)
+    return load_config(profile.config, list(profile.overrides) + extra + ARM_OVERRIDES[arm](base)
+                       + [f"seed={seed}", f"fitness.seed={seed}"])
+
+
+def run_searches(profile: Profile, out: Path, extra: list[str]) -> dict[tuple[str, int], Path]:
+    from primer_search.search.controller import resume_search, run_search
+    from primer_search.search.store import Store
+
+    stores = {}
+    (out / "stores").mkdir(parents=True, exist_ok=True)
+    for seed in range(profile.search_seeds):
+        for arm in profile.arms:
+            path = out / "stores" / f"{arm}-seed{seed}.sqlite"
+            stores[arm, seed] = path
+            cfg = search_config(profile, arm, seed, extra)
+            if path.exists():
+                with Store(path) as store:
+                    done = store.count() - store.count(Status.PENDING)
+                if done >= (cfg.max_candidates or 0):
+                    log(f"search {arm} seed {seed}: done ({done} candidates)")
+                    continue
+                log(f"search {arm} seed {seed}: resuming at {done} candidates")
+                resume_search(path)
+            else:
+                log(f"search {arm} seed {seed}: {cfg.max_candidates} candidates")
+                run_search(cfg, path)
+    return stores
+
+
+def search_rows(path: Path) -> tuple[list, int]:
+    """(finished search candidates in id order, the number of budget stages)."""
+    from primer_search.search.config import config_from_dict
+    from primer_search.search.store import Store
+
+    with Store(path) as store:
+        cfg = config_from_dict(store.config)
+        return [c for c in store.all() if c.kind == "search" and c.status.is_finished()], \
+            cfg.fitness.budget.stages
+
+
+def full_fitness(cand, stages: int) -> float:
+    """A candidate's search fitness if it trained the whole budget, else infinity."""
+    r = cand.result
+    if r is None or r.status.is_failed() or len(r.stage_fitness) < stages:
+        return math.inf
+    return r.fitness
+
+
+# ---------------------------------------------------------------------------------------
+# Phase 2: retraining
+
+
+@dataclasses.dataclass
+class RetrainPlan:
+    """Which programs to retrain with which seeds, and what each search contributes."""
+
+    # DNA hash -> DNA, and -> how many training seeds it is retrained with.
+    dnas: dict[str, object] = dataclasses.field(default_factory=dict)
+    seeds: dict[str, int] = dataclasses.field(default_factory=dict)
+    # (arm, search seed) -> [(DNA hash, search fitness)]: its top, and its random sample.
+    top: dict[tuple[str, int], list] = dataclasses.field(default_factory=dict)
+    sample: dict[tuple[str, int], list] = dataclasses.field(default_factory=dict)
+
+    def want(self, h: str, dna, seeds: int) -> None:
+        self.dnas[h] = dna
+        self.seeds[h] = max(self.seeds.get(h, 0), seeds)
+
+
+def plan_retrains(profile: Profile, stores: dict) -> RetrainPlan:
+    plan = RetrainPlan()
+    for name in REFERENCES:
+        dna = seed_library.get(name)
+        plan.want(dna_hash(dna), dna, profile.retrain_seeds)
+    for (arm, seed), path in stores.items():
+        cands, stages = search_rows(path)
+        ranked, seen = [], set()
+        for c in sorted(cands, key=lambda c: (full_fitness(c, stages), c.id)):
+            if math.isfinite(full_fitness(c, stages)) and c.dna_hash not in seen:
+                seen.add(c.dna_hash)
+                ranked.append(c)
+        top = ranked[:max(profile.top, profile.fidelity_top)]
+        plan.top[arm, seed] = [(c.dna_hash, c.result.fitness) for c in top]
+        for k, c in enumerate(top):
+            plan.want(c.dna_hash, c.dna, profile.retrain_seeds if k < profile.top else 1)
+        rest = ranked[len(top):]
+        rng = random.Random(f"fidelity/{arm}/{seed}")
+        sample = rng.sample(rest, min(profile.fidelity_sample, len(rest)))
+        plan.sample[arm, seed] = [(c.dna_hash, c.result.fitness) for c in sample]
+        for c in sample:
+            plan.want(c.dna_hash, c.dna, 1)
+    return plan
+
+
+def load_retrains(path: Path) -> dict[tuple[str, int], dict]:
+    done = {}
+    if path.exists():
+        for line in path.read_text().splitlines():
+            if line.strip():
+                row = json.loads(line)
+                done[row["hash"], row["seed"]] = row
+    return done
+
+
+def run_retrains(profile: Profile, plan: RetrainPlan, out: Path, extra: list[str]) -> dict:
+    """Retrain what ``plan`` asks on the profile's Ray workers; every finished run is
+    appended to ``retrains.jsonl`` at once, and runs already there are skipped."""
+    from primer_search.retrain import run_jobs
+    from primer_search.search.pool import Job
+    from primer_search.search.ray_pool import RayPool, init_ray
+
+    path = out / "retrains.jsonl"
+    done = load_retrains(path)
+    cfg = search_config(profile, "evolution", 0, extra)
+    search_steps = cfg.fitness.budget.steps
+    budget = BudgetConfig(steps=profile.factor * search_steps, stages=profile.curve_points,
+                          pass_rate=1.0, timeout_s=cfg.fitness.budget.timeout_s)
+    jobs, keys = [], {}
+    # Longest first, so a cut-short run has the references and top programs.
+    order = sorted(plan.dnas, key=lambda h: -plan.seeds[h])
+    for seed in range(profile.retrain_seeds):
+        for h in order:
+            if seed < plan.seeds[h] and (h, seed) not in done:
+                keys[len(jobs)] = (h, seed)
+                jobs.append(Job(len(jobs), plan.dnas[h], seed=seed, budget=budget))
+    log(f"retraining: {len(jobs)} runs of {budget.steps} steps "
+        f"({len(done)} already done)")
+    if not jobs:
+        return done
+    init_ray(cfg)
+    pool = RayPool(cfg)
+    with path.open("a") as f:
+        def save(job, result_done) -> None:
+            h, seed = keys[job.cid]
+            r = result_done.result
+            row = {"hash": h, "seed": seed, "steps": budget.steps, "stages": budget.stages,
+                   "result": r.to_dict()}
+            done[h, seed] = row
+            f.write(json.dumps(row) + "\n")
+            f.flush()
+            log(f"retrain {len(done)}: {h[:10]} seed {seed}: {r.status.value} "
+                f"{r.fitness:.4g} ({r.train_s:.0f} s)")
+
+        try:
+            run_jobs(pool, jobs, on_done=save)
+        finally:
+            pool.close()
+    return done
+
+
+# ---------------------------------------------------------------------------------------
+# Phase 3: analysis
+
+
+def retrained(done: dict, h: str, seeds: int) -> dict | None:
+    """Mean and spread of a program's retrained perplexity and its mean curve; None
+    unless all ``seeds`` runs are there. A failed run makes the mean infinite."""
+    rows = [done.get((h, s)) for s in range(seeds)]
+    if any(r is None for r in rows):
+        return None
+    results = [EvalResult.from_dict(r["result"]) for r in rows]
+    fits = [math.inf if r.failed else r.fitness for r in results]
+    steps, stages = rows[0]["steps"], rows[0]["stages"]
+    curve = []
+    if all(not r.failed and len(r.stage_fitness) == stages for r in results):
+        for k in range(stages):
+            curve.append((round(steps * (k + 1) / stages),
+                          statistics.fmean(r.stage_fitness[k] for r in results)))
+    finite = [f for f in fits if math.isfinite(f)]
+    return {"mean": statistics.fmean(fits) if len(finite) == len(fits) else math.inf,
+            "std": statistics.stdev(finite) if len(finite) > 1 else 0.0,
+            "runs": fits, "curve": curve, "steps": steps}
+
+
+def analyse(profile: Profile, stores: dict, plan: RetrainPlan, done: dict, out: Path) -> dict:
+    transformer = seed_library.get("transformer")
+    ref = {name: retrained(done, dna_hash(seed_library.get(name)), profile.retrain_seeds)
+           for name in REFERENCES}
+    report = {"profile": dataclasses.asdict(profile), "references": ref, "arms": {},
+              "searches": []}
+    curves: dict[str, list[list[float]]] = {}
+    for (arm, seed), path in sorted(stores.items()):
+        cands, stages = search_rows(path)
+        fits = [full_fitness(c, stages) for c in cands]
+        curve = best_so_far(fits)
+        curves.setdefault(arm, []).append(curve)
+        by_hash = {c.dna_hash: c for c in cands}
+        tops = []
+        for h, fit in plan.top[arm, seed][:profile.top]:
+            r = retrained(done, h, profile.retrain_seeds)
+            if r is not None:
+                tops.append({"hash": h, "id": by_hash[h].id, "search_fitness": fit, **r,
+                             "modifications": modifications(by_hash[h].dna, transformer)})
+        winner = min(tops, key=lambda t: t["mean"]) if tops else None
+
+        def fidelity(pairs):
+            xs, ys = [], []
+            for h, fit in pairs:
+                row = done.get((h, 0))
+                if row:
+                    r = EvalResult.from_dict(row["result"])
+                    xs.append(fit)
+                    ys.append(math.inf if r.failed else r.fitness)
+            ok = [(x, y) for x, y in zip(xs, ys) if math.isfinite(y)]
+            return spearman([x for x, _ in ok], [y for _, y in ok]), len(ok)
+
+        report["searches"].append({
+            "arm": arm, "seed": seed, "store": str(path), "candidates": len(cands),
+            "best_search_fitness": curve[-1] if curve else math.inf,
+            "best_so_far": curve, "top": tops, "winner": winner,
+            "fidelity_top": fidelity(plan.top[arm, seed]),
+            "fidelity_sample": fidelity(plan.sample[arm, seed])})
+    for arm in profile.arms:
+        runs = [s for s in report["searches"] if s["arm"] == arm]
+        winners = [s["winner"] for s in runs if s["winner"]]
+        win = min(winners, key=lambda w: w["mean"]) if winners else None
+        if win is not None:
+            dna = next(c.dna for s in runs for c in search_rows(Path(s["store"]))[0]
+                       if c.dna_hash == win["hash"])
+            (out / "winners").mkdir(exist_ok=True)
+            save_dna(dna, out / "winners" / f"{arm}.dna")
+            win = {**win, "diff": diff(dna, transformer, "transformer", f"{arm} winner")}
+        report["arms"][arm] = {
+            "median_best_search_fitness": statistics.median(
+                s["best_search_fitness"] for s in runs),
+            "winner": win,
+            "compute_ratio": compute_ratio(win, ref["transformer"]),
+            "fidelity_top_mean": _mean([s["fidelity_top"][0] for s in runs]),
+            "fidelity_sample_mean": _mean([s["fidelity_sample"][0] for s in runs]),
+        }
+    report["proxy_fidelity"] = proxy_fidelity(done, profile)
+    report["verdict"] = verdict(report)
+    plot(curves, report, out)
+    return report
+
+
+def _mean(xs):
+    xs = [x for x in xs if x is not None]
+    return statistics.fmean(xs) if xs else None
+
+
+def compute_ratio(win: dict | None, transformer: dict | None) -> dict | None:
+    """Steps the Transformer trains divided by the steps the winner needs to reach its
+    final perplexity (mean curves); None without both curves."""
+    if not win or not transformer or not win["curve"] or not transformer["curve"]:
+        return None
+    target = transformer["curve"][-1][1]
+    steps = steps_to_reach(win["curve"], target)
+    total = transformer["curve"][-1][0]
+    return {"target": target, "winner_steps": steps,
+            "ratio": None if steps is None else total / steps,
+            "resolution_steps": win["curve"][0][0]}
+
+
+def proxy_fidelity(done: dict, profile: Profile) -> list[dict]:
+    """Spearman between perplexity after k steps and the final one, over every program
+    retrained with seed 0: how faithful a proxy of k steps would have been."""
+    results = [EvalResult.from_dict(r["result"]) for (h, s), r in done.items() if s == 0]
+    results = [r for r in results if not r.failed and len(r.stage_fitness) == profile.curve_points]
+    if not results:
+        return []
+    steps = next(r["steps"] for r in done.values())
+    final = [r.stage_fitness[-1] for r in results]
+    return [{"steps": round(steps * (k + 1) / profile.curve_points),
+             "spearman": spearman([r.stage_fitness[k] for r in results], final),
+             "programs": len(results)} for k in range(profile.curve_points - 1)]
+
+
+def verdict(report: dict) -> dict:
+    """The issue's two must-shows and the stretch target, as booleans with their numbers."""
+    ref_t = report["references"]["transformer"]
+    evo = report["arms"].get("evolution", {})
+    nos = report["arms"].get("no_selection", {})
+    out = {}
+    win = evo.get("winner")
+    if win and ref_t:
+        spread = max(ref_t["std"], win["std"])
+        margin = ref_t["mean"] - win["mean"]
+        out["winner_beats_transformer"] = {"margin": margin, "spread": spread,
+                                           "pass": margin > 2 * spread}
+    if evo and nos:
+        out["evolution_beats_no_selection"] = {
+            "evolution": evo["median_best_search_fitness"],
+            "no_selection": nos["median_best_search_fitness"],
+            "pass": evo["median_best_search_fitness"] < nos["median_best_search_fitness"]}
+    ratio = (evo.get("compute_ratio") or {}).get("ratio")
+    out["half_the_steps"] = {"ratio": ratio, "pass": ratio is not None and ratio >= 2.0}
+    return out
+
+
+def plot(curves: dict, report: dict, out: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for arm, runs in curves.items():
+        n = min(len(r) for r in runs)
+        if n == 0:
+            continue
+        xs = range(1, n + 1)
+        med = [statistics.median(r[i] for r in runs) for i in range(n)]
+        lo = [min(r[i] for r in runs) for i in range(n)]
+        hi = [max(r[i] for r in runs) for i in range(n)]
+        line, = ax.plot(xs, med, label=f"{arm} (median of {len(runs)})")
+        ax.fill_between(xs, lo, hi, alpha=0.2, color=line.get_color())
+    ax.set_xlabel("candidates")
+    ax.set_ylabel("best search fitness so far (validation perplexity)")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(out / "best_so_far.png", dpi=120)
+    plt.close(fig)
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    named = [(name, r) for name, r in report["references"].items() if r]
+    named += [(f"{arm} winner", a["winner"]) for arm, a in report["arms"].items() if a["winner"]]
+    for name, r in named:
+        if r["curve"]:
+            ax.plot([s for s, _ in r["curve"]], [v for _, v in r["curve"]], marker="o",
+                    markersize=3, label=f"{name}: {r['mean']:.3f} ± {r['std']:.3f}")
+    ax.set_xlabel("training steps")
+    ax.set_ylabel("validation perplexity (mean over seeds)")
+    ax.set_yscale("log")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(out / "retrain_curves.png", dpi=120)
+    plt.close(fig)
+
+
+# ---------------------------------------------------------------------------------------
+# Output
+
+
+def _f(x, fmt=".3f") -> str:
+    return "-" if x is None or (isinstance(x, float) and not math.isfinite(x)) else format(x, fmt)
+
+
+def print_table(report: dict) -> None:
+    ref = report["references"]
+    print("| search | candidates | best search fitness | winner retrained (mean ± std) "
+          "| top-k Spearman | sample Spearman |")
+    print("|---|---:|---:|---:|---:|---:|")
+    for s in report["searches"]:
+        w = s["winner"]
+        print(f"| {s['arm']} seed {s['seed']} | {s['candidates']} | "
+              f"{_f(s['best_search_fitness'])} | "
+              f"{_f(w and w['mean'])} ± {_f(w and w['std'])} | "
+              f"{_f(s['fidelity_top'][0], '.2f')} (n={s['fidelity_top'][1]}) | "
+              f"{_f(s['fidelity_sample'][0], '.2f')} (n={s['fidelity_sample'][1]}) |")
+    print()
+    print("| program | retrained perplexity | seeds |")
+    print("|---|---:|---|")
+    for name, r in ref.items():
+        if r:
+            print(f"| {name} | {_f(r['mean'])} ± {_f(r['std'])} | "
+                  f"{', '.join(_f(x) for x in r['runs'])} |")
+    for arm, a in report["arms"].items():
+        w = a["winner"]
+        if w:
+            print(f"| {arm} winner (#{w['id']}) | {_f(w['mean'])} ± {_f(w['std'])} | "
+                  f"{', '.join(_f(x) for x in w['runs'])} |")
+    print()
+    print("| arm | median best search fitness | compute ratio vs Transformer | "
+          "mean top-k Spearman | mean sample Spearman |")
+    print("|---|---:|---:|---:|---:|")
+    for arm, a in report["arms"].items():
+        cr = a["compute_ratio"] or {}
+        ratio = _f(cr.get("ratio"), ".2f") + "x" if cr.get("ratio") else "not reached"
+        print(f"| {arm} | {_f(a['median_best_search_fitness'])} | {ratio} | "
+              f"{_f(a['fidelity_top_mean'], '.2f')} | {_f(a['fidelity_sample_mean'], '.2f')} |")
+    if report["proxy_fidelity"]:
+        print()
+        print("| proxy: steps of training | Spearman with the final perplexity |")
+        print("|---:|---:|")
+        for p in report["proxy_fidelity"]:
+            print(f"| {p['steps']} | {_f(p['spearman'], '.2f')} (n={p['programs']}) |")
+    print()
+    for name, v in report["verdict"].items():
+        print(f"{name}: {'PASS' if v['pass'] else 'MISS'} "
+              f"({', '.join(f'{k}={_f(x)}' for k, x in v.items() if k != 'pass')})")
+    print()
+    for s in report["searches"]:
+        if s["arm"] == "evolution":
+            for t in s["top"]:
+                print(f"evolution seed {s['seed']} #{t['id']}: search {t['search_fitness']:.3f}, "
+                      f"retrained {_f(t['mean'])}: "
+                      f"{'; '.join(t['modifications']) or 'same ops as the seed'}")
+    for arm, a in report["arms"].items():
+        if a["winner"]:
+            print(f"\n{arm} winner #{a['winner']['id']}: "
+                  f"{'; '.join(a['winner']['modifications']) or 'same ops as the seed'}")
+            print(a["winner"]["diff"] or "(no change from the Transformer seed)")
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--profile", choices=sorted(PROFILES), default="cpu")
+    p.add_argument("--out", required=True, help="folder for stores, figures and winners "
+                   "(a rerun with the same folder resumes)")
+    p.add_argument("--arms", help=f"comma-separated, of {', '.join(ARMS)}")
+    for name in ("search_seeds", "top", "retrain_seeds", "factor", "curve_points",
+                 "fidelity_top", "fidelity_sample"):
+        p.add_argument("--" + name.replace("_", "-"), type=int)
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a key of the profile's search config (every arm)")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    args = p.parse_args(argv)
+    profile = PROFILES[args.profile]
+    changes = {k: getattr(args, k) for k in ("search_seeds", "top", "retrain_seeds", "factor",
+                                              "curve_points", "fidelity_top", "fidelity_sample")
+               if getattr(args, k) is not None}
+    if args.arms:
+        arms = tuple(a.strip() for a in args.arms.split(","))
+        bad = [a for a in arms if a not in ARMS]
+        if bad:
+            p.error(f"unknown arm(s) {', '.join(map(repr, bad))}; expected of {', '.join(ARMS)}")
+        changes["arms"] = arms
+    profile = dataclasses.replace(profile, **changes)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    stores = run_searches(profile, out, args.set)
+    plan = plan_retrains(profile, stores)
+    done = run_retrains(profile, plan, out, args.set)
+    report = analyse(profile, stores, plan, done, out)
+    (out / "report.json").write_text(json.dumps(report, indent=1, default=str))
+    if args.json:
+        print(json.dumps(report, indent=1, default=str))
+    else:
+        print_table(report)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
