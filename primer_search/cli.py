@@ -151,13 +151,17 @@ def _candidate_row(c) -> dict:
             "mutation": c.mutation, "kind": c.kind}
 
 
+def _print_retrained(rows: list[dict]) -> None:
+    print(f"{'id':>6} {'runs':>5} {'mean fitness':>13} {'std':>8}  budget")
+    for r in rows:
+        print(f"{r['id']:>6} {r['runs']:>5} {r['mean_fitness']:>13.4g} "
+              f"{r['std_fitness']:>8.3g}  {r['budget'] or '-'}")
+
+
 def _print_top(path, n: int, retrained: bool) -> None:
     with _open_store(path) as store:
         if retrained:
-            rows = store.retrain_summary()[:n]
-            print(f"{'id':>6} {'runs':>5} {'mean fitness':>13} {'std':>8}")
-            for r in rows:
-                print(f"{r['id']:>6} {r['runs']:>5} {r['mean_fitness']:>13.4g} {r['std_fitness']:>8.3g}")
+            _print_retrained(store.retrain_summary()[:n])
             return
         print(f"{'id':>6} {'parent':>6} {'fitness':>10} {'steps':>6} {'params':>9} {'step ms':>8}  mutation")
         for c in store.top(n):
@@ -220,11 +224,11 @@ def cmd_retrain(args) -> int:
             print(f"#{cid} seed {seed}: {result.status} fitness {result.fitness:.4g}")
 
     rows = retrain(args.store, args.top, args.seeds, steps=args.steps, seconds=args.seconds,
-                   on_result=report)
+                   on_result=report, workers=args.workers, address=args.address)
     if args.json:
         print(json.dumps(rows, default=_json_float))
     else:
-        _print_top(args.store, args.top, retrained=True)
+        _print_retrained(rows[:args.top])
     return 0
 
 
@@ -317,6 +321,10 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--seeds", type=int, default=3, help="training seeds each (default 3)")
     r.add_argument("--steps", type=int, default=None, help="step budget (default: the search's)")
     r.add_argument("--seconds", type=float, default=None, help="wall-clock budget")
+    r.add_argument("--workers", type=int, default=0,
+                   help="train on this many Ray workers with the search's resources per "
+                        "worker (default 0: one after another in this process)")
+    r.add_argument("--address", default=None, help="Ray cluster address for --workers")
     r.add_argument("--json", action="store_true")
     r.set_defaults(fn=cmd_retrain)
 

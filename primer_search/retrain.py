@@ -22,7 +22,18 @@ from primer_search.search.config import config_from_dict
 from primer_search.search.pool import Done, Job, Lost, WorkerPool
 from primer_search.search.store import Store
 
-__all__ = ["retrain", "run_jobs"]
+__all__ = ["budget_label", "retrain", "run_jobs"]
+
+
+def budget_label(budget: BudgetConfig) -> str:
+    """How a retrain's budget is named in the store: "3000 steps", "600 s" or
+    "3000 steps or 600 s" (whichever ends first)."""
+    parts = []
+    if budget.steps is not None:
+        parts.append(f"{budget.steps} steps")
+    if budget.seconds is not None:
+        parts.append(f"{budget.seconds:g} s")
+    return " or ".join(parts)
 
 
 def run_jobs(pool: WorkerPool, jobs: list[Job],
@@ -64,33 +75,46 @@ def run_jobs(pool: WorkerPool, jobs: list[Job],
 def retrain(store_path, top: int, seeds: int, steps: int | None = None,
             seconds: float | None = None,
             on_result: Callable[[int, int, object], None] | None = None,
-            pool: WorkerPool | None = None) -> list[dict]:
+            pool: WorkerPool | None = None, workers: int = 0,
+            address: str | None = None) -> list[dict]:
     """Retrain the ``top`` candidates with ``seeds`` seeds each; return the summary rows
-    (``Store.retrain_summary``). The budget defaults to the search's, in one stage.
-    ``pool``: where to train (default: one slot in this process, its data loaded only
-    if there is work)."""
+    of this budget (``Store.retrain_summary``). The budget defaults to the search's, in
+    one stage. Runs are keyed by candidate, seed and budget: retraining longer adds runs.
+    ``pool``: where to train; else ``workers`` > 0 Ray workers with the search's resources
+    per worker (on the cluster at ``address``, or the search's), else one slot in this
+    process. A pool is only started, and the data only loaded, if there is work."""
     with Store(store_path) as store:
         cfg = config_from_dict(store.config, source=f"{store_path} (stored config)")
         old = cfg.fitness.budget
         budget = BudgetConfig(steps=steps if steps or seconds else old.steps,
                               seconds=seconds, stages=1, timeout_s=old.timeout_s)
-        done = {(c.parent_id, c.seed) for c in store.finished(kind="retrain")}
-        stale = {(c.parent_id, c.seed): c.id for c in store.all()
-                 if c.kind == "retrain" and c.status == Status.PENDING}
+        label = budget_label(budget)
+        rows = store.retrain_rows(label)
+        done = {(c.parent_id, c.seed) for c in rows if c.status != Status.PENDING}
+        stale = {(c.parent_id, c.seed): c.id for c in rows if c.status == Status.PENDING}
         jobs, parents = [], {}
         for cand in store.top(top):
             for seed in range(seeds):
                 if (cand.id, seed) in done:
                     continue
                 cid = stale.get((cand.id, seed)) or store.add(
-                    dna=cand.dna, parent_id=cand.id, mutation=f"retrain of {cand.id}",
-                    dna_hash=cand.dna_hash, fingerprint=cand.fingerprint, kind="retrain",
-                    seed=seed)
+                    dna=cand.dna, parent_id=cand.id,
+                    mutation=f"retrain of {cand.id} for {label}", dna_hash=cand.dna_hash,
+                    fingerprint=cand.fingerprint, kind="retrain", seed=seed, budget=label)
                 jobs.append(Job(cid, cand.dna, seed=seed, budget=budget))
                 parents[cid] = cand.id
         if not jobs:
-            return store.retrain_summary()
-        if pool is None:  # loads the data: only when there is work
+            return store.retrain_summary(label)
+        owned = pool is None
+        if pool is None and workers > 0:
+            import dataclasses
+
+            from primer_search.search.ray_pool import RayPool, init_ray
+
+            cfg = dataclasses.replace(cfg, workers=workers, address=address or cfg.address)
+            init_ray(cfg)
+            pool = RayPool(cfg)
+        elif pool is None:
             from primer_search.search.pool import InProcessPool, make_evaluator
 
             pool = InProcessPool(make_evaluator(cfg.fitness, cfg.evaluator), name="retrain")
@@ -101,5 +125,9 @@ def retrain(store_path, top: int, seeds: int, steps: int | None = None,
             if on_result:
                 on_result(parents[job.cid], job.seed, done.result)
 
-        run_jobs(pool, jobs, on_done=save)
-        return store.retrain_summary()
+        try:
+            run_jobs(pool, jobs, on_done=save)
+        finally:
+            if owned:
+                pool.close()
+        return store.retrain_summary(label)

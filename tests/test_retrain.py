@@ -28,6 +28,7 @@ def test_retrain_top_k_with_seeds_and_resume(tmp_path, capsys):
     assert [r["runs"] for r in rows] == [2, 2]
     assert {r["id"] for r in rows} == {1, 2}
     assert all(math.isfinite(r["mean_fitness"]) for r in rows)
+    assert {r["budget"] for r in rows} == {"4 steps"}
     with Store(path, readonly=True) as store:
         runs = store.finished(kind="retrain")
         assert len(runs) == 4 and {c.seed for c in runs} == {0, 1}
@@ -37,8 +38,17 @@ def test_retrain_top_k_with_seeds_and_resume(tmp_path, capsys):
     assert retrain(path, top=2, seeds=2, steps=4) == rows
     with Store(path, readonly=True) as store:
         assert len(store.finished(kind="retrain")) == 4
+    # A longer budget is new work, not "already done"; the shorter runs are kept.
+    longer = retrain(path, top=2, seeds=2, steps=6)
+    assert [r["runs"] for r in longer] == [2, 2] and {r["budget"] for r in longer} == {"6 steps"}
+    with Store(path, readonly=True) as store:
+        runs = store.finished(kind="retrain")
+        assert sorted(c.result.steps for c in runs) == [4] * 4 + [6] * 4
+        assert {r["budget"] for r in store.retrain_summary()} == {"4 steps", "6 steps"}
+    assert retrain(path, top=2, seeds=2, steps=4) == rows
     assert main(["top", str(path), "--retrained"]) == 0
-    assert "mean fitness" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "mean fitness" in out and "6 steps" in out and "4 steps" in out
 
 
 class _FlakyPool:
@@ -92,3 +102,27 @@ def test_run_jobs_keeps_slots_busy_retries_dead_workers_and_records_bugs():
     assert out[4].result.fitness == 10.0                 # seed 0 reached the evaluator
     assert all(b is budget for _, _, b in pool.submitted)
     assert [c for c, _, _ in pool.submitted].count(2) == 2  # first try and one retry
+
+
+def test_retrain_on_ray_workers(tmp_path):
+    """``retrain --workers 2``: the runs go to Ray actors (each answers with its pid),
+    not to this process, and land in the store like in-process ones."""
+    path = tmp_path / "r.sqlite"
+    cfg = load_config("tiny_cpu", TINY)
+    with Store(path, config_to_dict(cfg)) as store:
+        for name, fitness in (("transformer", 900.0), ("primer_ez", 800.0)):
+            dna = seeds.get(name)
+            cid = store.add(dna=dna, parent_id=None, mutation=f"seed:{name}", dna_hash=dna_hash(dna))
+            store.finish(cid, EvalResult(fitness=fitness, status="ok", stage_fitness=(fitness,)))
+    import ray
+
+    try:
+        rows = retrain(path, top=2, seeds=1, steps=3, workers=2)
+    finally:
+        ray.shutdown()  # the next test module starts its own
+    assert [r["runs"] for r in rows] == [1, 1]
+    with Store(path, readonly=True) as store:
+        runs = store.finished(kind="retrain")
+    assert all(math.isfinite(c.fitness) and c.result.steps == 3 for c in runs)
+    assert all("/pid" in c.worker and c.worker.startswith("worker") for c in runs), \
+        [c.worker for c in runs]

@@ -173,7 +173,7 @@ def test_reusable_by_fingerprint_finds_the_earliest_finished_original(tmp_path):
         assert store.reusable_by_fingerprint("G") is None
         assert store.reusable_by_fingerprint("nope") is None
         r = store.add(dna=dna_of(0), parent_id=a, mutation=f"retrain of {a}", dna_hash="h",
-                      fingerprint="G", kind="retrain", seed=1)
+                      fingerprint="G", kind="retrain", seed=1, budget="10 steps")
         store.finish(r, ok(1.0))
         assert store.reusable_by_fingerprint("G") is None                   # retrains never match
 
@@ -216,9 +216,10 @@ def test_retrain_summary_on_hand_computed_values(tmp_path):
         for cid, f in ((a, 10.0), (b, 9.0), (c, 20.0)):
             store.finish(cid, ok(f))
 
-        def retrain(of, seed, result):
+        def retrain(of, seed, result, budget="300 steps"):
             r = store.add(dna=store.get(of).dna, parent_id=of, mutation=f"retrain of {of}",
-                          dna_hash=store.get(of).dna_hash, kind="retrain", seed=seed)
+                          dna_hash=store.get(of).dna_hash, kind="retrain", seed=seed,
+                          budget=budget)
             if result is not None:
                 store.finish(r, result)
             return r
@@ -234,7 +235,19 @@ def test_retrain_summary_on_hand_computed_values(tmp_path):
         assert len(store.finished("retrain")) == 7
         assert store.top(kind="retrain")[0].fitness == 7.0
         summary = store.retrain_summary()
+        # The same candidate retrained under another budget is a group of its own.
+        retrain(a, 0, ok(5.0), budget="3000 steps")
+        longer = store.retrain_summary("3000 steps")
+        assert [(s["id"], s["budget"], s["runs"]) for s in longer] == [(a, "3000 steps", 1)]
+        assert store.retrain_summary("300 steps") == summary
+        both = store.retrain_summary()
+        assert [(s["id"], s["budget"]) for s in both] == [
+            (a, "3000 steps"), (b, "300 steps"), (a, "300 steps"), (c, "300 steps")]
+        assert len(store.retrain_rows("3000 steps")) == 1 and len(store.retrain_rows()) == 9
+        with pytest.raises(StoreError, match="names its budget"):
+            store.add(dna=dna_of(0), parent_id=a, mutation="x", dna_hash="h", kind="retrain")
     assert [s["id"] for s in summary] == [b, a, c]
+    assert {s["budget"] for s in summary} == {"300 steps"}
     sb, sa, sc = summary
     assert (sb["runs"], sb["mean_fitness"]) == (2, 11.25)
     assert sb["std_fitness"] == pytest.approx(math.sqrt(0.125), rel=1e-12)

@@ -189,13 +189,21 @@ CREATE INDEX candidates_kind_status ON candidates(kind, status);
 """
 
 # Tables added after schema version 1 was first written; created on open if missing.
-_ADDED_TABLES = """
+_ADDED_TABLES = {
+    "resumes": """
 CREATE TABLE IF NOT EXISTS resumes (
     seq       INTEGER PRIMARY KEY AUTOINCREMENT,
     at        REAL NOT NULL,
     overrides TEXT NOT NULL
-)
-"""
+)""",
+    # The budget a retrain row trained under ("3000 steps"), so that retraining the same
+    # candidates longer adds runs instead of finding the shorter ones done.
+    "retrains": """
+CREATE TABLE IF NOT EXISTS retrains (
+    candidate_id INTEGER PRIMARY KEY REFERENCES candidates(id),
+    budget       TEXT NOT NULL
+)""",
+}
 
 _COLUMNS = ("id, parent_id, mutation, kind, dna, dna_text, dna_hash, fingerprint, status, "
             "result, duplicate_of, seed, worker, node, created_at, finished_at")
@@ -287,7 +295,8 @@ class Store:
                     for statement in _SCHEMA.split(";"):
                         if statement.strip():
                             self._conn.execute(statement)
-                    self._conn.execute(_ADDED_TABLES)
+                    for sql in _ADDED_TABLES.values():
+                        self._conn.execute(sql)
                     self._conn.executemany("INSERT INTO meta (key, value) VALUES (?, ?)", [
                         ("format", FORMAT),
                         ("schema_version", str(SCHEMA_VERSION)),
@@ -297,9 +306,11 @@ class Store:
                     ])
                     return {} if config is None else config
         stored = self._check_meta(meta)
-        if not self.readonly and not self._has_table("resumes"):
+        missing = [sql for name, sql in _ADDED_TABLES.items() if not self._has_table(name)]
+        if not self.readonly and missing:
             with self._write() as conn:
-                conn.execute(_ADDED_TABLES)
+                for sql in missing:
+                    conn.execute(sql)
         if config is not None and config != stored:
             keys = _config_diff(stored, config)
             raise StoreError(f"store {self.path} was created with a different config; "
@@ -325,12 +336,17 @@ class Store:
     # ---- writing ---------------------------------------------------------------------
 
     def add(self, *, dna: DNA, parent_id: int | None, mutation: str, dna_hash: str,
-            fingerprint: str | None = None, kind: str = "search", seed: int = 0) -> int:
-        """Insert a pending candidate (committed immediately); return its id."""
+            fingerprint: str | None = None, kind: str = "search", seed: int = 0,
+            budget: str | None = None) -> int:
+        """Insert a pending candidate (committed immediately); return its id. A
+        ``retrain`` row names the ``budget`` it trains under (in the same transaction)."""
         if not isinstance(dna, DNA):
             raise StoreError(f"add: dna must be a DNA, got {type(dna).__name__}")
         if kind not in KINDS:
             raise StoreError(f"add: kind must be one of {KINDS}, got {kind!r}")
+        if (budget is not None) != (kind == "retrain"):
+            raise StoreError(f"add: a retrain row names its budget and a search row does "
+                             f"not; got kind {kind!r} with budget {budget!r}")
         blob, text = dna.to_bytes(), str(dna)
         with self._write() as conn:
             if parent_id is not None and not conn.execute(
@@ -341,6 +357,9 @@ class Store:
                 "fingerprint, seed, status, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (parent_id, str(mutation), kind, blob, text, str(dna_hash), fingerprint,
                  int(seed), Status.PENDING, time.time()))
+            if budget is not None:
+                conn.execute("INSERT INTO retrains (candidate_id, budget) VALUES (?, ?)",
+                             (cur.lastrowid, str(budget)))
             return cur.lastrowid
 
     def set_fingerprint(self, cid: int, fingerprint: str | None) -> None:
@@ -465,20 +484,42 @@ class Store:
             order="json_array_length(result, '$.stage_fitness') DESC, fitness, finish_seq",
             limit=max(0, n))
 
-    def retrain_summary(self) -> list[dict]:
-        """Finished ``retrain`` rows grouped by the retrained candidate (their parent_id).
+    def retrain_rows(self, budget: str | None = None) -> list[Candidate]:
+        """The ``retrain`` rows (any status) that trained under ``budget``; every one
+        when it is None."""
+        if budget is None:
+            return self._select("kind = 'retrain'")
+        if not self._has_table("retrains"):  # a store opened read-only from before budgets
+            return []
+        return self._select("kind = 'retrain' AND id IN (SELECT candidate_id FROM retrains "
+                            "WHERE budget = ?)", (budget,))
 
-        Each entry: ``id`` (the retrained candidate), ``runs``, ``mean_fitness``,
-        ``std_fitness`` (sample standard deviation, n - 1; 0.0 for a single run; NaN when a
-        run failed with infinite fitness) and ``fitnesses`` (in id order). Best mean first.
+    def retrain_summary(self, budget: str | None = None) -> list[dict]:
+        """Finished ``retrain`` rows grouped by the retrained candidate (their parent_id)
+        and the budget they trained under; only ``budget``'s when it is given.
+
+        Each entry: ``id`` (the retrained candidate), ``budget`` (None for rows written
+        before budgets were recorded), ``runs``, ``mean_fitness``, ``std_fitness`` (sample
+        standard deviation, n - 1; 0.0 for a single run; NaN when a run failed with
+        infinite fitness) and ``fitnesses`` (in id order). Best mean first.
         """
-        groups: dict[int | None, list[float]] = {}
-        for parent_id, result_json in self._query(
-                "SELECT parent_id, result FROM candidates WHERE kind = 'retrain' "
-                "AND status NOT IN (?, ?) ORDER BY id", (Status.PENDING, Status.DUPLICATE)):
-            groups.setdefault(parent_id, []).append(_result_from_json(result_json).fitness)
+        groups: dict[tuple[int | None, str | None], list[float]] = {}
+        # A store opened read-only from before budgets were recorded has no retrains table.
+        joined = self._has_table("retrains")
+        if budget is not None and not joined:
+            return []
+        where = "" if budget is None else "AND r.budget = ? "
+        params = (Status.PENDING, Status.DUPLICATE) + (() if budget is None else (budget,))
+        sql = ("SELECT c.parent_id, r.budget, c.result FROM candidates c LEFT JOIN retrains r "
+               "ON r.candidate_id = c.id " if joined else
+               "SELECT c.parent_id, NULL, c.result FROM candidates c ")
+        for parent_id, row_budget, result_json in self._query(
+                sql + f"WHERE c.kind = 'retrain' AND c.status NOT IN (?, ?) {where}ORDER BY c.id",
+                params):
+            groups.setdefault((parent_id, row_budget), []).append(
+                _result_from_json(result_json).fitness)
         out = []
-        for parent_id, values in groups.items():
+        for (parent_id, row_budget), values in groups.items():
             n = len(values)
             mean = math.fsum(values) / n
             if n == 1:
@@ -487,8 +528,8 @@ class Store:
                 std = math.nan
             else:
                 std = math.sqrt(math.fsum((v - mean) ** 2 for v in values) / (n - 1))
-            out.append({"id": parent_id, "runs": n, "mean_fitness": mean,
-                        "std_fitness": std, "fitnesses": values})
+            out.append({"id": parent_id, "budget": row_budget, "runs": n,
+                        "mean_fitness": mean, "std_fitness": std, "fitnesses": values})
 
         def key(d):
             m = d["mean_fitness"]
