@@ -55,3 +55,17 @@ def test_diff_shows_the_inserted_square(transformer):
     text = diff(seeds.get("primer_ez"), transformer, "transformer", "primer_ez")
     assert text.startswith("--- transformer\n+++ primer_ez")
     assert "+    h9 = SQUARE(h8)" in text.splitlines()
+
+
+def test_attention_replaced_by_a_convolution_is_named_once(transformer):
+    # The head subprogram (sub2) becomes a projection and a width-3 convolution: the
+    # softmax and value product that went with the attention are not listed separately.
+    from fractions import Fraction
+
+    head = Subprogram((Instruction("CONV_1X1", in1=0, dim=Fraction(1)),
+                       Instruction("CONV_3X1", in1=2, dim=Fraction(1))))
+    subs = list(transformer.subprograms)
+    subs[2] = head
+    names = modifications(DNA(tuple(subs)), transformer)
+    assert names == ["attention removed (no query-key product left)",
+                     "convolution (+1 CONV_3X1)", "dropped dense projection (-2 CONV_1X1)"]

@@ -12,8 +12,10 @@ code removed, so an unused instruction never counts) and the subprograms they si
 * gating (an elementwise MULTIPLY of two states added);
 * a changed or added normalisation (the mean, root and divide of a norm added or
   removed);
+* attention removed or added (query-key products, T_MAT_MUL), and other convolutions
+  (CONV_3X1 and wider, which mix neighbouring positions and all channels);
 * changed widths (the multiset of dense layers' output widths differs), and dropped or
-  added dense projections;
+  added dense projections; a changed constant of a C_MUL (a leaky or mirrored ReLU);
 * anything else, as op count differences.
 
 The names are a reader's aid, found by pattern, not a proof of equivalence; the diff
@@ -34,8 +36,11 @@ ACTIVATIONS = {"MAX", "MIN", "SIGMOID", "TANH", "SIN", "COS", "EXP", "LOG", "ABS
                "RECIP", "ABS_ROOT"}
 NORM_OPS = {"RED_MEAN", "ABS_ROOT", "DIVIDE"}
 DENSE = "CONV_1X1"
+ATTENTION = "T_MAT_MUL"
+# What comes and goes with one attention: causal softmax and the product with values.
+SOFTMAX_OPS = ("MASK", "RED_MAX", "DIFFERENCE", "EXP", "RED_SUM", "DIVIDE", "MAT_MUL")
 # Ops explained by a named modification, so not listed again as "other".
-_NAMED = {"SQUARE", "MULTIPLY", DENSE} | ACTIVATIONS | NORM_OPS
+_NAMED = {"SQUARE", "MULTIPLY", DENSE, ATTENTION} | ACTIVATIONS | NORM_OPS
 
 
 def _inlined(dna: DNA) -> list[tuple[str, str, bool]]:
@@ -51,7 +56,8 @@ def _inlined(dna: DNA) -> list[tuple[str, str, bool]]:
             if ins.is_call:
                 out.extend(expand(ins.target))
             else:
-                out.append((ins.op, str(ins.dim), attn))
+                out.append((ins.op, str(ins.dim) if ins.op != "C_MUL" else f"{ins.const:g}",
+                            attn))
         return out
 
     return expand(0)
@@ -81,6 +87,14 @@ def modifications(dna: DNA, seed: DNA) -> list[str]:
     when the canonical programs have the same ops and widths."""
     a, b = op_counts(dna), op_counts(seed)
     delta = {op: a[op] - b[op] for op in set(a) | set(b) if a[op] != b[op]}
+    # A removed (or added) attention takes its softmax and value product with it: those
+    # ops are part of "attention removed", not changes of their own.
+    heads = delta.get(ATTENTION, 0)
+    for op in SOFTMAX_OPS:
+        if op in delta and heads and (delta[op] > 0) == (heads > 0):
+            delta[op] -= heads if abs(heads) <= abs(delta[op]) else delta[op]
+            if delta[op] == 0:
+                del delta[op]
     out = []
     # A norm's SQUARE comes with a RED_MEAN: only SQUAREs beyond the norms' changes count.
     norm_change = delta.get("RED_MEAN", 0) // 2
@@ -106,6 +120,20 @@ def modifications(dna: DNA, seed: DNA) -> list[str]:
     if norm:
         out.append("changed normalisation (" + ", ".join(
             f"{_signed(d)} {op}" for op, d in sorted(norm.items())) + ")")
+    if delta.get(ATTENTION, 0) and a[ATTENTION] == 0:
+        out.append("attention removed (no query-key product left)")
+    elif delta.get(ATTENTION, 0):
+        out.append(f"{'more' if delta[ATTENTION] > 0 else 'fewer'} query-key products "
+                   f"({_signed(delta[ATTENTION])} {ATTENTION})")
+    convs = {op: d for op, d in delta.items() if op.startswith("CONV_") and op != DENSE}
+    if convs:
+        out.append("convolution (" + ", ".join(
+            f"{_signed(d)} {op}" for op, d in sorted(convs.items())) + ")")
+    consts = collections.Counter(c for op, c, _ in _inlined(dna) if op == "C_MUL")
+    seed_consts = collections.Counter(c for op, c, _ in _inlined(seed) if op == "C_MUL")
+    if consts != seed_consts and sum(consts.values()) == sum(seed_consts.values()):
+        out.append("changed constant (" + ", ".join(
+            f"C_MUL {c}" for c in sorted((consts - seed_consts).elements())) + ")")
     if delta.get(DENSE, 0) < 0:
         out.append(f"dropped dense projection ({_signed(delta[DENSE])} {DENSE})")
     elif delta.get(DENSE, 0) > 0:
@@ -115,8 +143,8 @@ def modifications(dna: DNA, seed: DNA) -> list[str]:
         out.append("changed widths (" + ", ".join(
             f"{_signed(wa[w] - wb[w])} dense to {w}d" for w in sorted(set(wa) | set(wb))
             if wa[w] != wb[w]) + ")")
-    rest = {op: d for op, d in delta.items()
-            if op not in _NAMED and op != "CALL" and not op.startswith("DCONV")}
+    rest = {op: d for op, d in delta.items() if op not in _NAMED and op != "CALL"
+            and not op.startswith("DCONV") and not op.startswith("CONV_")}
     if rest:
         out.append("other (" + ", ".join(f"{_signed(d)} {op}" for op, d in sorted(rest.items()))
                    + ")")
