@@ -88,7 +88,8 @@ def test_seeds_take_heads_and_d_ff_from_the_config_and_may_be_dna_files(tmp_path
 
 
 def test_a_wheel_ships_its_configs(tmp_path):
-    """Installed from a wheel (no source tree beside it), `tiny_cpu` still loads."""
+    """Installed from a wheel (no source tree beside it), `tiny_cpu` still loads; the
+    wheel names its license by SPDX expression and carries the LICENSE file."""
     import os
     import subprocess
     import sys
@@ -100,6 +101,12 @@ def test_a_wheel_ships_its_configs(tmp_path):
                            capture_output=True, text=True)
     assert build.returncode == 0, build.stderr[-2000:]
     wheel = next(wheels.glob("primer_search-*.whl"))
+    import zipfile
+
+    with zipfile.ZipFile(wheel) as zf:
+        meta = next(n for n in zf.namelist() if n.endswith(".dist-info/METADATA"))
+        assert "License-Expression: Apache-2.0" in zf.read(meta).decode().splitlines()
+        assert any(n.endswith("licenses/LICENSE") for n in zf.namelist())
     install = subprocess.run(pip + ["install", "--no-deps", "--target", str(site), str(wheel)],
                              capture_output=True, text=True)
     assert install.returncode == 0, install.stderr[-2000:]
