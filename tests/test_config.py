@@ -119,3 +119,24 @@ def test_a_wheel_ships_its_configs(tmp_path):
                          cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(site)})
     assert run.returncode == 0, run.stderr[-2000:]
     assert run.stdout.split() == ["40", "64"]
+
+
+def test_the_kuberay_example_submits_a_command_this_version_accepts():
+    """examples/kuberay_rayjob.yaml: a RayJob whose entrypoint parses with this CLI and
+    names a shipped config with valid overrides, and whose store is on the head's volume."""
+    import shlex
+
+    import yaml
+
+    from primer_search.cli import build_parser
+
+    path = Path(__file__).parent.parent / "examples" / "kuberay_rayjob.yaml"
+    job, claim = list(yaml.safe_load_all(path.read_text()))
+    assert (job["kind"], claim["kind"]) == ("RayJob", "PersistentVolumeClaim")
+    argv = shlex.split(job["spec"]["entrypoint"])
+    assert argv[0] == "primer-search"
+    args = build_parser().parse_args(argv[1:])
+    load_config(args.config, args.set)
+    head = job["spec"]["rayClusterSpec"]["headGroupSpec"]["template"]["spec"]
+    mounts = {m["mountPath"] for m in head["containers"][0]["volumeMounts"]}
+    assert any(args.store.startswith(m + "/") for m in mounts), (args.store, mounts)
