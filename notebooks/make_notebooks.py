@@ -11,12 +11,14 @@ import nbformat
 HERE = Path(__file__).parent
 
 INSPECT = [
-    ("md", "# Inspect a search\n\nLoads a search store (set `PRIMER_SEARCH_STORE`, or edit "
-           "`STORE` below) and shows how fitness evolved, what the winners are, where they "
-           "came from and what changed along the way."),
+    ("md", "# Inspect a search\n\nLoads a search store (`PRIMER_SEARCH_STORE`, else the "
+           "newest store in this folder or the one above, where `primer-search search` "
+           "wrote it; or edit `STORE` below) and shows how fitness evolved, what the winners "
+           "are, where they came from and what changed along the way."),
     ("code", "import os\n\nimport matplotlib.pyplot as plt\n\n"
-             "from primer_search import plots\nfrom primer_search.search.store import Store\n\n"
-             "STORE = os.environ.get('PRIMER_SEARCH_STORE', 'tiny_cpu.sqlite')\n"
+             "from primer_search import plots\n"
+             "from primer_search.search.store import Store, newest_store\n\n"
+             "STORE = os.environ.get('PRIMER_SEARCH_STORE') or str(newest_store(['.', '..']))\n"
              "store = Store(STORE, readonly=True)\ncands = store.finished()\n"
              "population = store.config.get('evolution', {}).get('population_size', 16)\n"
              "print(f'{len(cands)} finished candidates in {STORE}')"),
@@ -48,12 +50,13 @@ INSPECT = [
 
 EXPORT = [
     ("md", "# Export the best block and train it with plain Flax and optax\n\n"
-           "Uses the store in `PRIMER_SEARCH_STORE`. The exported module imports only jax, "
-           "flax and numpy."),
+           "Uses the store in `PRIMER_SEARCH_STORE`, else the newest store in this folder or "
+           "the one above. The exported module imports only jax, flax and numpy."),
     ("code", "import importlib.util\nimport os\nimport tempfile\nfrom pathlib import Path\n\n"
              "import jax\nimport jax.numpy as jnp\nimport numpy as np\nimport optax\n\n"
-             "from primer_search.cli import main\nfrom primer_search.search.store import Store\n\n"
-             "STORE = os.environ.get('PRIMER_SEARCH_STORE', 'tiny_cpu.sqlite')\n"
+             "from primer_search.cli import main\n"
+             "from primer_search.search.store import Store, newest_store\n\n"
+             "STORE = os.environ.get('PRIMER_SEARCH_STORE') or str(newest_store(['.', '..']))\n"
              "with Store(STORE, readonly=True) as store:\n    best = store.top(1)[0]\n"
              "out = Path(tempfile.mkdtemp()) / 'exported'\n"
              "assert main(['export', STORE, str(best.id), '--out', str(out)]) == 0"),

@@ -18,7 +18,7 @@ NOTEBOOKS = Path(__file__).parent.parent / "notebooks"
 
 @pytest.mark.parametrize("name", ["inspect_search.ipynb", "export_and_train.ipynb"])
 def test_notebook_runs(name, tmp_path, monkeypatch):
-    store = tmp_path / "s.sqlite"
+    store = tmp_path / "tiny_cpu-20261130-120000.sqlite"
     cfg = load_config("tiny_cpu", ["fitness.model.d_model=16"])
     with Store(store, config_to_dict(cfg)) as s:
         parent = None
@@ -29,7 +29,10 @@ def test_notebook_runs(name, tmp_path, monkeypatch):
             s.finish(cid, EvalResult(fitness=fitness, status="ok", step_time_s=0.1 * (i + 1),
                                      num_params=1000 * (i + 1)))
             parent = cid if i == 1 else parent
-    monkeypatch.setenv("PRIMER_SEARCH_STORE", str(store))
+    # No PRIMER_SEARCH_STORE: the notebooks find the newest store in their folder, as
+    # after `primer-search search` (which names it CONFIG-DATE-TIME.sqlite).
+    monkeypatch.delenv("PRIMER_SEARCH_STORE", raising=False)
+    (tmp_path / "not_a_store.sqlite").write_bytes(b"")  # skipped: not a search store
     monkeypatch.setenv("TRAIN_STEPS", "40")
     monkeypatch.setenv("MPLBACKEND", "Agg")
     nb = nbformat.read(NOTEBOOKS / name, as_version=4)

@@ -443,3 +443,22 @@ def test_killed_mid_write_loses_nothing_finished(tmp_path):
         assert len(store.finished()) == len(ids)
         assert store.add(dna=dna_of(0), parent_id=1, mutation="after", dna_hash="x") == (
             len(ids) + 1)
+
+
+def test_newest_store_finds_the_latest_search_and_skips_other_files(tmp_path):
+    from primer_search.search.store import newest_store
+
+    with pytest.raises(StoreError, match="no search store"):
+        newest_store([tmp_path])
+    old, new = tmp_path / "tiny_cpu-1.sqlite", tmp_path / "sub" / "tiny_cpu-2.sqlite"
+    new.parent.mkdir()
+    for path in (old, new):
+        with Store(path, {"x": 1}) as store:
+            add(store, 0)
+    os.utime(old, (1e9, 1e9))
+    for wal in tmp_path.rglob("*-wal"):
+        os.utime(wal, (1e9, 1e9))
+    (tmp_path / "notes.sqlite").write_text("not a database")
+    sqlite3.connect(tmp_path / "other.sqlite").execute("CREATE TABLE t (x)").connection.close()
+    assert newest_store([tmp_path, new.parent]) == new
+    assert newest_store([tmp_path]) == old
