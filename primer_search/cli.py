@@ -236,21 +236,29 @@ def cmd_export(args) -> int:
     from primer_search.export import export
     from primer_search.search.loop import weights_folder
 
-    weights, shell = None, ""
+    weights, shell, lm_config, vocab = None, "", None, None
     if args.store:
         if args.id is None:
             raise ValueError("export STORE needs a candidate ID (see `primer-search top STORE`)")
         with _open_store(args.store) as store:
             cand = store.get(args.id)
-            model = store.config["fitness"]["model"]
+            stored = store.config
+        model = stored["fitness"]["model"]
         d_model = model["d_model"]
         dna, what = cand.dna, f"candidate #{cand.id} of {args.store}"
         path = weights_folder(args.store) / f"{cand.id}.msgpack"
         weights = path.read_bytes() if path.exists() else None
+        if weights is not None and args.d_model not in (None, d_model):
+            raise ValueError(f"--d-model {args.d_model} does not match the stored weights of "
+                             f"{what}, trained at d_model {d_model}; leave --d-model out, or "
+                             "export the program alone with --dna")
+        if args.d_model in (None, d_model):
+            lm_config, vocab = _lm_config(stored, model["num_layers"])
         shell = f" (LanguageModel(vocab_size=..., num_layers={model['num_layers']}))"
     else:
         dna, d_model, what = resolve_dna(args.dna), args.d_model or 128, args.dna
-    paths = export(dna, args.out, args.d_model or d_model, weights=weights)
+    paths = export(dna, args.out, args.d_model or d_model, weights=weights,
+                   lm_config=lm_config, vocab=vocab)
     for kind, path in paths.items():
         print(f"wrote {kind}: {path}")
     if weights is None:
@@ -258,8 +266,25 @@ def cmd_export(args) -> int:
               "`keep_weights` candidates): the module was exported to initialise fresh "
               "(LanguageModel(...).init), and weights.msgpack was not written", file=sys.stderr)
     else:
-        print(f"weights are the trained parameters of {what}{shell}")
+        print(f"weights are the trained parameters of {what}{shell}; "
+              f"`block.load()` returns the model, its weights and the tokeniser")
     return 0
+
+
+def _lm_config(stored: dict, num_layers: int) -> tuple[dict | None, tuple[str, ...] | None]:
+    """The language model's settings and word vocabulary a search trained with, from its
+    corpus (read from the cache); (None, None) with a warning when the corpus is gone."""
+    from primer_search.fitness.data import DataConfig, DataError, load_dataset
+
+    try:
+        data = load_dataset(DataConfig(**stored["fitness"]["data"]))
+    except (DataError, OSError) as e:
+        print(f"model.json and vocab.txt were not written: the search's corpus cannot be "
+              f"read here ({e})", file=sys.stderr)
+        return None, None
+    config = {"num_layers": num_layers, "vocab_size": data.vocab_size,
+              "tokenizer": data.config.tokenizer, "seq_len": data.seq_len}
+    return config, data.vocab
 
 
 def cmd_plot(args) -> int:

@@ -276,6 +276,64 @@ class LanguageModel(nn.Module):
 '''
 
 
+_LOADER_SOURCE = '''
+
+def load(folder=None):
+    """The trained language model exported beside this file, usable on text without
+    primer-search: returns (model, variables, encode, decode).
+
+    ``model.json`` gives the model's size and tokeniser, ``weights.msgpack`` its trained
+    parameters (variables is None without them: ``model.init`` draws fresh ones) and
+    ``vocab.txt`` a word vocabulary, one token per line. ``encode(text)`` tokenises as the
+    search did: each non-empty line's whitespace-separated words, then an end of
+    sentence; words are looked up in the vocabulary (unknown ones as ``<unk>``), or, for
+    a byte tokeniser, written as their UTF-8 bytes with 256 as the end. ``decode(ids)``
+    is the reverse, with a newline for each end of sentence."""
+    import json
+    import pathlib
+
+    import flax.serialization
+
+    here = pathlib.Path(folder) if folder is not None else pathlib.Path(__file__).parent
+    cfg = json.loads((here / "model.json").read_text())
+    if cfg["d_model"] != D_MODEL:
+        raise ValueError(f"model.json has d_model {cfg['d_model']}, this block was exported "
+                         f"at {D_MODEL}")
+    model = LanguageModel(vocab_size=cfg["vocab_size"], num_layers=cfg["num_layers"])
+    variables = None
+    if (here / "weights.msgpack").exists():
+        variables = flax.serialization.msgpack_restore((here / "weights.msgpack").read_bytes())
+    if cfg["tokenizer"] == "byte":
+        def encode(text):
+            ids = []
+            for line in text.splitlines():
+                if line.split():
+                    ids += list(" ".join(line.split()).encode("utf-8")) + [256]
+            return np.asarray(ids, np.int32)
+
+        def decode(ids):
+            out = bytes(int(i) if i < 256 else 10 for i in ids)
+            return out.decode("utf-8", errors="replace")
+        return model, variables, encode, decode
+    vocab = (here / "vocab.txt").read_text(encoding="utf-8").split("\\n")[:cfg["vocab_size"]]
+    index = {word: i for i, word in enumerate(vocab)}
+    eos, unk = index["<eos>"], index["<unk>"]
+
+    def encode(text):
+        ids = []
+        for line in text.splitlines():
+            words = line.split()
+            if words:
+                ids += [index.get(w, unk) for w in words] + [eos]
+        return np.asarray(ids, np.int32)
+
+    def decode(ids):
+        return " ".join(vocab[int(i)] for i in ids).replace(" <eos> ", "\\n").replace(
+            "<eos>", "\\n")
+    return model, variables, encode, decode
+'''
+
+
 def export_source(dna: DNA, d_model: int, class_name: str = "Block") -> str:
     """The standalone module source for ``dna`` at width ``d_model`` (see module doc)."""
     program = canonical(dna)
@@ -310,18 +368,35 @@ def export_source(dna: DNA, d_model: int, class_name: str = "Block") -> str:
            '        p = self.param("program", lambda key: _host_init(init_program, self.seed, key))',
            "        return self.main(p, x, x, D_MODEL)", *methods]
     out += _LM_SOURCE.replace("BLOCK_CLASS", class_name).splitlines()
+    out += _LOADER_SOURCE.splitlines()
     return "\n".join(out).rstrip() + "\n"
 
 
 def export(dna: DNA, out_dir: str | os.PathLike, d_model: int,
            lm_params: dict | None = None, module_name: str = "block",
-           weights: bytes | None = None) -> dict[str, Path]:
+           weights: bytes | None = None, lm_config: dict | None = None,
+           vocab: list[str] | tuple[str, ...] | None = None) -> dict[str, Path]:
     """Write ``{module_name}.py``, ``weights.msgpack`` (when ``lm_params`` or serialised
     ``weights`` are given: the language model's trained parameters, loadable into
-    ``LanguageModel``) and ``program.dna``. Returns the written paths."""
+    ``LanguageModel``) and ``program.dna``; with ``lm_config`` (``num_layers``,
+    ``vocab_size``, ``tokenizer``) also ``model.json``, and with a word ``vocab`` its
+    ``vocab.txt``, which the exported file's ``load()`` reads. Returns the written paths."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     paths = {"source": out / f"{module_name}.py", "dna": out / "program.dna"}
+    if lm_config is not None:
+        import json
+
+        missing = {"num_layers", "vocab_size", "tokenizer"} - set(lm_config)
+        if missing:
+            raise ValueError(f"export: lm_config lacks {sorted(missing)}")
+        paths["config"] = out / "model.json"
+        paths["config"].write_text(json.dumps({"d_model": d_model, **lm_config}, indent=1))
+    if vocab is not None:
+        if any(not w or any(c.isspace() for c in w) for w in vocab):
+            raise ValueError("export: a vocabulary entry is empty or holds whitespace")
+        paths["vocab"] = out / "vocab.txt"
+        paths["vocab"].write_text("\n".join(vocab), encoding="utf-8")
     paths["source"].write_text(export_source(dna, d_model))
     save_dna(canonical(dna), paths["dna"])
     if lm_params is not None:

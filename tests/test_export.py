@@ -14,7 +14,7 @@ import pytest
 import primitives
 from primer_search.export import export, export_source
 from primer_search.fitness.config import ModelConfig
-from primer_search.fitness.model import build_lm
+from primer_search.fitness.model import build_lm, params_to_bytes
 from primer_search.program import seeds
 from primer_search.program.compiler import compile_block
 from primer_search.program.dna import DNA, Instruction
@@ -252,3 +252,62 @@ def test_a_new_primitive_exports_with_nothing_added_to_export(throwaway_primitiv
 
 def test_the_throwaway_primitives_are_gone_after_their_test():
     assert not primitives.is_primitive("SOFT_CLIP") and not primitives.is_primitive("GATE")
+
+
+def test_export_from_a_store_is_usable_on_text_without_the_engine(tmp_path, capsys):
+    """A stored candidate's export carries model.json and vocab.txt; the exported file's
+    load() tokenises text as the search did and gives the engine's logits. A --d-model
+    that does not match the stored weights is refused."""
+    from primer_search.cli import main
+    from primer_search.fitness.data import DataConfig, load_dataset
+    from primer_search.fitness.results import EvalResult
+    from primer_search.program.validate import dna_hash
+    from primer_search.search.config import config_to_dict, load_config
+    from primer_search.search.loop import weights_folder
+    from primer_search.search.store import Store
+
+    cfg = load_config("tiny_cpu", ["fitness.model.d_model=16", "fitness.model.num_layers=1"])
+    data = load_dataset(DataConfig(**config_to_dict(cfg)["fitness"]["data"]))
+    dna = seeds.get("primer_ez")
+    lm = build_lm(dna, ModelConfig(d_model=16, num_layers=1), data.vocab_size)
+    text = "the company said it expects higher sales\nzzzunknownword rose\n"
+    tokens = np.asarray([[data.vocab.index(w) if w in data.vocab else 1 for w in
+                          "the company said it expects higher sales <eos> <unk> rose <eos>".split()]],
+                        np.int32)
+    params = lm.init(5, tokens)
+    np.save(tmp_path / "logits.npy", np.asarray(lm.apply(params, tokens)))
+    store_path = tmp_path / "s.sqlite"
+    with Store(store_path, config_to_dict(cfg)) as store:
+        cid = store.add(dna=dna, parent_id=None, mutation="seed", dna_hash=dna_hash(dna))
+        store.finish(cid, EvalResult(fitness=400.0, status="ok"))
+    weights_folder(store_path).mkdir()
+    (weights_folder(store_path) / f"{cid}.msgpack").write_bytes(params_to_bytes(params))
+
+    assert main(["export", str(store_path), str(cid), "--d-model", "32", "--out",
+                 str(tmp_path / "bad")]) == 2
+    assert "does not match the stored weights" in capsys.readouterr().err
+    out = tmp_path / "exported"
+    assert main(["export", str(store_path), str(cid), "--out", str(out)]) == 0
+    assert {p.name for p in out.iterdir()} == {"block.py", "program.dna", "weights.msgpack",
+                                               "model.json", "vocab.txt"}
+    script = textwrap.dedent(f"""
+        import sys
+        sys.modules["primer_search"] = None
+        sys.modules["primitives"] = None
+        sys.path.insert(0, {str(out)!r})
+        import numpy as np
+        import block
+        model, variables, encode, decode = block.load()
+        ids = encode({text!r})
+        assert ids.tolist() == {tokens[0].tolist()!r}, ids
+        assert decode(ids[:3]) == "the company said"
+        logits = np.asarray(model.apply(variables, ids[None]))
+        ref = np.load({str(tmp_path / "logits.npy")!r})
+        err = np.linalg.norm(logits - ref) / np.linalg.norm(ref)
+        assert err < 1e-5, err
+        print("ok", err)
+    """)
+    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                         cwd=tmp_path)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert run.stdout.startswith("ok")
