@@ -42,6 +42,10 @@ import statistics
 import sys
 import time
 
+# Every compile is timed cold: the persistent compilation cache would turn a rerun's
+# compiles into disk reads (primer_search.fitness.compile_cache measures those).
+os.environ.setdefault("PRIMER_SEARCH_COMPILATION_CACHE", "0")
+
 _HERE = os.path.dirname(os.path.abspath(__file__))
 for _p in (_HERE, os.path.dirname(_HERE)):
     if _p not in sys.path:

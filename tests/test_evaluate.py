@@ -1,6 +1,7 @@
 """Fitness: a model learns, runs are reproducible, and failures are contained."""
 
 import math
+import os
 
 import pytest
 
@@ -120,3 +121,46 @@ def test_evaluate_returns_its_parameters_and_takes_seed_and_budget_per_call(eval
     assert evaluator.config == TINY           # a call's seed and budget change nothing after it
     failed, none = evaluator.evaluate(NAN_PROGRAM)
     assert failed.failed and none is None
+
+
+def test_the_persistent_compilation_cache_is_written_once_and_read_by_a_new_process(tmp_path):
+    """With the cache on, the first process writes the compiled train and eval steps to
+    <cache root>/xla; a second process compiling the same program finds them (writes
+    nothing new) and trains to the same numbers."""
+    import json
+    import subprocess
+    import sys
+
+    script = f"""
+import json, os, sys
+import jax
+from primer_search.fitness.config import BudgetConfig, FitnessConfig, ModelConfig
+from primer_search.fitness.data import DataConfig
+from primer_search.fitness.evaluate import Evaluator
+from primer_search.program import seeds
+cfg = FitnessConfig(data=DataConfig(seq_len=16, batch_size=4, eval_tokens=64,
+                                    cache_dir={str(tmp_path)!r}),
+                    model=ModelConfig(d_model=16, num_layers=1), budget=BudgetConfig(steps=3))
+ev = Evaluator(cfg)
+jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)  # tiny programs too
+r, _ = ev.evaluate(seeds.get("primer_ez"))
+files = sorted(os.listdir(ev.compilation_cache)) if ev.compilation_cache else None
+print(json.dumps({{"cache": ev.compilation_cache, "files": files, "fitness": r.fitness}}))
+"""
+    env = {**os.environ, "PRIMER_SEARCH_COMPILATION_CACHE": "1"}
+    env.pop("JAX_COMPILATION_CACHE_DIR", None)
+    runs = []
+    for _ in range(2):
+        proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                              env=env, timeout=600)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        runs.append(json.loads(proc.stdout.strip().splitlines()[-1]))
+    first, second = runs
+    assert first["cache"] == str(tmp_path / "xla")
+    assert any("train_step" in f for f in first["files"]), first["files"]
+    assert second["files"] == first["files"]          # found, not compiled and written again
+    assert second["fitness"] == first["fitness"]
+    off = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                         env={**env, "PRIMER_SEARCH_COMPILATION_CACHE": "0"}, timeout=600)
+    assert off.returncode == 0, off.stderr[-3000:]
+    assert json.loads(off.stdout.strip().splitlines()[-1])["cache"] is None

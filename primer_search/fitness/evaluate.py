@@ -35,8 +35,9 @@ from typing import Any
 import jax.numpy as jnp
 import numpy as np
 
+from primer_search.fitness import compile_cache
 from primer_search.fitness.config import BudgetConfig, FitnessConfig
-from primer_search.fitness.data import Dataset, load_dataset
+from primer_search.fitness.data import Dataset, cache_root, load_dataset
 from primer_search.fitness.hurdles import stage_ends
 from primer_search.fitness.metrics import metrics_from_eval
 from primer_search.fitness.model import build_lm, count_params
@@ -77,6 +78,7 @@ class Evaluator:
 
     def __init__(self, config: FitnessConfig | None = None, dataset: Dataset | None = None):
         self.config = config = config if config is not None else FitnessConfig()
+        self.compilation_cache = compile_cache.enable(cache_root(config.data))
         self.dataset = dataset if dataset is not None else load_dataset(config.data)
         self._eval_batches = [jnp.asarray(b) for b in self.dataset.eval_batches()]
 

@@ -22,7 +22,7 @@ This module is the public surface; one concern lives in each module under it:
   :func:`load_dataset`.
 """
 
-from primer_search.fitness.data.cache import CACHE_VERSION
+from primer_search.fitness.data.cache import CACHE_VERSION, cache_root
 from primer_search.fitness.data.config import (
     BYTE_EOS_ID,
     BYTE_VOCAB_SIZE,
@@ -58,6 +58,7 @@ __all__ = [
     "LM1B_VOCAB_WORDS",
     "TEXT_VALID_FRACTION",
     "TOKENIZERS",
+    "cache_root",
     "UNK",
     "UNK_ID",
     "DataConfig",
