@@ -37,7 +37,8 @@ def _fitness_config(args):
     from primer_search.fitness.data import DataConfig
 
     optim = {k: v for k, v in (("learning_rate", args.lr), ("warmup_steps", args.warmup),
-                               ("schedule", args.schedule)) if v is not None}
+                               ("schedule", args.schedule), ("optimizer", args.optimizer))
+             if v is not None}
     data = {"eval_tokens": args.eval_tokens} if args.eval_tokens is not None else {}
     return FitnessConfig(
         data=DataConfig(corpus=args.corpus, path=args.path, tokenizer=args.tokenizer,
@@ -386,6 +387,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--schedule", default=None,
                    help="learning-rate schedule after warm-up: constant, linear, cosine, wsd or "
                         "rsqrt (default: the trainer's)")
+    t.add_argument("--optimizer", default=None,
+                   help="adamw or adafactor (the Primer paper's; default: adamw)")
     t.add_argument("--eval-tokens", type=int, default=None,
                    help="validation tokens to score (default 16384; more is slower and less "
                         "noisy; PTB's validation split has 73,760)")

@@ -231,3 +231,40 @@ def test_a_store_of_the_first_version_is_refused_with_a_way_forward(stored):
     with pytest.raises(ConfigError, match="written by an earlier version") as e:
         resume_overrides(old, {}, "old.sqlite")
     assert "primer-search export old.sqlite ID --out DIR" in str(e.value)
+
+
+def test_adafactor_is_the_papers_optimiser_and_trains():
+    """optim.optimizer = "adafactor": second moments of a matrix are factored into a row
+    and a column vector (Adafactor, not Adam under another name), no momentum is kept,
+    and a small model learns with it; the primer_lm1b config uses it."""
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+
+    from primer_search.fitness.config import ModelConfig
+    from primer_search.fitness.model import build_lm
+    from primer_search.fitness.train import make_optimizer, make_steps
+    from primer_search.program import seeds
+    from primer_search.search.config import load_config
+
+    with pytest.raises(ValueError, match="optim.optimizer must be one of adamw, adafactor"):
+        OptimConfig(optimizer="sgd")
+    cfg = OptimConfig(optimizer="adafactor", learning_rate=1e-2, warmup_steps=5,
+                      schedule="rsqrt", weight_decay=0.0)
+    opt = make_optimizer(cfg, 40)
+    matrix = {"w": jnp.zeros((256, 128))}
+    leaves = jax.tree_util.tree_leaves(opt.init(matrix))
+    sizes = sorted(int(np.size(x)) for x in leaves if np.ndim(x) >= 1)
+    assert 256 * 128 not in sizes and 256 in sizes and 128 in sizes, sizes
+    lm = build_lm(seeds.get("transformer"), ModelConfig(d_model=32, num_layers=1), 64)
+    init_state, train_step, _ = make_steps(lm, opt)
+    batch = jnp.asarray(np.random.default_rng(0).integers(0, 64, (4, 17)), jnp.int32)
+    state = init_state(0, batch)
+    losses = []
+    for _ in range(40):
+        state, metrics = train_step(state, batch)
+        losses.append(float(metrics["loss"]))
+    assert losses[-1] < 0.5 * losses[0], losses
+    paper = load_config("primer_lm1b").fitness.optim
+    assert (paper.optimizer, paper.learning_rate, paper.warmup_steps, paper.schedule,
+            paper.weight_decay) == ("adafactor", 0.01, 10000, "rsqrt", 0.0)

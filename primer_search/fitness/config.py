@@ -13,8 +13,13 @@ import dataclasses
 
 from primer_search.fitness.data import DataConfig
 
-__all__ = ["LR_TIMES_WIDTH", "SCHEDULES", "BudgetConfig", "FitnessConfig", "ModelConfig",
-           "OptimConfig"]
+__all__ = ["LR_TIMES_WIDTH", "OPTIMIZERS", "SCHEDULES", "BudgetConfig", "FitnessConfig",
+           "ModelConfig", "OptimConfig"]
+
+# "adamw": Adam with decoupled weight decay (the default, chosen by the trainer sweep).
+# "adafactor": the Primer paper's optimiser (Shazeer & Stern 2018: factored second
+# moments, update clipping at 1, no momentum), with an absolute learning rate.
+OPTIMIZERS = ("adamw", "adafactor")
 
 # After warm-up: hold the peak ("constant"); fall linearly or along a half cosine to
 # `end_fraction` of the peak at the last step ("linear", "cosine"); hold the peak, then
@@ -32,11 +37,14 @@ LR_TIMES_WIDTH = 0.9
 
 @dataclasses.dataclass(frozen=True)
 class OptimConfig:
-    """Optimiser and learning-rate schedule (AdamW, linear warm-up, then a decay).
+    """Optimiser and learning-rate schedule (AdamW or Adafactor, linear warm-up, then a
+    decay).
 
     The defaults were chosen by the sweep in ``benchmarks/trainer_sweep.py`` (README,
     "The default trainer")."""
 
+    # One of OPTIMIZERS.
+    optimizer: str = "adamw"
     # Peak learning rate, reached at the end of warm-up. None: LR_TIMES_WIDTH / d_model.
     learning_rate: float | None = None
     # Steps of linear warm-up from 0 ...
@@ -50,17 +58,22 @@ class OptimConfig:
     end_fraction: float = 0.0
     # The share of the steps over which "wsd" decays (at the end of the run).
     cooldown_fraction: float = 0.1
-    # Decoupled weight decay.
+    # Decoupled weight decay (Adafactor: decay rate times the learning rate; 0 turns it off).
     weight_decay: float = 0.01
     # Which parameters it applies to: "matrices" (projection and convolution kernels and
     # the embedding; see decay_mask) or "all".
     decay: str = "matrices"
     # Clip gradients to this global norm (0 turns clipping off).
     clip_norm: float = 1.0
+    # AdamW's moment decay rates (Adafactor has no first moment and its own second-moment
+    # schedule, 1 - step**-0.8).
     b1: float = 0.9
     b2: float = 0.98
 
     def __post_init__(self):
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"optim.optimizer must be one of {', '.join(OPTIMIZERS)}; got "
+                             f"{self.optimizer!r}")
         if self.schedule not in SCHEDULES:
             raise ValueError(f"optim.schedule must be one of {', '.join(SCHEDULES)}; got "
                              f"{self.schedule!r}")

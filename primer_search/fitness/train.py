@@ -76,13 +76,22 @@ def decay_mask(params) -> Any:
 
 def make_optimizer(cfg: OptimConfig, total_steps: int | None = None,
                    d_model: int | None = None) -> optax.GradientTransformation:
-    """AdamW for a run of ``total_steps`` (None: unknown, e.g. a budget in seconds) of a
-    model of width ``d_model`` (needed when ``cfg.learning_rate`` is None)."""
+    """The optimiser ``cfg`` names (AdamW or Adafactor) for a run of ``total_steps``
+    (None: unknown, e.g. a budget in seconds) of a model of width ``d_model`` (needed
+    when ``cfg.learning_rate`` is None)."""
     parts = [optax.clip_by_global_norm(cfg.clip_norm)] if cfg.clip_norm > 0 else []
-    parts.append(optax.adamw(learning_rate_schedule(cfg, total_steps, d_model),
-                             b1=cfg.b1, b2=cfg.b2,
-                             weight_decay=cfg.weight_decay,
-                             mask=decay_mask if cfg.decay == "matrices" else None))
+    schedule = learning_rate_schedule(cfg, total_steps, d_model)
+    mask = decay_mask if cfg.decay == "matrices" else None
+    if cfg.optimizer == "adafactor":
+        # The paper's Adafactor: the learning rate is absolute (not scaled by each
+        # parameter's norm), updates are clipped at RMS 1 and there is no momentum.
+        parts.append(optax.adafactor(schedule, multiply_by_parameter_scale=False,
+                                     clipping_threshold=1.0, momentum=None,
+                                     weight_decay_rate=cfg.weight_decay or None,
+                                     weight_decay_mask=mask if cfg.weight_decay else None))
+    else:
+        parts.append(optax.adamw(schedule, b1=cfg.b1, b2=cfg.b2,
+                                 weight_decay=cfg.weight_decay, mask=mask))
     return optax.chain(*parts)
 
 
