@@ -285,11 +285,12 @@ def run_retrains(profile: Profile, plan: RetrainPlan, out: Path, extra: list[str
     budget = BudgetConfig(steps=profile.factor * search_steps, stages=profile.curve_points,
                           pass_rate=1.0, timeout_s=cfg.fitness.budget.timeout_s)
     jobs, keys = [], {}
-    # Longest first, so a cut-short run has the references and top programs.
+    # The references and top programs with all their seeds first, so that a run cut
+    # short has the final selection; the one-seed fidelity runs after.
     order = sorted(plan.dnas, key=lambda h: -plan.seeds[h])
-    for seed in range(profile.retrain_seeds):
-        for h in order:
-            if seed < plan.seeds[h] and (h, seed) not in done:
+    for h in order:
+        for seed in range(plan.seeds[h]):
+            if (h, seed) not in done:
                 keys[len(jobs)] = (h, seed)
                 jobs.append(Job(len(jobs), plan.dnas[h], seed=seed, budget=budget))
     log(f"retraining: {len(jobs)} runs of {budget.steps} steps "
