@@ -316,7 +316,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
 
     q = sub.add_parser("search", help="run (or resume) a search")
-    q.add_argument("config", nargs="?", help="TOML config, or tiny_cpu / gpu_small / primer_lm1b")
+    q.add_argument("config", nargs="?", help="TOML config, or a shipped one: tiny_cpu, "
+                   "gpu_small, primer_lm1b, efficacy_cpu, efficacy_gpu")
     q.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config field, e.g. --set fitness.budget.steps=50")
     q.add_argument("--store", help="SQLite file to create (default: CONFIG-DATE-TIME.sqlite)")
