@@ -385,8 +385,7 @@ def analyse(profile: Profile, stores: dict, plan: RetrainPlan, done: dict, out: 
         winners = [s["winner"] for s in runs if s["winner"]]
         win = min(winners, key=lambda w: w["mean"]) if winners else None
         if win is not None:
-            dna = next(c.dna for s in runs for c in search_rows(Path(s["store"]))[0]
-                       if c.dna_hash == win["hash"])
+            dna = plan.dnas[win["hash"]]  # every retrained program's DNA is in the plan
             (out / "winners").mkdir(exist_ok=True)
             save_dna(dna, out / "winners" / f"{arm}.dna")
             win = {**win, "diff": diff(dna, transformer, "transformer", f"{arm} winner")}

@@ -14,14 +14,20 @@ TINY = ["fitness.model.d_model=16", "fitness.model.num_layers=1", "fitness.data.
         "fitness.data.batch_size=4", "fitness.data.eval_tokens=256", "fitness.budget.stages=1"]
 
 
+def _seeded_store(path) -> Store:
+    """A tiny_cpu store (TINY model) holding the two seeds as finished candidates 1, 2."""
+    store = Store(path, config_to_dict(load_config("tiny_cpu", TINY)))
+    for name, fitness in (("transformer", 900.0), ("primer_ez", 800.0)):
+        dna = seeds.get(name)
+        cid = store.add(dna=dna, parent_id=None, mutation=f"seed:{name}", dna_hash=dna_hash(dna))
+        store.finish(cid, EvalResult(fitness=fitness, status="ok", stage_fitness=(fitness,)))
+    return store
+
+
 def test_retrain_top_k_with_seeds_and_resume(tmp_path, capsys):
     path = tmp_path / "r.sqlite"
-    cfg = load_config("tiny_cpu", TINY)
-    with Store(path, config_to_dict(cfg)) as store:
-        for name, fitness in (("transformer", 900.0), ("primer_ez", 800.0)):
-            dna = seeds.get(name)
-            cid = store.add(dna=dna, parent_id=None, mutation=f"seed:{name}", dna_hash=dna_hash(dna))
-            store.finish(cid, EvalResult(fitness=fitness, status="ok", stage_fitness=(fitness,)))
+    with _seeded_store(path) as store:
+        dna = store.get(2).dna  # a failed copy of primer_ez
         bad = store.add(dna=dna, parent_id=None, mutation="x", dna_hash=dna_hash(dna))
         store.finish(bad, EvalResult(fitness=math.inf, status="nan"))
     rows = retrain(path, top=2, seeds=2, steps=4)
@@ -108,12 +114,7 @@ def test_retrain_on_ray_workers(tmp_path):
     """``retrain --workers 2``: the runs go to Ray actors (each answers with its pid),
     not to this process, and land in the store like in-process ones."""
     path = tmp_path / "r.sqlite"
-    cfg = load_config("tiny_cpu", TINY)
-    with Store(path, config_to_dict(cfg)) as store:
-        for name, fitness in (("transformer", 900.0), ("primer_ez", 800.0)):
-            dna = seeds.get(name)
-            cid = store.add(dna=dna, parent_id=None, mutation=f"seed:{name}", dna_hash=dna_hash(dna))
-            store.finish(cid, EvalResult(fitness=fitness, status="ok", stage_fitness=(fitness,)))
+    _seeded_store(path).close()
     import ray
 
     try:

@@ -68,13 +68,14 @@ def op_counts(dna: DNA) -> collections.Counter:
     return collections.Counter(op for op, _, _ in _inlined(dna))
 
 
-def _dense_widths(dna: DNA) -> collections.Counter:
-    return collections.Counter(dim for op, dim, _ in _inlined(dna) if op == DENSE)
+def _fields(inlined, op_name: str) -> collections.Counter:
+    """How often each dim (a C_MUL: each constant) occurs among ``op_name`` instructions."""
+    return collections.Counter(field for op, field, _ in inlined if op == op_name)
 
 
-def _dconv_places(dna: DNA) -> tuple[int, int]:
+def _dconv_places(inlined) -> tuple[int, int]:
     """(DCONVs in attention subprograms, DCONVs elsewhere)."""
-    places = [attn for op, _, attn in _inlined(dna) if op.startswith("DCONV")]
+    places = [attn for op, _, attn in inlined if op.startswith("DCONV")]
     return sum(places), len(places) - sum(places)
 
 
@@ -85,7 +86,9 @@ def _signed(n: int) -> str:
 def modifications(dna: DNA, seed: DNA) -> list[str]:
     """Named modifications of ``dna`` relative to ``seed`` (see the module doc); empty
     when the canonical programs have the same ops and widths."""
-    a, b = op_counts(dna), op_counts(seed)
+    ia, ib = _inlined(dna), _inlined(seed)  # canonicalised once each
+    a = collections.Counter(op for op, _, _ in ia)
+    b = collections.Counter(op for op, _, _ in ib)
     delta = {op: a[op] - b[op] for op in set(a) | set(b) if a[op] != b[op]}
     # A removed (or added) attention takes its softmax and value product with it: those
     # ops are part of "attention removed", not changes of their own.
@@ -107,7 +110,7 @@ def modifications(dna: DNA, seed: DNA) -> list[str]:
     if acts:
         out.append("changed activation (" + ", ".join(
             f"{_signed(d)} {op}" for op, d in sorted(acts.items())) + ")")
-    (attn_a, other_a), (attn_b, other_b) = _dconv_places(dna), _dconv_places(seed)
+    (attn_a, other_a), (attn_b, other_b) = _dconv_places(ia), _dconv_places(ib)
     if attn_a != attn_b:
         out.append(f"depthwise convolution on the attention inputs ({_signed(attn_a - attn_b)})")
     if other_a != other_b:
@@ -129,8 +132,7 @@ def modifications(dna: DNA, seed: DNA) -> list[str]:
     if convs:
         out.append("convolution (" + ", ".join(
             f"{_signed(d)} {op}" for op, d in sorted(convs.items())) + ")")
-    consts = collections.Counter(c for op, c, _ in _inlined(dna) if op == "C_MUL")
-    seed_consts = collections.Counter(c for op, c, _ in _inlined(seed) if op == "C_MUL")
+    consts, seed_consts = _fields(ia, "C_MUL"), _fields(ib, "C_MUL")
     if consts != seed_consts and sum(consts.values()) == sum(seed_consts.values()):
         out.append("changed constant (" + ", ".join(
             f"C_MUL {c}" for c in sorted((consts - seed_consts).elements())) + ")")
@@ -138,8 +140,8 @@ def modifications(dna: DNA, seed: DNA) -> list[str]:
         out.append(f"dropped dense projection ({_signed(delta[DENSE])} {DENSE})")
     elif delta.get(DENSE, 0) > 0:
         out.append(f"added dense projection ({_signed(delta[DENSE])} {DENSE})")
-    elif _dense_widths(dna) != _dense_widths(seed):
-        wa, wb = _dense_widths(dna), _dense_widths(seed)
+    elif _fields(ia, DENSE) != _fields(ib, DENSE):
+        wa, wb = _fields(ia, DENSE), _fields(ib, DENSE)
         out.append("changed widths (" + ", ".join(
             f"{_signed(wa[w] - wb[w])} dense to {w}d" for w in sorted(set(wa) | set(wb))
             if wa[w] != wb[w]) + ")")
