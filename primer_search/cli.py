@@ -237,7 +237,7 @@ def cmd_export(args) -> int:
     from primer_search.export import export
     from primer_search.search.loop import weights_folder
 
-    weights, shell, lm_config, vocab = None, "", None, None
+    weights, shell, lm_config, tokenizer = None, "", None, {}
     if args.store:
         if args.id is None:
             raise ValueError("export STORE needs a candidate ID (see `primer-search top STORE`)")
@@ -254,12 +254,12 @@ def cmd_export(args) -> int:
                              f"{what}, trained at d_model {d_model}; leave --d-model out, or "
                              "export the program alone with --dna")
         if args.d_model in (None, d_model):
-            lm_config, vocab = _lm_config(stored, model["num_layers"])
+            lm_config, tokenizer = _lm_config(stored, model["num_layers"])
         shell = f" (LanguageModel(vocab_size=..., num_layers={model['num_layers']}))"
     else:
         dna, d_model, what = resolve_dna(args.dna), args.d_model or 128, args.dna
     paths = export(dna, args.out, args.d_model or d_model, weights=weights,
-                   lm_config=lm_config, vocab=vocab)
+                   lm_config=lm_config, **tokenizer)
     for kind, path in paths.items():
         print(f"wrote {kind}: {path}")
     if weights is None:
@@ -272,20 +272,25 @@ def cmd_export(args) -> int:
     return 0
 
 
-def _lm_config(stored: dict, num_layers: int) -> tuple[dict | None, tuple[str, ...] | None]:
-    """The language model's settings and word vocabulary a search trained with, from its
-    corpus (read from the cache); (None, None) with a warning when the corpus is gone."""
+def _lm_config(stored: dict, num_layers: int) -> tuple[dict | None, dict]:
+    """The language model's settings a search trained with and its tokeniser's files (as
+    :func:`export` takes them: a word ``vocab`` or a ``subword_model``), from its corpus
+    (read from the cache); (None, {}) with a warning when the corpus is gone."""
     from primer_search.fitness.data import DataConfig, DataError, load_dataset
 
     try:
         data = load_dataset(DataConfig(**stored["fitness"]["data"]))
     except (DataError, OSError) as e:
-        print(f"model.json and vocab.txt were not written: the search's corpus cannot be "
-              f"read here ({e})", file=sys.stderr)
-        return None, None
+        print(f"model.json and the tokeniser were not written: the search's corpus cannot "
+              f"be read here ({e})", file=sys.stderr)
+        return None, {}
     config = {"num_layers": num_layers, "vocab_size": data.vocab_size,
               "tokenizer": data.config.tokenizer, "seq_len": data.seq_len}
-    return config, data.vocab
+    if data.config.tokenizer == "word":
+        return config, {"vocab": data.vocab}
+    if data.config.tokenizer == "subword":
+        return config, {"subword_model": data.tokenizer.model}
+    return config, {}
 
 
 def cmd_plot(args) -> int:
@@ -374,7 +379,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="seeds:NAME or a DNA file (default: seeds:transformer)")
     t.add_argument("--corpus", default="ptb", help="ptb (embedded), lm1b or text")
     t.add_argument("--path", default=None, help="corpus path, for lm1b and text")
-    t.add_argument("--tokenizer", default="word", help="word or byte")
+    t.add_argument("--tokenizer", default=None,
+                   help="word, byte or subword (default: subword for lm1b, word otherwise)")
     t.add_argument("--steps", type=int, default=300, help="step budget (default 300)")
     t.add_argument("--seconds", type=float, default=None, help="wall-clock training budget")
     t.add_argument("--stages", type=int, default=1, help="evaluate after each of N stages")

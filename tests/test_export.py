@@ -254,10 +254,18 @@ def test_the_throwaway_primitives_are_gone_after_their_test():
     assert not primitives.is_primitive("SOFT_CLIP") and not primitives.is_primitive("GATE")
 
 
-def test_export_from_a_store_is_usable_on_text_without_the_engine(tmp_path, capsys):
-    """A stored candidate's export carries model.json and vocab.txt; the exported file's
-    load() tokenises text as the search did and gives the engine's logits. A --d-model
-    that does not match the stored weights is refused."""
+TEXT = "the company said it expects higher sales\nzzzunknownword rose\n"
+
+
+@pytest.mark.parametrize("tokenizer, files, decoded", [
+    ("word", {"vocab.txt"}, "decode(ids[:3]) == 'the company said'"),
+    ("subword", {"tokenizer.model"}, f"decode(ids) == {TEXT!r}"),
+])
+def test_export_from_a_store_is_usable_on_text_without_the_engine(tmp_path, capsys, tokenizer,
+                                                                   files, decoded):
+    """A stored candidate's export carries model.json and its tokeniser's vocabulary; the
+    exported file's load() tokenises text as the search did and gives the engine's logits.
+    A --d-model that does not match the stored weights is refused."""
     from primer_search.cli import main
     from primer_search.fitness.data import DataConfig, load_dataset
     from primer_search.fitness.results import EvalResult
@@ -266,14 +274,18 @@ def test_export_from_a_store_is_usable_on_text_without_the_engine(tmp_path, caps
     from primer_search.search.loop import weights_folder
     from primer_search.search.store import Store
 
-    cfg = load_config("tiny_cpu", ["fitness.model.d_model=16", "fitness.model.num_layers=1"])
+    cfg = load_config("tiny_cpu", ["fitness.model.d_model=16", "fitness.model.num_layers=1",
+                                   f"fitness.data.tokenizer={tokenizer}",
+                                   "fitness.data.vocab_size=2000"])
     data = load_dataset(DataConfig(**config_to_dict(cfg)["fitness"]["data"]))
     dna = seeds.get("primer_ez")
     lm = build_lm(dna, ModelConfig(d_model=16, num_layers=1), data.vocab_size)
-    text = "the company said it expects higher sales\nzzzunknownword rose\n"
-    tokens = np.asarray([[data.vocab.index(w) if w in data.vocab else 1 for w in
-                          "the company said it expects higher sales <eos> <unk> rose <eos>".split()]],
-                        np.int32)
+    text = TEXT
+    tokens = data.tokenizer.encode(text.splitlines())[None]
+    if tokenizer == "word":
+        assert tokens[0].tolist() == [data.vocab.index(w) if w in data.vocab else 1 for w in
+                                      "the company said it expects higher sales <eos> <unk> "
+                                      "rose <eos>".split()]
     params = lm.init(5, tokens)
     np.save(tmp_path / "logits.npy", np.asarray(lm.apply(params, tokens)))
     store_path = tmp_path / "s.sqlite"
@@ -289,7 +301,7 @@ def test_export_from_a_store_is_usable_on_text_without_the_engine(tmp_path, caps
     out = tmp_path / "exported"
     assert main(["export", str(store_path), str(cid), "--out", str(out)]) == 0
     assert {p.name for p in out.iterdir()} == {"block.py", "program.dna", "weights.msgpack",
-                                               "model.json", "vocab.txt"}
+                                               "model.json"} | files
     script = textwrap.dedent(f"""
         import sys
         sys.modules["primer_search"] = None
@@ -300,7 +312,7 @@ def test_export_from_a_store_is_usable_on_text_without_the_engine(tmp_path, caps
         model, variables, encode, decode = block.load()
         ids = encode({text!r})
         assert ids.tolist() == {tokens[0].tolist()!r}, ids
-        assert decode(ids[:3]) == "the company said"
+        assert {decoded}
         logits = np.asarray(model.apply(variables, ids[None]))
         ref = np.load({str(tmp_path / "logits.npy")!r})
         err = np.linalg.norm(logits - ref) / np.linalg.norm(ref)

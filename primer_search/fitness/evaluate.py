@@ -37,7 +37,7 @@ import numpy as np
 
 from primer_search.fitness import compile_cache
 from primer_search.fitness.config import BudgetConfig, FitnessConfig
-from primer_search.fitness.data import Dataset, cache_root, load_dataset
+from primer_search.fitness.data import Dataset, Prefetcher, cache_root, load_dataset
 from primer_search.fitness.hurdles import stage_ends
 from primer_search.fitness.metrics import metrics_from_eval
 from primer_search.fitness.model import build_lm, count_params
@@ -97,6 +97,9 @@ class Evaluator:
             status, reason = f.status, f.reason
         except Exception as e:  # noqa: BLE001 - nothing may escape, by design
             status, reason = _classify(e)
+        finally:
+            if run.batches is not None:
+                run.batches.close()
         return EvalResult(fitness=WORST_FITNESS, status=status, reason=reason, **run.timings,
                           **run.partial), None
 
@@ -105,7 +108,9 @@ class Evaluator:
         lm = build_lm(dna, cfg.model, self.dataset.vocab_size)
         init_state, train_step, eval_step = make_steps(
             lm, make_optimizer(cfg.optim, _total_steps(budget), cfg.model.d_model))
-        batches = self.dataset.train_batches(run.seed)
+        # Batches are made in a background thread ahead of training; time spent waiting
+        # for one is kept out of train_s (and so out of a budget in seconds).
+        batches = run.batches = Prefetcher(self.dataset.train_batches(run.seed))
         first = jnp.asarray(next(batches))
 
         t = time.perf_counter()
@@ -121,12 +126,12 @@ class Evaluator:
         batch = first
         timed = budget.seconds is not None
         for k, (step_limit, second_limit) in enumerate(_stage_limits(budget)):
-            t, stage_start = time.perf_counter(), steps
+            t, stage_start, waited = time.perf_counter(), steps, batches.waited_s
             while True:
                 if step_limit is not None and steps >= step_limit:
                     break
                 if second_limit is not None and steps > stage_start and timings["train_s"] + (
-                        time.perf_counter() - t) >= second_limit:
+                        time.perf_counter() - t - (batches.waited_s - waited)) >= second_limit:
                     break
                 state, metrics = step_fn(state, batch)
                 steps += 1
@@ -137,7 +142,8 @@ class Evaluator:
                     _check_training(state, metrics, steps, partial)
                     run.check_time()
             metrics["loss"].block_until_ready()  # the stage's training time ends here
-            timings["train_s"] += time.perf_counter() - t
+            timings["data_wait_s"] += batches.waited_s - waited
+            timings["train_s"] += time.perf_counter() - t - (batches.waited_s - waited)
             loss = _check_training(state, metrics, steps, partial)
 
             t = time.perf_counter()
@@ -180,8 +186,10 @@ class _Run:
     budget: BudgetConfig
     start: float = dataclasses.field(default_factory=time.perf_counter)
     timings: dict = dataclasses.field(
-        default_factory=lambda: {"compile_s": 0.0, "train_s": 0.0, "eval_s": 0.0})
+        default_factory=lambda: {"compile_s": 0.0, "train_s": 0.0, "eval_s": 0.0,
+                                 "data_wait_s": 0.0})
     partial: dict = dataclasses.field(default_factory=dict)
+    batches: Prefetcher | None = None  # closed when the call ends
 
     def check_time(self) -> None:
         limit = self.budget.timeout_s

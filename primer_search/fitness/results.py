@@ -96,6 +96,8 @@ class EvalResult:
     compile_s: float = 0.0
     train_s: float = 0.0
     eval_s: float = 0.0
+    # Time training waited for its data, kept out of train_s and of a budget in seconds.
+    data_wait_s: float = 0.0
     # Fitness after each completed stage; the hurdles compare against these.
     stage_fitness: tuple[float, ...] = ()
 

@@ -12,11 +12,11 @@ This module is the public surface; one concern lives in each module under it:
 
 * :mod:`~primer_search.fitness.data.config`: :class:`DataConfig`, :class:`DataError` and the
   shared constants;
-* :mod:`~primer_search.fitness.data.tokenizers`: the word and byte tokenisers and the word
-  vocabulary, with the text normalisation rules;
+* :mod:`~primer_search.fitness.data.tokenizers`: the word, byte and subword tokenisers, the
+  word vocabulary and subword training, with the text normalisation rules;
 * :mod:`~primer_search.fitness.data.cache`: the on-disk cache of tokenised corpora;
 * :mod:`~primer_search.fitness.data.sources`: reading corpus files, cutting token streams into
-  rows and the seeded training batch streams;
+  rows, the seeded training batch streams and the background batch producer;
 * :mod:`~primer_search.fitness.data.dataset`: :class:`Dataset` and :class:`EvalInfo`;
 * :mod:`~primer_search.fitness.data.corpora`: the ``ptb``, ``lm1b`` and ``text`` corpora and
   :func:`load_dataset`.
@@ -27,6 +27,7 @@ from primer_search.fitness.data.config import (
     BYTE_EOS_ID,
     BYTE_VOCAB_SIZE,
     CORPORA,
+    DEFAULT_TOKENIZER,
     EOS,
     EOS_ID,
     LM1B_HELDOUT_DIR,
@@ -43,12 +44,14 @@ from primer_search.fitness.data.config import (
 )
 from primer_search.fitness.data.corpora import load_dataset
 from primer_search.fitness.data.dataset import Dataset, EvalInfo
+from primer_search.fitness.data.sources import Prefetcher
 
 __all__ = [
     "BYTE_EOS_ID",
     "BYTE_VOCAB_SIZE",
     "CACHE_VERSION",
     "CORPORA",
+    "DEFAULT_TOKENIZER",
     "EOS",
     "EOS_ID",
     "LM1B_HELDOUT_DIR",
@@ -65,5 +68,6 @@ __all__ = [
     "DataError",
     "Dataset",
     "EvalInfo",
+    "Prefetcher",
     "load_dataset",
 ]

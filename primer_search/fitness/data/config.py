@@ -12,7 +12,12 @@ from __future__ import annotations
 import dataclasses
 
 CORPORA = ("ptb", "lm1b", "text")
-TOKENIZERS = ("word", "byte")
+TOKENIZERS = ("word", "byte", "subword")
+# The tokeniser a corpus gets when the config names none.
+DEFAULT_TOKENIZER = {"ptb": "word", "text": "word", "lm1b": "subword"}
+# Fewest pieces a subword vocabulary may ask for: the 256 byte pieces, the specials and
+# room for the characters and some words.
+MIN_SUBWORD_VOCAB = 384
 EOS = "<eos>"
 UNK = "<unk>"
 EOS_ID = 0  # word tokeniser
@@ -43,9 +48,11 @@ class DataConfig:
     corpus: str = "ptb"
     # Where the corpus lives; required for "lm1b" and "text", must be None for "ptb".
     path: str | None = None
-    # "word" (whitespace tokens, frequency-ranked vocabulary) or "byte" (UTF-8 bytes).
-    tokenizer: str = "word"
-    # Cap on the word-level vocabulary, <unk> and <eos> included; ignored for "byte".
+    # "word" (whitespace tokens, frequency-ranked vocabulary), "byte" (UTF-8 bytes) or
+    # "subword" (SentencePiece unigram trained on the training split); None picks the
+    # corpus's default (DEFAULT_TOKENIZER: subword for lm1b, word otherwise).
+    tokenizer: str | None = None
+    # Cap on the word or subword vocabulary, specials included; ignored for "byte".
     vocab_size: int = 10_000
     # Tokens a model sees per row; rows hold seq_len + 1 tokens (inputs and targets).
     seq_len: int = 64
@@ -63,6 +70,8 @@ class DataConfig:
         if self.corpus not in CORPORA:
             raise DataError(f"unknown corpus {self.corpus!r}; expected one of "
                             f"{', '.join(map(repr, CORPORA))}")
+        if self.tokenizer is None:
+            object.__setattr__(self, "tokenizer", DEFAULT_TOKENIZER[self.corpus])
         if self.tokenizer not in TOKENIZERS:
             raise DataError(f"unknown tokenizer {self.tokenizer!r}; expected one of "
                             f"{', '.join(map(repr, TOKENIZERS))}")
@@ -72,6 +81,10 @@ class DataConfig:
         if self.corpus != "ptb" and (self.path is None or str(self.path) == ""):
             raise DataError(f"corpus {self.corpus!r} needs a path, got path={self.path!r}")
         _check_int("vocab_size", self.vocab_size, 2)
+        if self.tokenizer == "subword":
+            _check_int("vocab_size", self.vocab_size, MIN_SUBWORD_VOCAB,
+                       f"a subword vocabulary holds the 256 bytes and at least "
+                       f"{MIN_SUBWORD_VOCAB - 256} more pieces")
         _check_int("seq_len", self.seq_len, 1)
         _check_int("batch_size", self.batch_size, 1)
         _check_int("eval_tokens", self.eval_tokens, self.seq_len,

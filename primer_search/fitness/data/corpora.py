@@ -26,12 +26,14 @@ Corpora (``DataConfig.corpus``):
   LM1B *test* set and is never read either; the validation split is held-out shards
   00001, 00002, ... in order, read only as far as the evaluation set needs (with default
   settings only ``news.en.heldout-00001-of-00050``, about 6K sentences / 160K tokens).
-  The corpus is streamed, never read whole (~4 GB): the word vocabulary is built from the
-  first :data:`~primer_search.fitness.data.config.LM1B_VOCAB_WORDS` (2**24, ~16.8M) words of the
+  The corpus is streamed, never read whole (~4 GB): the vocabulary (by default a subword
+  one, or words) is built from the first
+  :data:`~primer_search.fitness.data.config.LM1B_VOCAB_WORDS` (2**24, ~16.8M) words of the
   training shards in sorted name order (whole sentences, until at least that many words
   are counted; about two shards), and training batches are streamed shard by shard
-  (:class:`~primer_search.fitness.data.sources.ShardSource`), the shard order shuffled per epoch
-  and the packed sequences passed through a shuffle buffer, both by the seed. With
+  (:class:`~primer_search.fitness.data.sources.ShardSource`), the shard order shuffled per
+  epoch and the packed sequences passed through a shuffle buffer, both by the seed. Each
+  shard is tokenised once into the cache (``Dataset.prepare()`` does all of them ahead). With
   ``max_train_tokens`` set, the training data is instead the first ``max_train_tokens``
   tokens of the training shards in sorted name order, tokenised once, cached and held
   (memory-mapped) like PTB. A TFDS-prepared ``lm1b`` directory (TFRecord files,
@@ -68,9 +70,11 @@ from primer_search.fitness.data.dataset import Dataset
 from primer_search.fitness.data.sources import ArraySource, ShardSource, chunks, lines_of, nonempty
 from primer_search.fitness.data.tokenizers import (
     ByteTokenizer,
+    SubwordTokenizer,
     Tokenizer,
     WordTokenizer,
     build_word_vocab,
+    train_subword,
 )
 
 _LM1B_TRAIN_RE = re.compile(r"news\.en-(\d{5})-of-(\d{5})")
@@ -92,9 +96,34 @@ def load_dataset(cfg: DataConfig) -> Dataset:
 
 def _tokenizer_settings(cfg: DataConfig) -> dict:
     """The tokeniser part of an in-memory corpus's cache key."""
+    if cfg.tokenizer == "byte":
+        return {"tokenizer": "byte"}
+    return {"tokenizer": cfg.tokenizer, "vocab_size": cfg.vocab_size}
+
+
+def _fit_tokenizer(cfg: DataConfig, train_lines: list[str]) -> Tokenizer:
+    """The tokeniser ``cfg`` names, its vocabulary built from ``train_lines``."""
     if cfg.tokenizer == "word":
-        return {"tokenizer": "word", "vocab_size": cfg.vocab_size}
-    return {"tokenizer": "byte"}
+        return WordTokenizer(build_word_vocab(train_lines, cfg.vocab_size))
+    if cfg.tokenizer == "subword":
+        return SubwordTokenizer(train_subword(train_lines, cfg.vocab_size))
+    return ByteTokenizer()
+
+
+def _tokenizer_arrays(tok: Tokenizer) -> dict[str, np.ndarray]:
+    """What a cache entry holds of a tokeniser beyond its JSON info: a subword model."""
+    if isinstance(tok, SubwordTokenizer):
+        return {"subword_model": np.frombuffer(tok.model, np.uint8)}
+    return {}
+
+
+def _cached_tokenizer(cfg: DataConfig, arrays: dict[str, np.ndarray], info: dict) -> Tokenizer:
+    """The tokeniser a cache entry written with :func:`_tokenizer_arrays` describes."""
+    if cfg.tokenizer == "word":
+        return WordTokenizer(info["vocab"])
+    if cfg.tokenizer == "subword":
+        return SubwordTokenizer(np.asarray(arrays["subword_model"]).tobytes())
+    return ByteTokenizer()
 
 
 def _load_in_memory(cfg: DataConfig, identity: dict, description: str,
@@ -103,19 +132,16 @@ def _load_in_memory(cfg: DataConfig, identity: dict, description: str,
 
     def build() -> Built:
         train_lines, valid_lines = splits()
-        if cfg.tokenizer == "word":
-            tok: Tokenizer = WordTokenizer(build_word_vocab(train_lines, cfg.vocab_size))
-        else:
-            tok = ByteTokenizer()
+        tok = _fit_tokenizer(cfg, train_lines)
         train = tok.encode(train_lines)
         valid, nbytes, word_ends = tok.annotate(valid_lines)
         arrays = {"train": train, "valid": valid, "valid_bytes": nbytes,
-                  "valid_word_ends": word_ends}
-        return arrays, {"vocab": list(tok.vocab) if tok.vocab else None}
+                  "valid_word_ends": word_ends, **_tokenizer_arrays(tok)}
+        return arrays, {"vocab": list(tok.vocab) if isinstance(tok, WordTokenizer) else None}
 
     key = {"corpus": identity, **_tokenizer_settings(cfg)}
     arrays, info = cached(cache_root(cfg), cfg.corpus, key, build)
-    tok = WordTokenizer(info["vocab"]) if cfg.tokenizer == "word" else ByteTokenizer()
+    tok = _cached_tokenizer(cfg, arrays, info)
     train = arrays["train"]
     if cfg.max_train_tokens is not None:
         train = train[: cfg.max_train_tokens]
@@ -224,17 +250,21 @@ def _lm1b_files(root: Path) -> tuple[list[Path], list[Path]]:
     return train, valid
 
 
-def _take_lines(lines: Iterable[str], tok: Tokenizer, tokens: int) -> list[str]:
-    """Leading non-empty lines of ``lines`` until they encode to at least ``tokens``."""
+def _take_lines(lines: Iterable[str], size: Callable[[str], int], at_least: int) -> list[str]:
+    """Leading non-empty lines of ``lines`` until their ``size`` adds up to ``at_least``."""
     out, count = [], 0
     for line in lines:
-        n = tok.line_tokens(line)
+        n = size(line)
         if n:
             out.append(line)
             count += n
-            if count >= tokens:
+            if count >= at_least:
                 break
     return out
+
+
+def _words(line: str) -> int:
+    return len(line.split())
 
 
 def _load_lm1b(cfg: DataConfig) -> Dataset:
@@ -258,16 +288,31 @@ def _load_lm1b(cfg: DataConfig) -> Dataset:
         if not info["words_counted"]:
             raise DataError(f"the LM1B training shards in {str(root / LM1B_TRAIN_DIR)!r} "
                             f"hold no text; expected tokenised sentences, one per line")
+    elif cfg.tokenizer == "subword":
+        def build_subword() -> Built:
+            lines = _take_lines(lines_of(train_files), _words, LM1B_VOCAB_WORDS)
+            if not lines:
+                return {}, {"words_counted": 0}
+            tok = SubwordTokenizer(train_subword(lines, cfg.vocab_size))
+            return _tokenizer_arrays(tok), {"words_counted": sum(map(_words, lines))}
+
+        key = {"train": train_id, "vocab_size": cfg.vocab_size, "words": LM1B_VOCAB_WORDS}
+        arrays, info = cached(cache, "lm1b-subword", key, build_subword)
+        if not info["words_counted"]:
+            raise DataError(f"the LM1B training shards in {str(root / LM1B_TRAIN_DIR)!r} "
+                            f"hold no text; expected tokenised sentences, one per line")
+        tok = _cached_tokenizer(cfg, arrays, info)
     else:
         tok = ByteTokenizer()
-        if not _take_lines(lines_of(train_files), tok, 1):
+        if not _take_lines(lines_of(train_files), tok.line_tokens, 1):
             raise DataError(f"the LM1B training shards in {str(root / LM1B_TRAIN_DIR)!r} "
                             f"hold no text; expected tokenised sentences, one per line")
 
     needed = (cfg.eval_tokens // cfg.seq_len) * cfg.seq_len + 1
 
     def build_valid() -> Built:
-        stream, nbytes, ends = tok.annotate(_take_lines(lines_of(valid_files), tok, needed))
+        lines = _take_lines(lines_of(valid_files), tok.line_tokens, needed)
+        stream, nbytes, ends = tok.annotate(lines)
         arrays = {"valid": stream[:needed], "valid_bytes": nbytes[:needed],
                   "valid_word_ends": ends[:needed]}
         return arrays, {}
@@ -277,7 +322,7 @@ def _load_lm1b(cfg: DataConfig) -> Dataset:
     valid_arrays = (valid["valid"], valid["valid_bytes"], valid["valid_word_ends"])
 
     if cfg.max_train_tokens is None:
-        return Dataset(config=cfg, tokenizer=tok, train=ShardSource(train_files, tok),
+        return Dataset(config=cfg, tokenizer=tok, train=ShardSource(train_files, tok, cache),
                        valid=valid_arrays, train_tokens=None, description=description)
 
     cap = cfg.max_train_tokens

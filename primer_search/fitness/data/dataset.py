@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import operator
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import numpy as np
 
@@ -69,6 +69,7 @@ class Dataset:
         self.vocab_size = tokenizer.vocab_size
         self.vocab = tokenizer.vocab
         self.eos_id = tokenizer.eos_id
+        self.tokenizer = tokenizer
         self.seq_len = config.seq_len
         self.batch_size = config.batch_size
         self.train_tokens = train_tokens
@@ -98,6 +99,14 @@ class Dataset:
             raise DataError(f"seed must be a non-negative integer, got {seed!r}")
         rng = np.random.default_rng(seed)
         return self._train.batches(rng, self.batch_size, self.seq_len)
+
+    def prepare(self, progress: Callable[[int, int], None] | None = None) -> int | None:
+        """Tokenise the whole training split into the cache now (a streamed LM1B: every
+        shard), so that no training run waits for it; returns its tokens. In-memory corpora
+        are tokenised when loaded, and this returns their size."""
+        if isinstance(self._train, ShardSource):
+            return self._train.prepare(progress)
+        return self.train_tokens
 
     def eval_batches(self) -> list[np.ndarray]:
         """The fixed evaluation set from the validation split: int32 [batch_size, seq_len+1]
