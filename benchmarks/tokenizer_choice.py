@@ -11,7 +11,9 @@ joined by single spaces, one sentence per line), then measures on the validation
 * ``tokens_per_word``: validation tokens per word (sentence ends not counted); fewer is a
   better fit at equal vocabulary size;
 * ``fallback_rate``: share of validation words that need a byte-fallback token (a byte
-  the vocabulary holds no piece for);
+  the vocabulary holds no piece for); for the word tokeniser, shown for comparison, the
+  share of validation words read as ``<unk>`` (on PTB including the ``<unk>`` the text
+  itself holds);
 * ``round_trip``: decoding the ids gives back the normalised text exactly.
 
     python benchmarks/tokenizer_choice.py [--vocab-size 8192] [--corpus-path FILE] [--json]
@@ -123,7 +125,23 @@ def _hf(kind: str):
     return run
 
 
+def _word(train, valid, vocab_size):
+    """The word tokeniser at the same size, for its <unk> rate (PTB's own <unk> included)."""
+    from primer_search.fitness.data.tokenizers import WordTokenizer, build_word_vocab
+
+    t = time.perf_counter()
+    tok = WordTokenizer(build_word_vocab(train, vocab_size))
+    train_s = time.perf_counter() - t
+    t = time.perf_counter()
+    ids = tok.encode(train)
+    rate = ids.size / (time.perf_counter() - t)
+    valid_ids = tok.encode(valid)
+    words = valid_ids[valid_ids != 0]
+    return train_s, rate, 1.0, float((words == 1).mean()), False
+
+
 CANDIDATES = {
+    "word (for its <unk> rate)": _word,
     "sentencepiece unigram": _sentencepiece("unigram"),
     "sentencepiece bpe": _sentencepiece("bpe"),
     "tokenizers unigram": _hf("unigram"),

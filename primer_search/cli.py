@@ -171,6 +171,25 @@ def _print_top(path, n: int, retrained: bool) -> None:
                   f"{r['params']!s:>9} {r['step_ms']!s:>8}  {c.mutation[:70]}")
 
 
+def cmd_prepare(args) -> int:
+    from primer_search.fitness.data import load_dataset
+    from primer_search.search.config import load_config
+
+    config = load_config(args.config, args.set)
+    t = time.perf_counter()
+    data = load_dataset(config.fitness.data)
+    print(f"{data!r}: vocabulary ready in {time.perf_counter() - t:.1f} s", flush=True)
+
+    def progress(done: int, total: int) -> None:
+        print(f"tokenised {done} of {total} training shards "
+              f"({time.perf_counter() - t:.0f} s)", flush=True)
+
+    tokens = data.prepare(progress)
+    print(f"training data ready: {tokens:,} tokens, in the cache under "
+          f"{config.fitness.data.cache_dir or '$PRIMER_SEARCH_CACHE or ~/.cache/primer-search'}")
+    return 0
+
+
 def cmd_top(args) -> int:
     if args.json:
         with _open_store(args.store) as store:
@@ -238,6 +257,8 @@ def cmd_export(args) -> int:
     from primer_search.search.loop import weights_folder
 
     weights, shell, lm_config, tokenizer = None, "", None, {}
+    if args.retrained and not args.store:
+        raise ValueError("--retrained exports a stored candidate: give STORE and ID, not --dna")
     if args.store:
         if args.id is None:
             raise ValueError("export STORE needs a candidate ID (see `primer-search top STORE`)")
@@ -248,6 +269,18 @@ def cmd_export(args) -> int:
         d_model = model["d_model"]
         dna, what = cand.dna, f"candidate #{cand.id} of {args.store}"
         path = weights_folder(args.store) / f"{cand.id}.msgpack"
+        if args.retrained:
+            from primer_search.retrain import best_retrained_weights
+
+            found = best_retrained_weights(args.store, cand.id)
+            if found is None:
+                raise ValueError(f"no retrained weights are kept for {what}: retrain it first "
+                                 f"(`primer-search retrain {args.store} --top K`)")
+            row, path = found
+            with _open_store(args.store) as store:
+                budget = store.retrain_budget(row.id)
+            what = (f"{what}, retrained for {budget} (seed {row.seed}, row #{row.id}, "
+                    f"fitness {row.fitness:.4g})")
         weights = path.read_bytes() if path.exists() else None
         if weights is not None and args.d_model not in (None, d_model):
             raise ValueError(f"--d-model {args.d_model} does not match the stored weights of "
@@ -332,6 +365,13 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--json", action="store_true", help="print the summary as JSON")
     q.set_defaults(fn=cmd_search)
 
+    pr = sub.add_parser("prepare", help="tokenise a config's corpus into the cache ahead of "
+                        "a search (LM1B: every training shard)")
+    pr.add_argument("config", help="TOML config, or a shipped one (see search)")
+    pr.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="override a config field, e.g. --set fitness.data.path=/data/lm1b")
+    pr.set_defaults(fn=cmd_prepare)
+
     for name, fn, text in (("top", cmd_top, "the best candidates of a store"),):
         c = sub.add_parser(name, help=text)
         c.add_argument("store")
@@ -372,6 +412,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--d-model", type=int, default=None,
                    help="model width (default: the search's, or 128 with --dna)")
     e.add_argument("--out", required=True, help="output folder")
+    e.add_argument("--retrained", action="store_true",
+                   help="use the weights of the candidate's best retraining run (see retrain)")
     e.set_defaults(fn=cmd_export)
 
     t = sub.add_parser("train", help="train one DNA and print its fitness")

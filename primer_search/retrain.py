@@ -9,20 +9,66 @@ candidate. ``primer-search top STORE --retrained`` ranks by the mean over seeds.
 Runs on a :class:`~primer_search.search.pool.WorkerPool`: by default one slot in this
 process, or the search's Ray workers (:func:`run_jobs` keeps every slot busy). Already
 finished (candidate, seed) pairs are skipped, so an interrupted retrain resumes.
+
+The trained weights of the best seed of each candidate under each budget are kept in
+``STORE.weights/retrained/ROW.msgpack`` (ROW: the retrain row's id);
+:func:`best_retrained_weights` finds them for ``primer-search export --retrained``.
 """
 
 from __future__ import annotations
 
 import socket
+from pathlib import Path
 from typing import Callable
 
 from primer_search.fitness.config import BudgetConfig
 from primer_search.fitness.results import EvalResult, Status
 from primer_search.search.config import config_from_dict
+from primer_search.search.loop import weights_folder
 from primer_search.search.pool import Done, Job, Lost, WorkerPool
-from primer_search.search.store import Store
+from primer_search.search.store import Candidate, Store
 
-__all__ = ["budget_label", "retrain", "run_jobs"]
+__all__ = ["best_retrained_weights", "budget_label", "retrain", "retrained_weights_folder",
+           "run_jobs"]
+
+
+def retrained_weights_folder(store_path) -> Path:
+    """Where retraining keeps weights: ``STORE.weights/retrained/``, one ``ROW.msgpack``
+    for the best seed of each (candidate, budget)."""
+    return weights_folder(store_path) / "retrained"
+
+
+def _keep_best_seed(store: Store, row: Candidate, weights: bytes) -> None:
+    """Write ``row``'s weights if it is the best finished seed of its candidate under its
+    budget, and delete the files of the seeds it beat. Called after the row is stored."""
+    folder = retrained_weights_folder(store.path)
+    siblings = [c for c in store.retrain_rows(store.retrain_budget(row.id))
+                if c.parent_id == row.parent_id and c.fitness is not None
+                and c.status == Status.OK]
+    best = min(siblings, key=lambda c: (c.fitness, c.id), default=None)
+    if best is None or best.id != row.id:
+        return
+    folder.mkdir(parents=True, exist_ok=True)
+    tmp = folder / f"{row.id}.msgpack.tmp"
+    tmp.write_bytes(weights)
+    tmp.replace(folder / f"{row.id}.msgpack")
+    for other in siblings:
+        if other.id != row.id:
+            (folder / f"{other.id}.msgpack").unlink(missing_ok=True)
+
+
+def best_retrained_weights(store_path, candidate_id: int) -> tuple[Candidate, Path] | None:
+    """The retrain row of ``candidate_id`` with kept weights and the lowest fitness (in
+    practice: the best seed of the longest budget), and its weights file; None if no
+    retraining of it kept weights."""
+    folder = retrained_weights_folder(store_path)
+    with Store(store_path, readonly=True) as store:
+        rows = [c for c in store.retrain_rows() if c.parent_id == candidate_id
+                and c.fitness is not None and (folder / f"{c.id}.msgpack").exists()]
+    if not rows:
+        return None
+    best = min(rows, key=lambda c: (c.fitness, c.id))
+    return best, folder / f"{best.id}.msgpack"
 
 
 def budget_label(budget: BudgetConfig) -> str:
@@ -55,7 +101,7 @@ def run_jobs(pool: WorkerPool, jobs: list[Job],
 
     while queue or running:
         for slot in range(pool.size):
-            if slot not in running and queue:
+            if slot not in running and queue and pool.available(slot):
                 running[slot] = queue.pop()
                 pool.submit(slot, running[slot])
         for slot, outcome in pool.wait(1.0):
@@ -101,7 +147,7 @@ def retrain(store_path, top: int, seeds: int, steps: int | None = None,
                     dna=cand.dna, parent_id=cand.id,
                     mutation=f"retrain of {cand.id} for {label}", dna_hash=cand.dna_hash,
                     fingerprint=cand.fingerprint, kind="retrain", seed=seed, budget=label)
-                jobs.append(Job(cid, cand.dna, seed=seed, budget=budget))
+                jobs.append(Job(cid, cand.dna, seed=seed, budget=budget, want_weights=True))
                 parents[cid] = cand.id
         if not jobs:
             return store.retrain_summary(label)
@@ -122,6 +168,8 @@ def retrain(store_path, top: int, seeds: int, steps: int | None = None,
         def save(job: Job, done: Done) -> None:
             store.finish(job.cid, done.result, worker=done.worker or "retrain",
                          node=done.node or socket.gethostname())
+            if done.weights is not None:
+                _keep_best_seed(store, store.get(job.cid), done.weights)
             if on_result:
                 on_result(parents[job.cid], job.seed, done.result)
 

@@ -541,3 +541,25 @@ def test_subword_counts_and_decodes_exactly(subword, lines):
     assert np.array_equal(ids, subword.encode(lines))
     assert ids.size == sum(subword.line_tokens(line) for line in lines)
     assert ids.max(initial=0) < subword.vocab_size
+
+
+def test_prepare_command_tokenises_every_shard_ahead(lm1b_dir, monkeypatch, capsys):
+    """`primer-search prepare` puts the whole training split in the cache, so that a search
+    that follows reads no shard text."""
+    from primer_search.cli import main
+
+    parent, root, train, _ = lm1b_dir
+    sets = [f"fitness.data.path={root}", f"fitness.data.cache_dir={parent / 'cache'}",
+            "fitness.data.vocab_size=400", "fitness.data.eval_tokens=256"]
+    assert main(["prepare", "primer_lm1b", *[a for s in sets for a in ("--set", s)]]) == 0
+    out = capsys.readouterr().out
+    assert "tokenised 3 of 3 training shards" in out
+    shards = list((parent / "cache").glob("lm1b-shard-*/tokens.npy"))
+    assert len(shards) == 3
+    cfg = DataConfig(corpus="lm1b", path=str(root), vocab_size=400, eval_tokens=256,
+                     cache_dir=str(parent / "cache"))
+    ds = load_dataset(cfg)
+    expected = sum(ds.tokenizer.encode(lines).size for lines in train.values())
+    assert f"{expected:,} tokens" in out
+    monkeypatch.setattr(sources, "read_lines", lambda p: pytest.fail(f"read {p}"))
+    assert next(ds.train_batches(0)).shape == (16, 65)

@@ -68,6 +68,9 @@ class _FlakyPool:
         self.running: dict[int, object] = {}
         self.submitted: list[tuple[int, int, object]] = []
 
+    def available(self, slot):
+        return True
+
     def submit(self, slot, job):
         assert slot not in self.running, "a busy slot was given a second job"
         self.running[slot] = job
@@ -127,3 +130,36 @@ def test_retrain_on_ray_workers(tmp_path):
     assert all(math.isfinite(c.fitness) and c.result.steps == 3 for c in runs)
     assert all("/pid" in c.worker and c.worker.startswith("worker") for c in runs), \
         [c.worker for c in runs]
+
+
+def test_retrained_weights_are_kept_and_exported(tmp_path, capsys):
+    """Retraining keeps the weights of each candidate's best seed per budget (the others
+    are deleted), and `export --retrained` writes those of its best retraining run."""
+    from primer_search.retrain import best_retrained_weights, retrained_weights_folder
+
+    path = tmp_path / "r.sqlite"
+    _seeded_store(path).close()
+    retrain(path, top=1, seeds=3, steps=4)
+    folder = retrained_weights_folder(path)
+    with Store(path, readonly=True) as store:
+        runs = store.finished(kind="retrain")
+    assert len(runs) == 3 and all(c.parent_id == 2 for c in runs)
+    best = min(runs, key=lambda c: c.fitness)
+    assert sorted(p.name for p in folder.iterdir()) == [f"{best.id}.msgpack"]
+    assert best_retrained_weights(path, 2) == (best, folder / f"{best.id}.msgpack")
+    assert best_retrained_weights(path, 1) is None
+
+    retrain(path, top=1, seeds=2, steps=12)  # longer: its best seed is kept too
+    with Store(path, readonly=True) as store:
+        longer = [c for c in store.finished(kind="retrain") if c.result.steps == 12]
+    best_long = min(longer, key=lambda c: c.fitness)
+    assert best_long.fitness < best.fitness
+    assert {p.name for p in folder.iterdir()} == {f"{best.id}.msgpack", f"{best_long.id}.msgpack"}
+
+    out = tmp_path / "exported"
+    assert main(["export", str(path), "2", "--retrained", "--out", str(out)]) == 0
+    assert (out / "weights.msgpack").read_bytes() == \
+        (folder / f"{best_long.id}.msgpack").read_bytes()
+    assert "retrained for 12 steps" in capsys.readouterr().out
+    assert main(["export", str(path), "1", "--retrained", "--out", str(tmp_path / "x")]) == 2
+    assert "no retrained weights are kept for candidate #1" in capsys.readouterr().err

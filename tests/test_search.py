@@ -75,6 +75,19 @@ def test_toy_search_end_to_end_and_the_cli(local_ray, tmp_path, capsys):
     assert "9999" in capsys.readouterr().err
 
 
+def test_a_worker_no_node_has_room_for_gets_no_work(local_ray, tmp_path):
+    """Three workers of one CPU on a two-CPU cluster: the third is never placed, and the
+    search runs on the two that are, instead of waiting on the third forever."""
+    cfg = toy_config("max_candidates=12", "workers=3", "cpus_per_worker=1.0",
+                     "toy_sleep_s=0.2", "dedup=false")
+    summary = run_search(cfg, tmp_path / "p.sqlite", progress=False)
+    assert summary.finished == 12
+    with Store(tmp_path / "p.sqlite", readonly=True) as store:
+        workers = {c.worker.split("/")[0] for c in store.finished()}
+        assert all(c.status == "ok" for c in store.finished())
+    assert workers <= {"worker0", "worker1", "worker2"} and len(workers) == 2
+
+
 def test_a_killed_worker_does_not_stop_the_search(local_ray, tmp_path):
     store_path = tmp_path / "k.sqlite"
     cfg = toy_config("max_candidates=24", "workers=1", "toy_sleep_s=0.5", "max_retries=1",

@@ -198,7 +198,7 @@ class SearchLoop:
     def _fill(self) -> None:
         """Prepare candidates until every worker has one running and ``prepare_ahead``
         more ready or being fingerprinted; start the ready ones on free workers."""
-        free = sum(s is None for s in self.slots)
+        free = sum(s is None and self.pool.available(i) for i, s in enumerate(self.slots))
         target = free + self.cfg.prepare_ahead * len(self.slots)
         while self._preparing() < target:
             t = time.perf_counter()
@@ -211,7 +211,7 @@ class SearchLoop:
                 self._route(self._propose())
             self.controller_s += time.perf_counter() - t
         for index, running in enumerate(self.slots):
-            if running is None and self.ready:
+            if running is None and self.ready and self.pool.available(index):
                 cand = self.ready.pop(0)
                 job = Job(cand.id, cand.dna, tuple(self.hurdles.thresholds()),
                           want_weights=self.cfg.keep_weights > 0)

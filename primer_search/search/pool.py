@@ -91,9 +91,15 @@ Outcome = Done | Lost | Fingerprinted
 
 
 class WorkerPool(Protocol):
-    """A fixed number of slots, one worker and at most one job each."""
+    """A fixed number of slots, one worker and at most one job each.
+
+    ``available(slot)``: whether the slot's worker is running and may be given a job; a
+    worker that is still starting, or a replacement that no node has room for yet, is
+    not (a job given to it would wait for as long as the cluster lacks the room)."""
 
     size: int
+
+    def available(self, slot: int) -> bool: ...
 
     def submit(self, slot: int, job: Job) -> None: ...
 
@@ -155,6 +161,9 @@ class InProcessPool:
         self.name = name
         self._job: Job | None = None
         self._fingerprints: list[tuple[int, DNA, int]] = []
+
+    def available(self, slot: int) -> bool:
+        return slot == 0
 
     def submit(self, slot: int, job: Job) -> None:
         if slot != 0 or self._job is not None:

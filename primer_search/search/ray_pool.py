@@ -7,6 +7,14 @@ evaluates one :class:`~primer_search.search.pool.Job` at a time through
 replaced at once and reported as :class:`~primer_search.search.pool.Lost` with
 ``worker_died=True``; the loop decides whether to retry.
 
+The pool follows the cluster: a slot is given work only once its actor has started
+(``available``), which a small probe call tells. A replacement for an actor lost with its
+node waits, unplaced, until some node has room for it (an autoscaler sees it as demand
+and adds one); meanwhile its job goes to a live worker and the search goes on with fewer
+workers, and the slot comes back when the actor starts. An actor that fails to start
+:data:`START_ATTEMPTS` times in a row (say, its node cannot read the corpus) stops the
+search with the reason.
+
 Fingerprints run as Ray tasks on the CPU (``JAX_PLATFORMS=cpu``), reserving no CPU: the
 loop keeps at most a few in flight (one per worker it prepares ahead), each about half
 a second of one core, so they take a small share of the machine and never wait for a
@@ -15,8 +23,10 @@ worker to be free. The loop's own process does no JAX work.
 
 from __future__ import annotations
 
+import logging
 import math
 import os
+import time
 
 from primer_search.fitness.config import FitnessConfig
 from primer_search.program.dna import DNA
@@ -32,9 +42,19 @@ from primer_search.search.pool import (
     run_job,
 )
 
-__all__ = ["ClusterError", "RayPool", "init_ray", "worker_env"]
+__all__ = ["ClusterError", "RayPool", "WorkerStartError", "init_ray", "worker_env"]
 
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+log = logging.getLogger(__name__)
+
+# Times in a row a slot's actor may fail to start before the search stops.
+START_ATTEMPTS = 3
+# Seconds after which a worker that has not started is reported (once) in the log.
+PLACEMENT_WARNING_S = 120.0
+
+
+class WorkerStartError(RuntimeError):
+    """A worker failed to start again and again; the message has its last error."""
 
 
 class _Worker:
@@ -74,6 +94,11 @@ class RayPool:
         self.ray = ray
         self.cfg = config
         self.size = config.workers
+        self.probes: dict = {}  # ref of a started-yet? call -> (slot, actor)
+        self.started = [False] * self.size
+        self.created = [0.0] * self.size
+        self.failed_starts = [0] * self.size
+        self.warned: set[int] = set()
         self.actors = [self._new_actor(i) for i in range(self.size)]
         self.refs: list = [None] * self.size
         self.jobs: list[Job | None] = [None] * self.size
@@ -84,12 +109,54 @@ class RayPool:
                                       "PJRT_NPROC": "1"}})
 
     def _new_actor(self, index: int):
+        """Start slot ``index``'s actor; the slot is available once its probe answers."""
         cfg = self.cfg
         actor_cls = self.ray.remote(_Worker)
-        return actor_cls.options(num_cpus=cfg.cpus_per_worker, num_gpus=cfg.gpus_per_worker,
-                                 max_restarts=0,
-                                 runtime_env={"env_vars": worker_env(cfg)}).remote(
+        actor = actor_cls.options(num_cpus=cfg.cpus_per_worker, num_gpus=cfg.gpus_per_worker,
+                                  max_restarts=0,
+                                  runtime_env={"env_vars": worker_env(cfg)}).remote(
             cfg.fitness, cfg.evaluator, cfg.toy_sleep_s, f"worker{index}")
+        self.probes[actor.pid.remote()] = (index, actor)
+        self.started[index] = False
+        self.created[index] = time.monotonic()
+        return actor
+
+    def available(self, slot: int) -> bool:
+        return self.started[slot]
+
+    def _probed(self, ref) -> None:
+        """A probe answered: its actor started, or failed to (then it is started again)."""
+        slot, actor = self.probes.pop(ref)
+        if actor is not self.actors[slot]:
+            return  # an actor since replaced
+        try:
+            self.ray.get(ref)
+        except self.ray.exceptions.RayError as e:
+            self.failed_starts[slot] += 1
+            reason = str(e).strip().splitlines()[-1][:500]
+            if self.failed_starts[slot] >= START_ATTEMPTS:
+                raise WorkerStartError(f"worker{slot} failed to start {START_ATTEMPTS} times "
+                                       f"in a row; the last time: {reason}") from None
+            log.warning("worker%d failed to start (%s); starting it again", slot, reason)
+            self.actors[slot] = self._new_actor(slot)
+            return
+        self.started[slot] = True
+        self.failed_starts[slot] = 0
+        if slot in self.warned:
+            log.warning("worker%d started after %.0f s", slot,
+                        time.monotonic() - self.created[slot])
+            self.warned.discard(slot)
+
+    def _warn_unplaced(self) -> None:
+        now = time.monotonic()
+        for slot in range(self.size):
+            if (not self.started[slot] and slot not in self.warned
+                    and now - self.created[slot] > PLACEMENT_WARNING_S):
+                self.warned.add(slot)
+                log.warning("worker%d has not started after %.0f s: no node has %s CPU(s) "
+                            "and %s GPU(s) free for it; the search goes on with the other "
+                            "workers", slot, now - self.created[slot],
+                            self.cfg.cpus_per_worker, self.cfg.gpus_per_worker)
 
     def submit(self, slot: int, job: Job) -> None:
         self.jobs[slot] = job
@@ -100,13 +167,16 @@ class RayPool:
 
     def wait(self, timeout_s: float) -> list[tuple[int | None, Outcome]]:
         ray = self.ray
-        busy = [r for r in self.refs if r is not None] + list(self.fingerprints)
+        busy = [r for r in self.refs if r is not None] + list(self.fingerprints) + \
+            list(self.probes)
         if not busy:
             return []
         ready, _ = ray.wait(busy, num_returns=1, timeout=timeout_s)
         out: list[tuple[int | None, Outcome]] = []
         for ref in ready:
-            if ref in self.fingerprints:
+            if ref in self.probes:
+                self._probed(ref)
+            elif ref in self.fingerprints:
                 cid = self.fingerprints.pop(ref)
                 try:
                     out.append((None, ray.get(ref)))
@@ -125,6 +195,7 @@ class RayPool:
                                                 f"{str(e).splitlines()[0][:300]}", True)))
             except ray.exceptions.RayTaskError as e:  # an exception escaped the evaluator
                 out.append((slot, Lost(job.cid, str(e).strip().splitlines()[-1][:500], False)))
+        self._warn_unplaced()
         return out
 
     def replace(self, slot: int) -> None:
@@ -133,6 +204,7 @@ class RayPool:
         self.actors[slot] = self._new_actor(slot)
 
     def close(self) -> None:
+        self.probes = {}
         for ref in self.fingerprints:
             try:
                 self.ray.cancel(ref, force=True)

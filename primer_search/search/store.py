@@ -494,6 +494,13 @@ class Store:
         return self._select("kind = 'retrain' AND id IN (SELECT candidate_id FROM retrains "
                             "WHERE budget = ?)", (budget,))
 
+    def retrain_budget(self, cid: int) -> str | None:
+        """The budget the ``retrain`` row ``cid`` trained under (None: not recorded)."""
+        if not self._has_table("retrains"):
+            return None
+        rows = self._query("SELECT budget FROM retrains WHERE candidate_id = ?", (cid,))
+        return rows[0][0] if rows else None
+
     def retrain_summary(self, budget: str | None = None) -> list[dict]:
         """Finished ``retrain`` rows grouped by the retrained candidate (their parent_id)
         and the budget they trained under; only ``budget``'s when it is given.

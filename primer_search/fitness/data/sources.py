@@ -278,9 +278,17 @@ class Prefetcher:
             raise item.error
         return item
 
-    def close(self) -> None:
-        """Stop the producer thread (it ends within a fraction of a second)."""
+    def close(self, wait: bool = False) -> None:
+        """Stop the producer thread; it ends within a fraction of a second, or once a
+        shard it is tokenising is written to the cache. ``wait``: until it has ended."""
         self._stop.set()
+        if wait:
+            while True:  # drain, so that a producer blocked on a full queue sees the stop
+                try:
+                    self._queue.get_nowait()
+                except queue.Empty:
+                    break
+            self._thread.join()
 
     def __enter__(self) -> Prefetcher:
         return self
