@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import math
@@ -115,18 +116,24 @@ def cmd_search(args) -> int:
     if args.address:  # join a cluster started with `ray start`
         args.set.append(f"address={json.dumps(args.address)}")
 
+    # With --json, standard output carries the summary alone: whatever else is printed
+    # meanwhile (Ray's messages about lost nodes and workers among it) goes to stderr.
+    quiet_stdout = contextlib.redirect_stdout(sys.stderr) if args.json else \
+        contextlib.nullcontext()
     if args.resume:
         if args.config:
             raise ValueError("give either a CONFIG or --resume STORE, not both")
         overrides = apply_overrides({}, args.set)
-        summary = resume_search(args.resume, overrides, progress=not args.quiet)
+        with quiet_stdout:
+            summary = resume_search(args.resume, overrides, progress=not args.quiet)
     else:
         if not args.config:
             raise ValueError("search needs a CONFIG (a TOML file or tiny_cpu, gpu_small, "
                              "primer_lm1b) or --resume STORE")
         config = load_config(args.config, args.set)
         store = args.store or time.strftime(f"{Path(args.config).stem}-%Y%m%d-%H%M%S.sqlite")
-        summary = run_search(config, store, progress=not args.quiet)
+        with quiet_stdout:
+            summary = run_search(config, store, progress=not args.quiet)
     if args.json:
         print(json.dumps(dataclasses.asdict(summary), default=_json_float))
         return 0
