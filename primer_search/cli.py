@@ -358,6 +358,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = argparse.ArgumentParser(prog="primer-search", description=__doc__.splitlines()[0])
     p.add_argument("--version", action="version", version=f"primer-search {__version__}")
+    p.add_argument("--log-level", default="warning",
+                   choices=("debug", "info", "warning", "error"),
+                   help="what primer-search logs to standard error (default: warning); at "
+                        "debug, the Ray workers' own output streams to it too")
     sub = p.add_subparsers(dest="command", required=True)
 
     q = sub.add_parser("search", help="run (or resume) a search")
@@ -464,12 +468,19 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    import logging
+
     from primer_search.fitness.data import DataError
     from primer_search.program.dna import DNAError
+    from primer_search.search.pool import WorkerStartError
 
+    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+                        stream=sys.stderr)
+    logging.getLogger("primer_search").setLevel(args.log_level.upper())
     try:
         return args.fn(args)
-    except (DNAError, DataError, KeyError, ValueError, FileExistsError, ConnectionError) as e:
+    except (DNAError, DataError, KeyError, ValueError, FileExistsError, ConnectionError,
+            WorkerStartError) as e:
         message = e.args[0] if isinstance(e, KeyError) and e.args else e
         print(f"primer-search: error: {message}", file=sys.stderr)
         return 2

@@ -53,7 +53,7 @@ def _node_ip() -> str:
 class Cluster:
     """A head and a second node on this machine, one CPU each, started with `ray start`."""
 
-    def __init__(self, tmp: Path, dashboard: bool = False):
+    def __init__(self, tmp: Path, dashboard: bool = False, node2_resources: str | None = None):
         self.env = {**os.environ, "RAY_AUTH_MODE": "token", "RAY_USAGE_STATS_ENABLED": "0",
                     "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
         self.env.pop("RAY_ADDRESS", None)
@@ -66,7 +66,8 @@ class Cluster:
                  if dashboard else ["--include-dashboard", "false"])
         self._ray(*head)
         self._ray("start", "--address", self.address, "--num-cpus", "1",
-                  "--node-manager-port", str(self.node2_port), "--disable-usage-stats")
+                  "--node-manager-port", str(self.node2_port), "--disable-usage-stats",
+                  *(["--resources", node2_resources] if node2_resources else []))
 
     def _ray(self, *args, timeout=120) -> str:
         run = subprocess.run([RAY, *args], env=self.env, capture_output=True, text=True,
@@ -89,7 +90,7 @@ class Cluster:
 def cluster(tmp_path, request):
     if RAY is None:
         pytest.fail("the `ray` command is not installed")
-    c = Cluster(tmp_path, dashboard=getattr(request, "param", False))
+    c = Cluster(tmp_path, **getattr(request, "param", {}))
     try:
         yield c
     finally:
@@ -153,7 +154,7 @@ def test_a_node_lost_mid_search_costs_one_retry_not_a_timeout(cluster, tmp_path)
     assert took < 150, took
 
 
-@pytest.mark.parametrize("cluster", [True], indirect=True)
+@pytest.mark.parametrize("cluster", [{"dashboard": True}], indirect=True)
 def test_a_search_submitted_as_a_ray_job(cluster, tmp_path):
     """`ray job submit -- primer-search search ...`: the job's driver finds the cluster
     through RAY_ADDRESS, which the job server sets, and uses both nodes."""
@@ -170,3 +171,23 @@ def test_a_search_submitted_as_a_ray_job(cluster, tmp_path):
     rows = _finished(store_path)
     assert len(rows) == 10 and all(c.status == "ok" for c in rows)
     assert len({c.worker.split("/")[0] for c in rows}) == 2  # both nodes' workers
+
+
+@pytest.mark.parametrize("cluster", [{"node2_resources": '{"pinned": 2}'}], indirect=True)
+def test_worker_resources_pin_the_workers_to_the_nodes_that_have_them(cluster, tmp_path):
+    """Workers that reserve a custom resource run only on the node started with it."""
+    store_path = tmp_path / "pinned.sqlite"
+    search = subprocess.Popen(
+        CLI + ["search", "tiny_cpu", "--address", cluster.address, "--store", str(store_path),
+               "--json", *TOY, "--set", "cpus_per_worker=0.5", "--set", "toy_sleep_s=0.5",
+               "--set", "worker_resources.pinned=1", "--set", "max_candidates=10"],
+        env=cluster.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    raylet, on_node2 = cluster.node2_raylet(), set()
+    while search.poll() is None:
+        on_node2 |= {f"pid{p}" for p in _children(raylet)}
+        time.sleep(0.1)
+    assert search.returncode == 0, search.stderr.read()[-3000:]
+    rows = _finished(store_path)
+    assert len(rows) == 10
+    assert {c.worker.split("/")[1] for c in rows} <= on_node2
+    assert len({c.worker for c in rows}) == 2

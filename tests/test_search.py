@@ -17,7 +17,7 @@ import pytest
 ray = pytest.importorskip("ray")
 
 from primer_search.cli import main
-from primer_search.search.config import load_config
+from primer_search.search.config import ConfigError, load_config
 from primer_search.search.controller import run_search
 from primer_search.search.store import Store, StoreError
 
@@ -297,3 +297,27 @@ def test_workers_sharing_a_gpu_each_take_only_their_share_of_its_memory():
     half = worker_env(toy_config("gpus_per_worker=0.5"))
     assert half["XLA_PYTHON_CLIENT_MEM_FRACTION"] == "0.450" and "JAX_PLATFORMS" not in half
     assert "XLA_PYTHON_CLIENT_MEM_FRACTION" not in worker_env(toy_config("gpus_per_worker=1.0"))
+
+
+def test_worker_options_pin_workers_to_hardware():
+    from primer_search.search.ray_pool import actor_options
+
+    plain = actor_options(toy_config("cpus_per_worker=2.0", "gpus_per_worker=0.5"))
+    assert plain["num_cpus"] == 2.0 and plain["num_gpus"] == 0.5 and plain["max_restarts"] == 0
+    assert "accelerator_type" not in plain and "resources" not in plain
+    pinned = actor_options(toy_config("accelerator_type='H100'", "worker_resources.h100_node=1"))
+    assert pinned["accelerator_type"] == "H100" and pinned["resources"] == {"h100_node": 1.0}
+    with pytest.raises(ConfigError, match="worker_resources must map resource names to amounts"):
+        toy_config("worker_resources.h100_node=-1")
+
+
+def test_a_worker_that_cannot_start_stops_the_search_with_its_error(local_ray, tmp_path):
+    """Workers whose corpus is missing on their node fail to start; after three tries the
+    search stops with the reason instead of waiting for them forever."""
+    from primer_search.search.pool import WorkerStartError
+
+    cfg = load_config("tiny_cpu", ["fitness.data.corpus='text'", "workers=1",
+                                   f"fitness.data.path='{tmp_path / 'gone.txt'}'"])
+    with pytest.raises(WorkerStartError, match="failed to start 3 times") as e:
+        run_search(cfg, tmp_path / "w.sqlite", progress=False)
+    assert "gone.txt" in str(e.value) and "does not exist" in str(e.value)

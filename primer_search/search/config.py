@@ -84,6 +84,13 @@ class SearchConfig:
     gpus_per_worker: float = 0.0
     # Threads a CPU worker's JAX may use (PJRT_NPROC); 0 leaves JAX's default.
     threads_per_worker: int = 1
+    # Where workers may run, beyond CPUs and GPUs. A budget in seconds makes fitness
+    # depend on the hardware, so a search on a mixed cluster pins its workers to one kind:
+    # accelerator_type is Ray's accelerator type of the GPU (e.g. "H100", "A100"; None:
+    # any), and worker_resources are custom Ray resources each worker reserves, e.g.
+    # {h100_node = 1} for nodes started with `ray start --resources '{"h100_node": 8}'`.
+    accelerator_type: str | None = None
+    worker_resources: dict[str, float] = dataclasses.field(default_factory=dict)
     # Stop after this many finished candidates (None: no limit).
     max_candidates: int | None = 100
     # Stop after this many hours (None: no limit).
@@ -117,6 +124,11 @@ class SearchConfig:
             raise ConfigError(f"evaluator must be 'train' or 'toy', got {self.evaluator!r}")
         if self.workers < 1:
             raise ConfigError(f"workers must be >= 1, got {self.workers}")
+        bad = {k: v for k, v in self.worker_resources.items()
+               if isinstance(v, bool) or not isinstance(v, (int, float)) or not v >= 0}
+        if bad:
+            raise ConfigError(f"worker_resources must map resource names to amounts >= 0, "
+                              f"got {bad}")
         if self.prepare_ahead < 0:
             raise ConfigError(f"prepare_ahead must be >= 0, got {self.prepare_ahead}")
         if not self.seeds:

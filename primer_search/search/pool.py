@@ -90,6 +90,11 @@ class Fingerprinted:
 Outcome = Done | Lost | Fingerprinted
 
 
+class WorkerStartError(RuntimeError):
+    """A worker failed to start again and again (its node cannot load the data, say);
+    the message has its last error. It stops the search."""
+
+
 class WorkerPool(Protocol):
     """A fixed number of slots, one worker and at most one job each.
 

@@ -37,12 +37,14 @@ from primer_search.search.pool import (
     Job,
     Lost,
     Outcome,
+    WorkerStartError,
     compute_fingerprint,
     make_evaluator,
     run_job,
 )
 
-__all__ = ["ClusterError", "RayPool", "WorkerStartError", "init_ray", "worker_env"]
+__all__ = ["ClusterError", "RayPool", "WorkerStartError", "actor_options", "init_ray",
+           "worker_env"]
 
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 log = logging.getLogger(__name__)
@@ -51,10 +53,6 @@ log = logging.getLogger(__name__)
 START_ATTEMPTS = 3
 # Seconds after which a worker that has not started is reported (once) in the log.
 PLACEMENT_WARNING_S = 120.0
-
-
-class WorkerStartError(RuntimeError):
-    """A worker failed to start again and again; the message has its last error."""
 
 
 class _Worker:
@@ -85,6 +83,18 @@ def worker_env(cfg: SearchConfig) -> dict[str, str]:
     return env
 
 
+def actor_options(cfg: SearchConfig) -> dict:
+    """The Ray options of a worker actor: the resources it reserves, where it may run,
+    its environment; never restarted by Ray (the pool replaces it)."""
+    options = {"num_cpus": cfg.cpus_per_worker, "num_gpus": cfg.gpus_per_worker,
+               "max_restarts": 0, "runtime_env": {"env_vars": worker_env(cfg)}}
+    if cfg.accelerator_type:
+        options["accelerator_type"] = cfg.accelerator_type
+    if cfg.worker_resources:
+        options["resources"] = {k: float(v) for k, v in cfg.worker_resources.items()}
+    return options
+
+
 class RayPool:
     """``config.workers`` slots, one Ray actor each, with the resources the config asks."""
 
@@ -111,10 +121,7 @@ class RayPool:
     def _new_actor(self, index: int):
         """Start slot ``index``'s actor; the slot is available once its probe answers."""
         cfg = self.cfg
-        actor_cls = self.ray.remote(_Worker)
-        actor = actor_cls.options(num_cpus=cfg.cpus_per_worker, num_gpus=cfg.gpus_per_worker,
-                                  max_restarts=0,
-                                  runtime_env={"env_vars": worker_env(cfg)}).remote(
+        actor = self.ray.remote(_Worker).options(**actor_options(cfg)).remote(
             cfg.fitness, cfg.evaluator, cfg.toy_sleep_s, f"worker{index}")
         self.probes[actor.pid.remote()] = (index, actor)
         self.started[index] = False
@@ -153,10 +160,12 @@ class RayPool:
             if (not self.started[slot] and slot not in self.warned
                     and now - self.created[slot] > PLACEMENT_WARNING_S):
                 self.warned.add(slot)
-                log.warning("worker%d has not started after %.0f s: no node has %s CPU(s) "
-                            "and %s GPU(s) free for it; the search goes on with the other "
-                            "workers", slot, now - self.created[slot],
-                            self.cfg.cpus_per_worker, self.cfg.gpus_per_worker)
+                log.warning("worker%d has not started after %.0f s: no node has room for "
+                            "it (%s); the search goes on with the other workers", slot,
+                            now - self.created[slot], {
+                                k: v for k, v in actor_options(self.cfg).items()
+                                if k in ("num_cpus", "num_gpus", "accelerator_type",
+                                         "resources")})
 
     def submit(self, slot: int, job: Job) -> None:
         self.jobs[slot] = job
@@ -232,10 +241,13 @@ def init_ray(config: SearchConfig) -> None:
 
     if ray.is_initialized():
         return
+    # At debug level (primer-search --log-level debug), the workers' own output (their
+    # prints, JAX's warnings, tracebacks) streams to the driver's standard error.
+    to_driver = logging.getLogger("primer_search").isEnabledFor(logging.DEBUG)
     address = config.address or os.environ.get("RAY_ADDRESS")
     if address:
         try:
-            ray.init(address=address, logging_level="WARNING", log_to_driver=False)
+            ray.init(address=address, logging_level="WARNING", log_to_driver=to_driver)
         except ConnectionError as e:
             where = "address" if config.address else "RAY_ADDRESS"
             raise ClusterError(
@@ -245,6 +257,6 @@ def init_ray(config: SearchConfig) -> None:
                 "or `--address auto` on a node of the cluster; a head started by `ray "
                 "start` turns token authentication on, so set RAY_AUTH_MODE=token") from None
     else:
-        ray.init(include_dashboard=False, logging_level="WARNING", log_to_driver=False,
+        ray.init(include_dashboard=False, logging_level="WARNING", log_to_driver=to_driver,
                  num_cpus=max(os.cpu_count() or 1,
                               math.ceil(config.workers * config.cpus_per_worker)))
