@@ -58,7 +58,7 @@ from flax_transformer import FlaxLM, params_from_dna
 
 from primer_search.fitness.config import ModelConfig, OptimConfig
 from primer_search.fitness.model import build_lm
-from primer_search.fitness.train import TrainState, make_optimizer, make_steps
+from primer_search.fitness.train import TrainState, compiler_options, make_optimizer, make_steps
 from primer_search.program import seeds
 from primer_search.program.builder import ProgramBuilder
 from primer_search.program.random_programs import RandomSpec, random_dna
@@ -108,7 +108,7 @@ def time_first_step(dna, cfg: tuple[ModelConfig, int], batch, optimizer) -> dict
     times["trace"], t = time.perf_counter() - t, time.perf_counter()
     lowered = traced.lower()
     times["lower"], t = time.perf_counter() - t, time.perf_counter()
-    step = lowered.compile()
+    step = lowered.compile(compiler_options())  # as the evaluator compiles
     times["xla"], t = time.perf_counter() - t, time.perf_counter()
     state, metrics = step(state, batch)
     metrics = jax.block_until_ready(metrics)
@@ -323,7 +323,7 @@ def step_benchmark(steps: int, repeats: int, optimizer, with_loop: bool,
 # ---- report ---------------------------------------------------------------------------
 
 def table(res: dict) -> str:
-    c, s = COMPILE_CFG, res["step_config"]
+    c = COMPILE_CFG
     lines = [
         (f"DNA -> first train step (d_model {c['d_model']}, {c['num_layers']} layers, "
          f"seq {c['seq']}, batch {c['batch']}, vocab {c['vocab']})"),
@@ -339,6 +339,18 @@ def table(res: dict) -> str:
         f"  {'max':<10}{res['compile_s_max']:8.2f} s",
         f"  {'random':<10}{res['compile_s_median_random']:8.2f} s median",
         f"  {'seeds':<10}{res['compile_s_median_seeds']:8.2f} s median",
+    ]
+    if "step_config" in res:
+        lines += _step_table(res)
+    lines += ["", (f"peak RSS {res['peak_rss_mb']:.0f} MB   load average at start / end "
+                   f"{res['loadavg_start']:.2f} / {res['loadavg_end']:.2f} "
+                   f"({res['cpu_count']} CPUs)")]
+    return "\n".join(lines)
+
+
+def _step_table(res: dict) -> list[str]:
+    s = res["step_config"]
+    lines = [
         "",
         (f"Train step (d_model {s['d_model']}, {s['num_layers']} layers, seq {s['seq']}, "
          f"batch {s['batch']}, vocab {s['vocab']}; median of {res['step_repeats']} x "
@@ -377,10 +389,7 @@ def table(res: dict) -> str:
             lines.append(f"  {name:<12}{h['instructions']:8d}{h['fusions']:9d}{h['dots']:6d}"
                          f"{h['transposes']:8d}{h['flops'] / 1e9:8.2f}"
                          f"{h['bytes_accessed'] / 1e9:13.2f}")
-    lines += ["", (f"peak RSS {res['peak_rss_mb']:.0f} MB   load average at start / end "
-                   f"{res['loadavg_start']:.2f} / {res['loadavg_end']:.2f} "
-                   f"({res['cpu_count']} CPUs)")]
-    return "\n".join(lines)
+    return lines
 
 
 def _json_safe(x):
@@ -405,6 +414,7 @@ def main(argv=None) -> int:
     ap.add_argument("--programs", type=int, default=None, help="random programs to compile")
     ap.add_argument("--repeats", type=int, default=None, help="interleaved timing repeats")
     ap.add_argument("--no-hlo", action="store_true", help="skip the HLO statistics")
+    ap.add_argument("--compile-only", action="store_true", help="skip the step benchmark")
     args = ap.parse_args(argv)
     steps = args.steps if args.steps is not None else (3 if args.quick else 10)
     programs = args.programs if args.programs is not None else (2 if args.quick else 20)
@@ -420,10 +430,11 @@ def main(argv=None) -> int:
     t0 = time.perf_counter()
     log(f"compile benchmark: {programs} random programs + seeds {seeds.names()}")
     res.update(compile_benchmark(programs, optimizer))
-    log(f"step benchmark: {repeats} repeats x {steps} steps")
-    res.update(step_benchmark(steps, repeats, optimizer, with_loop=not args.quick,
-                              with_hlo=not (args.quick or args.no_hlo),
-                              c=QUICK_STEP_CFG if args.quick else STEP_CFG))
+    if not args.compile_only:
+        log(f"step benchmark: {repeats} repeats x {steps} steps")
+        res.update(step_benchmark(steps, repeats, optimizer, with_loop=not args.quick,
+                                  with_hlo=not (args.quick or args.no_hlo),
+                                  c=QUICK_STEP_CFG if args.quick else STEP_CFG))
     res["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     res["wall_s"] = time.perf_counter() - t0
     res["loadavg_end"] = os.getloadavg()[0]

@@ -5,6 +5,7 @@ Runs short real searches (the tiny_cpu config, PTB training) with
 * 1 worker on 1 core,
 * 2 workers on 1 core each,
 * 1 worker given both cores (JAX threads = 2),
+* the last two again with two candidates per worker (one compiles while one trains),
 
 and reports candidates/hour (finished candidates, duplicates included, and trained ones
 alone), the controller's own time per candidate (proposal, mutation, validation,
@@ -32,7 +33,11 @@ from pathlib import Path
 
 LAYOUTS = [("1 worker x 1 core", ["workers=1", "cpus_per_worker=1.0", "threads_per_worker=1"]),
            ("2 workers x 1 core", ["workers=2", "cpus_per_worker=1.0", "threads_per_worker=1"]),
-           ("1 worker x 2 cores", ["workers=1", "cpus_per_worker=2.0", "threads_per_worker=2"])]
+           ("1 worker x 2 cores", ["workers=1", "cpus_per_worker=2.0", "threads_per_worker=2"]),
+           ("1 worker x 2 cores, 2 cand", ["workers=1", "cpus_per_worker=2.0",
+                                           "threads_per_worker=2", "candidates_per_worker=2"]),
+           ("2 workers x 1 core, 2 cand", ["workers=2", "cpus_per_worker=1.0",
+                                           "threads_per_worker=1", "candidates_per_worker=2"])]
 
 
 def run_layout(name, overrides, candidates, toy, tmp):
@@ -67,7 +72,8 @@ def run_layout(name, overrides, candidates, toy, tmp):
             "controller_s_per_candidate": round(s.controller_s / max(s.finished, 1), 3),
             "controller_share": round(s.controller_s / max(s.evaluation_s, 1e-9), 4),
             "dedup_hit_rate": round(s.duplicates / max(s.finished, 1), 3),
-            # The share of the workers' wall-clock time spent in training steps.
+            # The share of the workers' wall-clock time spent in training steps (a worker
+            # trains one candidate at a time, however many it holds).
             "busy_fraction": round(train_s / (cfg.workers * wall), 3),
             "best_fitness": s.best_fitness}
 
@@ -138,6 +144,8 @@ def main(argv=None):
     p.add_argument("--ceiling", action="store_true",
                    help="the search loop's own candidates per second (no Ray, instant workers)")
     p.add_argument("--workers", type=int, default=64, help="slots of the instant pool (--ceiling)")
+    p.add_argument("--layouts", default=None,
+                   help="comma-separated layout numbers to run, from 1 (default: all)")
     args = p.parse_args(argv)
     if args.ceiling:
         with tempfile.TemporaryDirectory() as tmp:
@@ -151,7 +159,9 @@ def main(argv=None):
         return
     args.candidates = args.candidates or 24
     with tempfile.TemporaryDirectory() as tmp:
-        rows = [run_layout(n, o, args.candidates, args.toy, tmp) for n, o in LAYOUTS]
+        chosen = [LAYOUTS[int(k) - 1] for k in args.layouts.split(",")] if args.layouts \
+            else LAYOUTS
+        rows = [run_layout(n, o, args.candidates, args.toy, tmp) for n, o in chosen]
     base = rows[0]["trained_per_hour"] or 1e-9
     for r in rows:
         r["speedup_trained_vs_1x1"] = round(r["trained_per_hour"] / base, 2)

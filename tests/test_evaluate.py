@@ -212,3 +212,39 @@ print(json.dumps({{"cache": ev.compilation_cache, "files": files, "fitness": r.f
                          env={**env, "PRIMER_SEARCH_COMPILATION_CACHE": "0"}, timeout=600)
     assert off.returncode == 0, off.stderr[-3000:]
     assert json.loads(off.stdout.strip().splitlines()[-1])["cache"] is None
+
+
+def test_two_candidates_share_a_worker_taking_turns_to_train(evaluator):
+    """With a gate, two evaluations run in threads of one worker: each compiles on its own
+    and trains only while it holds the gate, and both score exactly as they do alone."""
+    import threading
+
+    class Gate:  # a lock that records who held it when
+        def __init__(self):
+            self.lock, self.held = threading.Lock(), []
+
+        def acquire(self):
+            self.lock.acquire()
+            self.held.append([time.perf_counter(), None])
+
+        def release(self):
+            self.held[-1][1] = time.perf_counter()
+            self.lock.release()
+
+    alone = {name: evaluator.evaluate(seeds.get(name))[0] for name in ("transformer", "primer_ez")}
+    gate, out = Gate(), {}
+
+    def run(name):
+        out[name] = evaluator.evaluate(seeds.get(name), gate=gate)[0]
+
+    threads = [threading.Thread(target=run, args=(n,)) for n in alone]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(gate.held) == 2
+    (a0, a1), (b0, b1) = sorted(gate.held)
+    assert a1 <= b0  # never two at once
+    for name, result in out.items():
+        assert result.status == Status.OK
+        assert result.valid_loss == alone[name].valid_loss

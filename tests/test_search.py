@@ -321,3 +321,17 @@ def test_a_worker_that_cannot_start_stops_the_search_with_its_error(local_ray, t
     with pytest.raises(WorkerStartError, match="failed to start 3 times") as e:
         run_search(cfg, tmp_path / "w.sqlite", progress=False)
     assert "gone.txt" in str(e.value) and "does not exist" in str(e.value)
+
+
+def test_two_candidates_per_worker_take_turns(local_ray, tmp_path):
+    """candidates_per_worker=2: one Ray worker holds two candidates, and their toy
+    'training' (the sleep) never overlaps, so 8 candidates of 0.4 s take 3.2 s or more."""
+    cfg = toy_config("max_candidates=8", "workers=1", "candidates_per_worker=2",
+                     "toy_sleep_s=0.4", "dedup=false")
+    summary = run_search(cfg, tmp_path / "two.sqlite", progress=False)
+    assert summary.finished == 8
+    with Store(tmp_path / "two.sqlite", readonly=True) as store:
+        rows = store.finished()
+    assert {c.worker.split("/")[0] for c in rows} == {"worker0"}
+    assert all(c.status == "ok" for c in rows)
+    assert summary.evaluation_s >= 8 * 0.4 * 1.5  # each waited for the other's turn

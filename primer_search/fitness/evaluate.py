@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import threading
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -42,7 +43,7 @@ from primer_search.fitness.hurdles import stage_ends
 from primer_search.fitness.metrics import metrics_from_eval
 from primer_search.fitness.model import build_lm, count_params
 from primer_search.fitness.results import WORST_FITNESS, EvalResult, Status
-from primer_search.fitness.train import make_optimizer, make_steps
+from primer_search.fitness.train import compiler_options, make_optimizer, make_steps
 from primer_search.program.compiler import CompileError
 from primer_search.program.dna import DNA, DNAError
 
@@ -83,14 +84,20 @@ class Evaluator:
         self._eval_batches = [jnp.asarray(b) for b in self.dataset.eval_batches()]
 
     def evaluate(self, dna: DNA, hurdles: Sequence[float | None] = (), *,
-                 seed: int | None = None,
-                 budget: BudgetConfig | None = None) -> tuple[EvalResult, Params | None]:
+                 seed: int | None = None, budget: BudgetConfig | None = None,
+                 gate: threading.Lock | None = None) -> tuple[EvalResult, Params | None]:
         """Train and score ``dna``; return the result and the trained parameters (None
         for a failure). ``hurdles[k]`` is the fitness a candidate must reach (be at or
         below) after stage ``k`` to go on; None or missing means no hurdle. ``seed`` and
-        ``budget`` replace the config's for this call."""
+        ``budget`` replace the config's for this call.
+
+        ``gate``: a lock shared by evaluations that run in threads of one worker. Each
+        builds, initialises and compiles on its own, then holds the gate while it trains
+        and evaluates, so one candidate trains while the next compiles and the device
+        never waits for a compiler. The time-out (``budget.timeout_s``) does not count the
+        wait for the gate."""
         run = _Run(seed=self.config.seed if seed is None else seed,
-                   budget=self.config.budget if budget is None else budget)
+                   budget=self.config.budget if budget is None else budget, gate=gate)
         try:
             return self._evaluate(dna, list(hurdles), run)
         except _Failure as f:
@@ -100,6 +107,8 @@ class Evaluator:
         finally:
             if run.batches is not None:
                 run.batches.close()
+            if run.holding_gate:
+                run.gate.release()
         return EvalResult(fitness=WORST_FITNESS, status=status, reason=reason, **run.timings,
                           **run.partial), None
 
@@ -115,12 +124,14 @@ class Evaluator:
 
         t = time.perf_counter()
         state = init_state(run.seed, first)
-        step_fn = train_step.lower(state, first).compile()
-        eval_fns = {b.shape: eval_step.lower(state.params, b).compile()
+        options = compiler_options()
+        step_fn = train_step.lower(state, first).compile(options)
+        eval_fns = {b.shape: eval_step.lower(state.params, b).compile(options)
                     for b in self._eval_batches}
         timings["compile_s"] = time.perf_counter() - t
         partial["num_params"] = count_params(state.params)
         run.check_time()
+        run.enter_gate()
 
         steps, stage_fitness = 0, []
         batch = first
@@ -190,10 +201,23 @@ class _Run:
                                  "data_wait_s": 0.0})
     partial: dict = dataclasses.field(default_factory=dict)
     batches: Prefetcher | None = None  # closed when the call ends
+    gate: threading.Lock | None = None  # held from the first step to the end of the call
+    holding_gate: bool = False
+    waited_for_gate_s: float = 0.0
+
+    def enter_gate(self) -> None:
+        """Wait for the gate (if any); the wait does not count towards the time-out."""
+        if self.gate is None:
+            return
+        t = time.perf_counter()
+        self.gate.acquire()
+        self.holding_gate = True
+        self.waited_for_gate_s = time.perf_counter() - t
 
     def check_time(self) -> None:
         limit = self.budget.timeout_s
-        if limit is not None and time.perf_counter() - self.start > limit:
+        if limit is not None and \
+                time.perf_counter() - self.start - self.waited_for_gate_s > limit:
             raise _Failure(Status.TIMEOUT, f"passed the time limit of {limit:g} s")
 
 

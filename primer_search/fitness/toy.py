@@ -8,6 +8,7 @@ about language modelling.
 
 from __future__ import annotations
 
+import contextlib
 import time
 
 from primer_search.fitness.results import WORST_FITNESS, EvalResult, Status
@@ -34,16 +35,18 @@ class ToyEvaluator:
     def __init__(self, sleep_s: float = 0.0):
         self.sleep_s = sleep_s
 
-    def evaluate(self, dna: DNA, hurdles=(), *, seed=None, budget=None) -> tuple[EvalResult, None]:
+    def evaluate(self, dna: DNA, hurdles=(), *, seed=None, budget=None,
+                 gate=None) -> tuple[EvalResult, None]:
         """``seed`` and ``budget`` are accepted for the evaluator's interface; the toy
-        fitness depends on neither."""
-        start = time.perf_counter()
+        fitness depends on neither. Its sleep stands in for training: it holds ``gate``."""
         try:
             fitness = toy_fitness(dna)
         except DNAError as e:
             return EvalResult(fitness=WORST_FITNESS, status=Status.INVALID, reason=str(e)), None
-        if self.sleep_s:
-            time.sleep(self.sleep_s)
-        elapsed = time.perf_counter() - start
+        with gate if gate is not None else contextlib.nullcontext():
+            start = time.perf_counter()
+            if self.sleep_s:
+                time.sleep(self.sleep_s)
+            elapsed = time.perf_counter() - start
         return EvalResult(fitness=fitness, status=Status.OK, steps=1, train_s=elapsed,
                           stage_fitness=(fitness,)), None

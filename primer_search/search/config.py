@@ -77,8 +77,13 @@ class SearchConfig:
     evaluator: str = "train"
     # Seconds a toy evaluation sleeps, to stand in for training time.
     toy_sleep_s: float = 0.0
-    # Candidates evaluated at once (one Ray worker each).
+    # Ray workers (processes), each with the resources below.
     workers: int = 1
+    # Candidates a worker holds at once. With 2, one trains while the next is built and
+    # compiled in another thread, so an accelerator does not wait for the compiler (a
+    # candidate trains only while it holds the worker's training lock; memory for two
+    # models). On a CPU the compile takes cores from training: keep 1 there.
+    candidates_per_worker: int = 1
     # CPU cores and GPUs reserved per worker (Ray resources).
     cpus_per_worker: float = 1.0
     gpus_per_worker: float = 0.0
@@ -129,6 +134,9 @@ class SearchConfig:
         if bad:
             raise ConfigError(f"worker_resources must map resource names to amounts >= 0, "
                               f"got {bad}")
+        if self.candidates_per_worker < 1:
+            raise ConfigError(f"candidates_per_worker must be >= 1, got "
+                              f"{self.candidates_per_worker}")
         if self.prepare_ahead < 0:
             raise ConfigError(f"prepare_ahead must be >= 0, got {self.prepare_ahead}")
         if not self.seeds:
@@ -244,7 +252,8 @@ def merge(base: dict, overrides: dict) -> dict:
 
 # Top-level keys a resume may change: when and where the work runs, not what it means.
 RESUMABLE_KEYS = frozenset({
-    "max_candidates", "max_hours", "workers", "cpus_per_worker", "gpus_per_worker",
+    "max_candidates", "max_hours", "workers", "candidates_per_worker", "cpus_per_worker",
+    "gpus_per_worker",
     "threads_per_worker", "candidate_timeout_s", "max_retries", "keep_weights", "address",
     "prepare_ahead",
     "toy_sleep_s"})

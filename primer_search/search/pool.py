@@ -140,9 +140,11 @@ def compute_fingerprint(cid: int, dna: DNA, d_model: int) -> Fingerprinted:
     return Fingerprinted(cid, fp, time.perf_counter() - start)
 
 
-def run_job(evaluator, job: Job, worker: str) -> Done:
-    """Evaluate ``job``; serialise the trained weights when asked and it trained."""
-    result, params = evaluator.evaluate(job.dna, job.hurdles, seed=job.seed, budget=job.budget)
+def run_job(evaluator, job: Job, worker: str, gate=None) -> Done:
+    """Evaluate ``job``; serialise the trained weights when asked and it trained.
+    ``gate``: the training lock of a worker that holds several jobs at once."""
+    result, params = evaluator.evaluate(job.dna, job.hurdles, seed=job.seed, budget=job.budget,
+                                        gate=gate)
     weights = None
     if job.want_weights and params is not None and not result.failed:
         from primer_search.fitness.model import params_to_bytes

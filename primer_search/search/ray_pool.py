@@ -26,6 +26,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import threading
 import time
 
 from primer_search.fitness.config import FitnessConfig
@@ -56,17 +57,20 @@ PLACEMENT_WARNING_S = 120.0
 
 
 class _Worker:
-    """A Ray actor: one evaluator, its data loaded once."""
+    """A Ray actor: one evaluator, its data loaded once. With ``gated``, several jobs run
+    in threads of the actor and take turns to train (see ``Evaluator.evaluate``'s gate)."""
 
-    def __init__(self, fitness: FitnessConfig, kind: str, toy_sleep_s: float, name: str):
+    def __init__(self, fitness: FitnessConfig, kind: str, toy_sleep_s: float, name: str,
+                 gated: bool = False):
         self.name = name
         self.evaluator = make_evaluator(fitness, kind, toy_sleep_s)
+        self.gate = threading.Lock() if gated else None
 
     def pid(self) -> int:
         return os.getpid()
 
     def evaluate(self, job: Job) -> Done:
-        return run_job(self.evaluator, job, self.name)
+        return run_job(self.evaluator, job, self.name, gate=self.gate)
 
 
 def worker_env(cfg: SearchConfig) -> dict[str, str]:
@@ -88,6 +92,8 @@ def actor_options(cfg: SearchConfig) -> dict:
     its environment; never restarted by Ray (the pool replaces it)."""
     options = {"num_cpus": cfg.cpus_per_worker, "num_gpus": cfg.gpus_per_worker,
                "max_restarts": 0, "runtime_env": {"env_vars": worker_env(cfg)}}
+    if cfg.candidates_per_worker > 1:  # its jobs and its probe each run in a thread
+        options["max_concurrency"] = cfg.candidates_per_worker + 1
     if cfg.accelerator_type:
         options["accelerator_type"] = cfg.accelerator_type
     if cfg.worker_resources:
@@ -96,80 +102,84 @@ def actor_options(cfg: SearchConfig) -> dict:
 
 
 class RayPool:
-    """``config.workers`` slots, one Ray actor each, with the resources the config asks."""
+    """``config.workers`` Ray actors with the resources the config asks, each holding
+    ``candidates_per_worker`` slots (slot ``s`` is on actor ``s // candidates_per_worker``)."""
 
     def __init__(self, config: SearchConfig):
         import ray
 
         self.ray = ray
         self.cfg = config
-        self.size = config.workers
-        self.probes: dict = {}  # ref of a started-yet? call -> (slot, actor)
-        self.started = [False] * self.size
-        self.created = [0.0] * self.size
-        self.failed_starts = [0] * self.size
+        self.per_worker = config.candidates_per_worker
+        self.size = config.workers * self.per_worker
+        n = config.workers
+        self.probes: dict = {}  # ref of a started-yet? call -> (worker, actor)
+        self.started = [False] * n
+        self.created = [0.0] * n
+        self.failed_starts = [0] * n
         self.warned: set[int] = set()
-        self.actors = [self._new_actor(i) for i in range(self.size)]
+        self.actors = [self._new_actor(w) for w in range(n)]
         self.refs: list = [None] * self.size
         self.jobs: list[Job | None] = [None] * self.size
+        self.ran_on: list = [None] * self.size  # the actor each slot's job was sent to
         self.fingerprints: dict = {}  # ref -> cid
         self._fingerprint_task = ray.remote(compute_fingerprint).options(
             num_cpus=0, max_retries=1,
             runtime_env={"env_vars": {"RAY_USAGE_STATS_ENABLED": "0", "JAX_PLATFORMS": "cpu",
                                       "PJRT_NPROC": "1"}})
 
-    def _new_actor(self, index: int):
-        """Start slot ``index``'s actor; the slot is available once its probe answers."""
+    def _new_actor(self, w: int):
+        """Start worker ``w``'s actor; its slots are available once its probe answers."""
         cfg = self.cfg
         actor = self.ray.remote(_Worker).options(**actor_options(cfg)).remote(
-            cfg.fitness, cfg.evaluator, cfg.toy_sleep_s, f"worker{index}")
-        self.probes[actor.pid.remote()] = (index, actor)
-        self.started[index] = False
-        self.created[index] = time.monotonic()
+            cfg.fitness, cfg.evaluator, cfg.toy_sleep_s, f"worker{w}", self.per_worker > 1)
+        self.probes[actor.pid.remote()] = (w, actor)
+        self.started[w] = False
+        self.created[w] = time.monotonic()
         return actor
 
     def available(self, slot: int) -> bool:
-        return self.started[slot]
+        return self.started[slot // self.per_worker]
 
     def _probed(self, ref) -> None:
         """A probe answered: its actor started, or failed to (then it is started again)."""
-        slot, actor = self.probes.pop(ref)
-        if actor is not self.actors[slot]:
+        w, actor = self.probes.pop(ref)
+        if actor is not self.actors[w]:
             return  # an actor since replaced
         try:
             self.ray.get(ref)
         except self.ray.exceptions.RayError as e:
-            self.failed_starts[slot] += 1
+            self.failed_starts[w] += 1
             reason = str(e).strip().splitlines()[-1][:500]
-            if self.failed_starts[slot] >= START_ATTEMPTS:
-                raise WorkerStartError(f"worker{slot} failed to start {START_ATTEMPTS} times "
+            if self.failed_starts[w] >= START_ATTEMPTS:
+                raise WorkerStartError(f"worker{w} failed to start {START_ATTEMPTS} times "
                                        f"in a row; the last time: {reason}") from None
-            log.warning("worker%d failed to start (%s); starting it again", slot, reason)
-            self.actors[slot] = self._new_actor(slot)
+            log.warning("worker%d failed to start (%s); starting it again", w, reason)
+            self.actors[w] = self._new_actor(w)
             return
-        self.started[slot] = True
-        self.failed_starts[slot] = 0
-        if slot in self.warned:
-            log.warning("worker%d started after %.0f s", slot,
-                        time.monotonic() - self.created[slot])
-            self.warned.discard(slot)
+        self.started[w] = True
+        self.failed_starts[w] = 0
+        if w in self.warned:
+            log.warning("worker%d started after %.0f s", w, time.monotonic() - self.created[w])
+            self.warned.discard(w)
 
     def _warn_unplaced(self) -> None:
         now = time.monotonic()
-        for slot in range(self.size):
-            if (not self.started[slot] and slot not in self.warned
-                    and now - self.created[slot] > PLACEMENT_WARNING_S):
-                self.warned.add(slot)
+        for w in range(len(self.actors)):
+            if (not self.started[w] and w not in self.warned
+                    and now - self.created[w] > PLACEMENT_WARNING_S):
+                self.warned.add(w)
                 log.warning("worker%d has not started after %.0f s: no node has room for "
-                            "it (%s); the search goes on with the other workers", slot,
-                            now - self.created[slot], {
+                            "it (%s); the search goes on with the other workers", w,
+                            now - self.created[w], {
                                 k: v for k, v in actor_options(self.cfg).items()
                                 if k in ("num_cpus", "num_gpus", "accelerator_type",
                                          "resources")})
 
     def submit(self, slot: int, job: Job) -> None:
-        self.jobs[slot] = job
-        self.refs[slot] = self.actors[slot].evaluate.remote(job)
+        actor = self.actors[slot // self.per_worker]
+        self.jobs[slot], self.ran_on[slot] = job, actor
+        self.refs[slot] = actor.evaluate.remote(job)
 
     def fingerprint(self, cid: int, dna: DNA, d_model: int) -> None:
         self.fingerprints[self._fingerprint_task.remote(cid, dna, d_model)] = cid
@@ -194,12 +204,14 @@ class RayPool:
         for slot, ref in enumerate(self.refs):
             if ref is None or ref not in ready:
                 continue
-            job = self.jobs[slot]
-            self.refs[slot] = self.jobs[slot] = None
+            job, actor = self.jobs[slot], self.ran_on[slot]
+            self.refs[slot] = self.jobs[slot] = self.ran_on[slot] = None
             try:
                 out.append((slot, ray.get(ref)))
             except (ray.exceptions.RayActorError, ray.exceptions.WorkerCrashedError) as e:
-                self.actors[slot] = self._new_actor(slot)
+                w = slot // self.per_worker
+                if actor is self.actors[w]:  # not yet replaced (by its other slots' loss)
+                    self.actors[w] = self._new_actor(w)
                 out.append((slot, Lost(job.cid, f"{type(e).__name__}: "
                                                 f"{str(e).splitlines()[0][:300]}", True)))
             except ray.exceptions.RayTaskError as e:  # an exception escaped the evaluator
@@ -208,9 +220,12 @@ class RayPool:
         return out
 
     def replace(self, slot: int) -> None:
-        self.ray.kill(self.actors[slot], no_restart=True)
-        self.refs[slot] = self.jobs[slot] = None
-        self.actors[slot] = self._new_actor(slot)
+        """Kill ``slot``'s worker and start another (its other slots' jobs come back as
+        lost with it, and are retried)."""
+        w = slot // self.per_worker
+        self.ray.kill(self.actors[w], no_restart=True)
+        self.refs[slot] = self.jobs[slot] = self.ran_on[slot] = None
+        self.actors[w] = self._new_actor(w)
 
     def close(self) -> None:
         self.probes = {}
