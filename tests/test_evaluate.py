@@ -248,3 +248,22 @@ def test_two_candidates_share_a_worker_taking_turns_to_train(evaluator):
     for name, result in out.items():
         assert result.status == Status.OK
         assert result.valid_loss == alone[name].valid_loss
+
+
+def test_a_short_last_evaluation_batch_counts_only_its_rows():
+    """The evaluation set's short last batch is padded so one compiled step serves every
+    batch; the padding counts for nothing: the loss is that of the real rows."""
+    import numpy as np
+
+    from primer_search.fitness.model import build_lm
+    from primer_search.fitness.train import token_loss
+
+    cfg = FitnessConfig(data=DataConfig(seq_len=32, batch_size=8, eval_tokens=2048 + 96),
+                        model=TINY.model, budget=BudgetConfig(steps=3, stages=1))
+    ev = Evaluator(cfg)
+    batches = ev.dataset.eval_batches()
+    assert [len(b) for b in batches] == [8] * 8 + [3]
+    result, params = ev.evaluate(seeds.get("transformer"))
+    lm = build_lm(seeds.get("transformer"), cfg.model, ev.dataset.vocab_size)
+    total = sum(float(np.asarray(token_loss(lm, params, b), np.float64).sum()) for b in batches)
+    assert result.valid_loss == pytest.approx(total / ev.dataset.eval_info.tokens, rel=1e-6)

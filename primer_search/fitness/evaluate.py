@@ -81,7 +81,14 @@ class Evaluator:
         self.config = config = config if config is not None else FitnessConfig()
         self.compilation_cache = compile_cache.enable(cache_root(config.data))
         self.dataset = dataset if dataset is not None else load_dataset(config.data)
-        self._eval_batches = [jnp.asarray(b) for b in self.dataset.eval_batches()]
+        # The evaluation set as full batches and the rows of each that count: a short
+        # last batch is padded, so that one compiled evaluation step serves them all.
+        self._eval_batches = []
+        for b in self.dataset.eval_batches():
+            rows = len(b)
+            padded = np.zeros((self.dataset.batch_size, b.shape[1]), np.int32)
+            padded[:rows] = b
+            self._eval_batches.append((jnp.asarray(padded), jnp.asarray(rows, jnp.int32)))
 
     def evaluate(self, dna: DNA, hurdles: Sequence[float | None] = (), *,
                  seed: int | None = None, budget: BudgetConfig | None = None,
@@ -126,8 +133,7 @@ class Evaluator:
         state = init_state(run.seed, first)
         options = compiler_options()
         step_fn = train_step.lower(state, first).compile(options)
-        eval_fns = {b.shape: eval_step.lower(state.params, b).compile(options)
-                    for b in self._eval_batches}
+        eval_fn = eval_step.lower(state.params, *self._eval_batches[0]).compile(options)
         timings["compile_s"] = time.perf_counter() - t
         partial["num_params"] = count_params(state.params)
         run.check_time()
@@ -158,7 +164,7 @@ class Evaluator:
             loss = _check_training(state, metrics, steps, partial)
 
             t = time.perf_counter()
-            total = sum(float(eval_fns[b.shape](state.params, b)[0]) for b in self._eval_batches)
+            total = sum(float(eval_fn(state.params, b, rows)[0]) for b, rows in self._eval_batches)
             timings["eval_s"] += time.perf_counter() - t
             if not math.isfinite(total):
                 raise _Failure(Status.NAN, f"validation loss is {total} after {steps} steps")

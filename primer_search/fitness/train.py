@@ -153,9 +153,14 @@ def make_steps(model: LanguageModel, optimizer: optax.GradientTransformation):
         metrics = {"loss": loss, "grad_norm": grad_norm}
         return TrainState(params, opt_state, state.step + 1, bad), metrics
 
-    def eval_step(params, batch):
-        """Summed token loss and token count of one batch."""
+    def eval_step(params, batch, rows=None):
+        """Summed token loss and token count of the first ``rows`` rows of a batch (all
+        of them when None; a padded last batch of the evaluation set counts fewer)."""
         losses = token_loss(model, params, batch)
-        return losses.sum(), jnp.asarray(losses.size, jnp.float32)
+        if rows is None:
+            return losses.sum(), jnp.asarray(losses.size, jnp.float32)
+        counted = jnp.arange(batch.shape[0]) < rows
+        return (jnp.where(counted[:, None], losses, 0.0).sum(),
+                (rows * losses.shape[1]).astype(jnp.float32))
 
     return init_state, jax.jit(train_step, donate_argnums=0), jax.jit(eval_step)
