@@ -462,3 +462,27 @@ def test_newest_store_finds_the_latest_search_and_skips_other_files(tmp_path):
     sqlite3.connect(tmp_path / "other.sqlite").execute("CREATE TABLE t (x)").connection.close()
     assert newest_store([tmp_path, new.parent]) == new
     assert newest_store([tmp_path]) == old
+
+
+def test_a_reader_waits_for_a_store_that_is_being_created(tmp_path):
+    """A store file exists, still empty, while its creator commits the schema: `top` or
+    `plot` opening it read-only in that moment waits for it instead of failing."""
+    import threading
+    import time
+
+    path = tmp_path / "new.sqlite"
+    path.touch()  # the creator has opened (created) the file, nothing committed yet
+
+    def create():
+        time.sleep(0.3)
+        Store(path, {"x": 1}).close()
+
+    writer = threading.Thread(target=create)
+    writer.start()
+    with Store(path, readonly=True) as store:
+        assert store.config == {"x": 1}
+    writer.join()
+    empty = tmp_path / "empty.sqlite"
+    empty.touch()
+    with pytest.raises(StoreError, match="empty database"):
+        Store(empty, readonly=True)

@@ -68,6 +68,8 @@ SCHEMA_VERSION = 1
 FORMAT = "primer-search/store"
 KINDS = ("search", "retrain")
 BUSY_TIMEOUT_S = 30.0
+# Seconds a read-only open waits for a store that another process is still creating.
+CREATION_WAIT_S = 2.0
 
 
 class StoreError(ValueError):
@@ -286,9 +288,16 @@ class Store:
 
     def _check_or_init(self, config: dict | None) -> dict:
         meta = self._read_meta()
-        if meta is None:
-            if self.readonly:
+        if meta is None and self.readonly:
+            # A store another process is creating is empty until its schema commits: a
+            # reader that opens it in that moment waits for it rather than failing.
+            deadline = time.monotonic() + CREATION_WAIT_S
+            while meta is None and time.monotonic() < deadline:
+                time.sleep(0.05)
+                meta = self._read_meta()
+            if meta is None:
                 raise StoreError(f"{self.path} is not a primer-search store (empty database)")
+        if meta is None:
             with self._write():
                 meta = self._read_meta()   # another process may have created it meanwhile
                 if meta is None:
