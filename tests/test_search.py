@@ -311,10 +311,15 @@ def test_worker_options_pin_workers_to_hardware():
         toy_config("worker_resources.h100_node=-1")
 
 
-def test_a_worker_that_cannot_start_stops_the_search_with_its_error(local_ray, tmp_path):
+def test_a_worker_that_cannot_start_stops_the_search_with_its_error(local_ray, tmp_path,
+                                                                     monkeypatch):
     """Workers whose corpus is missing on their node fail to start; after three tries the
-    search stops with the reason instead of waiting for them forever."""
+    search stops with the reason instead of waiting for them forever. (The driver, which
+    checks the corpus first, is told it is on a cluster whose nodes might have it.)"""
+    from primer_search.search import controller
     from primer_search.search.pool import WorkerStartError
+
+    monkeypatch.setattr(controller, "_prepare_data", lambda config: None)
 
     cfg = load_config("tiny_cpu", ["fitness.data.corpus='text'", "workers=1",
                                    f"fitness.data.path='{tmp_path / 'gone.txt'}'"])
@@ -335,3 +340,15 @@ def test_two_candidates_per_worker_take_turns(local_ray, tmp_path):
     assert {c.worker.split("/")[0] for c in rows} == {"worker0"}
     assert all(c.status == "ok" for c in rows)
     assert summary.evaluation_s >= 8 * 0.4 * 1.5  # each waited for the other's turn
+
+
+def test_a_corpus_that_is_not_there_stops_a_local_search_before_it_starts(tmp_path, capsys):
+    """Run here, the driver reads the corpus first: a bad path is one error line naming
+    it, and no store is written."""
+    store = tmp_path / "s.sqlite"
+    assert main(["search", "tiny_cpu", "--store", str(store), "--quiet", "--set",
+                 "fitness.data.corpus='text'", "--set",
+                 f"fitness.data.path='{tmp_path / 'gone.txt'}'"]) == 2
+    err = capsys.readouterr().err
+    assert "gone.txt" in err and "does not exist" in err and "Traceback" not in err
+    assert not store.exists()

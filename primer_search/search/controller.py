@@ -7,6 +7,7 @@ store. The loop itself (:mod:`primer_search.search.loop`) knows nothing of Ray; 
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import sys
@@ -19,6 +20,8 @@ from primer_search.search.loop import SearchLoop, SearchSummary
 from primer_search.search.store import Store
 
 __all__ = ["SearchSummary", "resume_search", "run_search"]
+
+log = logging.getLogger(__name__)
 
 
 def _run(config: SearchConfig, store: Store, progress: bool) -> SearchSummary:
@@ -61,6 +64,26 @@ class _LineLog:
               file=self.stream, flush=True)
 
 
+def _prepare_data(config: SearchConfig) -> None:
+    """Load the corpus once in this process before any worker starts, so that the
+    workers on this machine find its vocabulary and validation set in the cache instead
+    of each building them (a subword vocabulary takes tens of seconds). A corpus this
+    machine cannot read is an error here when the workers run here too, and only a
+    warning when they run on a cluster, whose nodes may hold data that the driver's
+    does not."""
+    if config.evaluator != "train":
+        return
+    from primer_search.fitness.data import DataError, load_dataset
+
+    try:
+        load_dataset(config.fitness.data)
+    except DataError as e:
+        if not (config.address or os.environ.get("RAY_ADDRESS")):
+            raise
+        log.warning("the corpus cannot be read on this machine (%s); the workers will "
+                    "read it on their nodes", e)
+
+
 def run_search(config: SearchConfig, store_path: str | os.PathLike,
                progress: bool = True) -> SearchSummary:
     """Start a new search writing to ``store_path`` (which must not exist)."""
@@ -69,6 +92,7 @@ def run_search(config: SearchConfig, store_path: str | os.PathLike,
                               "--resume, or choose another path")
     from primer_search.search.ray_pool import init_ray
 
+    _prepare_data(config)  # before writing: a corpus that is not there leaves no store
     init_ray(config)  # before writing: an unreachable cluster leaves no empty store behind
     with Store(store_path, config_to_dict(config)) as store:
         return _run(config, store, progress)
@@ -86,6 +110,7 @@ def resume_search(store_path: str | os.PathLike, overrides: dict | None = None,
         config = config_from_dict(data, source=f"{store_path} (stored config)")
         from primer_search.search.ray_pool import init_ray
 
+        _prepare_data(config)
         init_ray(config)  # before writing: a resume that cannot run is not recorded
         store.record_resume(overrides or {})
         return _run(config, store, progress)
