@@ -24,7 +24,7 @@ from typing import Callable
 from primer_search.fitness.config import BudgetConfig
 from primer_search.fitness.results import EvalResult, Status
 from primer_search.search.config import config_from_dict
-from primer_search.search.loop import weights_folder
+from primer_search.search.loop import save_weights, weights_folder
 from primer_search.search.pool import Done, Job, Lost, WorkerPool
 from primer_search.search.store import Candidate, Store
 
@@ -48,10 +48,7 @@ def _keep_best_seed(store: Store, row: Candidate, weights: bytes) -> None:
     best = min(siblings, key=lambda c: (c.fitness, c.id), default=None)
     if best is None or best.id != row.id:
         return
-    folder.mkdir(parents=True, exist_ok=True)
-    tmp = folder / f"{row.id}.msgpack.tmp"
-    tmp.write_bytes(weights)
-    tmp.replace(folder / f"{row.id}.msgpack")
+    save_weights(folder, row.id, weights)
     for other in siblings:
         if other.id != row.id:
             (folder / f"{other.id}.msgpack").unlink(missing_ok=True)

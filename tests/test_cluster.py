@@ -5,8 +5,8 @@ Each test starts its own cluster on this machine with the real command line (``r
 runs ``primer-search search`` against it (as a driver with ``--address``, or submitted
 with ``ray job submit``) and stops the cluster with ``ray stop`` at the end. Slow (a
 cluster takes seconds to start and a lost node tens of seconds to be noticed), so
-outside the default run: ``pytest -m slow tests/test_cluster.py``. The job submission
-test needs Ray's job server (``pip install -e .[cluster]``).
+outside the default run: ``pytest -m slow tests/test_cluster.py``, with Ray's job server
+and dashboard installed (``pip install -e .[cluster]``).
 """
 
 import importlib.util
@@ -53,7 +53,7 @@ def _node_ip() -> str:
 class Cluster:
     """A head and a second node on this machine, one CPU each, started with `ray start`."""
 
-    def __init__(self, tmp: Path, dashboard: bool = False, node2_resources: str | None = None):
+    def __init__(self, dashboard: bool = False, node2_resources: str | None = None):
         self.env = {**os.environ, "RAY_AUTH_MODE": "token", "RAY_USAGE_STATS_ENABLED": "0",
                     "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
         self.env.pop("RAY_ADDRESS", None)
@@ -87,10 +87,10 @@ class Cluster:
 
 
 @pytest.fixture
-def cluster(tmp_path, request):
+def cluster(request):
     if RAY is None:
         pytest.fail("the `ray` command is not installed")
-    c = Cluster(tmp_path, **getattr(request, "param", {}))
+    c = Cluster(**getattr(request, "param", {}))
     try:
         yield c
     finally:
@@ -158,8 +158,8 @@ def test_a_node_lost_mid_search_costs_one_retry_not_a_timeout(cluster, tmp_path)
 def test_a_search_submitted_as_a_ray_job(cluster, tmp_path):
     """`ray job submit -- primer-search search ...`: the job's driver finds the cluster
     through RAY_ADDRESS, which the job server sets, and uses both nodes."""
-    if importlib.util.find_spec("aiohttp") is None:
-        pytest.skip("Ray's job server needs ray[default] (pip install -e .[cluster])")
+    if importlib.util.find_spec("aiohttp") is None:  # the slow set runs with .[cluster]
+        pytest.fail("`ray job submit` needs Ray's job server: pip install -e .[cluster]")
     store_path = tmp_path / "job.sqlite"
     run = subprocess.run(
         [RAY, "job", "submit", "--address", f"http://127.0.0.1:{cluster.dashboard_port}",

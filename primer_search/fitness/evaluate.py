@@ -159,8 +159,9 @@ class Evaluator:
                     _check_training(state, metrics, steps, partial)
                     run.check_time()
             metrics["loss"].block_until_ready()  # the stage's training time ends here
-            timings["data_wait_s"] += batches.waited_s - waited
-            timings["train_s"] += time.perf_counter() - t - (batches.waited_s - waited)
+            stalled = batches.waited_s - waited
+            timings["data_wait_s"] += stalled
+            timings["train_s"] += time.perf_counter() - t - stalled
             loss = _check_training(state, metrics, steps, partial)
 
             t = time.perf_counter()

@@ -91,6 +91,14 @@ def weights_folder(store_path) -> Path:
     return Path(f"{store_path}.weights")
 
 
+def save_weights(folder: Path, cid: int, weights: bytes) -> None:
+    """Write ``folder/CID.msgpack`` so that a reader sees the whole file or none."""
+    folder.mkdir(parents=True, exist_ok=True)
+    tmp = folder / f"{cid}.msgpack.tmp"
+    tmp.write_bytes(weights)
+    tmp.replace(folder / f"{cid}.msgpack")
+
+
 def _member(cid: int, dna: DNA, result: EvalResult | None) -> Member:
     """A finished candidate as evolution sees it: its fitness and how many hurdle stages
     it completed (see :func:`primer_search.fitness.hurdles.rank_key`)."""
@@ -332,10 +340,7 @@ class SearchLoop:
         folder = weights_folder(self.store.path)
         best = {c.id for c in self.store.top(self.cfg.keep_weights)}
         if cid in best:
-            folder.mkdir(exist_ok=True)
-            tmp = folder / f"{cid}.msgpack.tmp"
-            tmp.write_bytes(weights)
-            tmp.replace(folder / f"{cid}.msgpack")
+            save_weights(folder, cid, weights)
         for path in folder.glob("*.msgpack") if folder.exists() else []:
             if int(path.stem) not in best:
                 path.unlink()

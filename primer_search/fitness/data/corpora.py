@@ -267,6 +267,11 @@ def _words(line: str) -> int:
     return len(line.split())
 
 
+def _no_text(root: Path) -> DataError:
+    return DataError(f"the LM1B training shards in {str(root / LM1B_TRAIN_DIR)!r} hold no "
+                     f"text; expected tokenised sentences, one per line")
+
+
 def _load_lm1b(cfg: DataConfig) -> Dataset:
     path = Path(cfg.path).expanduser()
     root = _lm1b_root(path)
@@ -274,6 +279,8 @@ def _load_lm1b(cfg: DataConfig) -> Dataset:
     train_id = file_identity(train_files)
     cache = cache_root(cfg)
     description = f"the LM1B corpus {str(root)!r}"
+    # A word or subword vocabulary is built from the first LM1B_VOCAB_WORDS words.
+    vocab_key = {"train": train_id, "vocab_size": cfg.vocab_size, "words": LM1B_VOCAB_WORDS}
 
     if cfg.tokenizer == "word":
         def build_vocab() -> Built:
@@ -282,12 +289,10 @@ def _load_lm1b(cfg: DataConfig) -> Dataset:
                                      counted)
             return {}, {"vocab": vocab, "words_counted": counted[0]}
 
-        key = {"train": train_id, "vocab_size": cfg.vocab_size, "words": LM1B_VOCAB_WORDS}
-        _, info = cached(cache, "lm1b-vocab", key, build_vocab)
+        _, info = cached(cache, "lm1b-vocab", vocab_key, build_vocab)
         tok: Tokenizer = WordTokenizer(info["vocab"])
         if not info["words_counted"]:
-            raise DataError(f"the LM1B training shards in {str(root / LM1B_TRAIN_DIR)!r} "
-                            f"hold no text; expected tokenised sentences, one per line")
+            raise _no_text(root)
     elif cfg.tokenizer == "subword":
         def build_subword() -> Built:
             lines = _take_lines(lines_of(train_files), _words, LM1B_VOCAB_WORDS)
@@ -296,17 +301,14 @@ def _load_lm1b(cfg: DataConfig) -> Dataset:
             tok = SubwordTokenizer(train_subword(lines, cfg.vocab_size))
             return _tokenizer_arrays(tok), {"words_counted": sum(map(_words, lines))}
 
-        key = {"train": train_id, "vocab_size": cfg.vocab_size, "words": LM1B_VOCAB_WORDS}
-        arrays, info = cached(cache, "lm1b-subword", key, build_subword)
+        arrays, info = cached(cache, "lm1b-subword", vocab_key, build_subword)
         if not info["words_counted"]:
-            raise DataError(f"the LM1B training shards in {str(root / LM1B_TRAIN_DIR)!r} "
-                            f"hold no text; expected tokenised sentences, one per line")
+            raise _no_text(root)
         tok = _cached_tokenizer(cfg, arrays, info)
     else:
         tok = ByteTokenizer()
         if not _take_lines(lines_of(train_files), tok.line_tokens, 1):
-            raise DataError(f"the LM1B training shards in {str(root / LM1B_TRAIN_DIR)!r} "
-                            f"hold no text; expected tokenised sentences, one per line")
+            raise _no_text(root)
 
     needed = (cfg.eval_tokens // cfg.seq_len) * cfg.seq_len + 1
 
