@@ -43,8 +43,13 @@ def test_overrides_apply_with_types():
 
 
 @pytest.mark.parametrize("override, message", [
-    (["wokers=2"], r"unknown key\(s\) \['wokers'\]"),
-    (["fitness.budget.stepz=2"], "stepz"),
+    (["wokers=2"], r"unknown key 'wokers' \(did you mean 'workers'\?\); the top level "
+                   "takes "),
+    (["fitness.budget.stepz=2"], r"unknown key 'fitness.budget.stepz' \(did you mean "
+                                 r"'fitness.budget.steps'\?\); \[fitness.budget\] takes "
+                                 r"check_every, .*steps"),
+    (["fitness.model.colour='red'"], r"unknown key 'fitness.model.colour'; "
+                                     r"\[fitness.model\] takes d_model"),
     (["workers='two'"], "workers"),
     (["fitness.budget.steps=0"], "budget.steps must be >= 1 or None, got 0"),
     (["seeds=['gpt9']"], "unknown seed blocks \\['gpt9'\\]"),
@@ -57,7 +62,8 @@ def test_bad_keys_and_values_are_named(override, message):
 
 
 def test_missing_and_malformed_files(tmp_path):
-    with pytest.raises(ConfigError, match="config file 'nope.toml' does not exist"):
+    with pytest.raises(ConfigError, match="config file 'nope.toml' does not exist; expected "
+                       "a TOML file or the name of a shipped config \\(efficacy_cpu, "):
         load_config("nope.toml")
     bad = tmp_path / "bad.toml"
     bad.write_text("workers = = 2")

@@ -23,10 +23,12 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import difflib
 import importlib.resources
 import inspect
 import os
 import tomllib
+import typing
 from collections.abc import Sequence
 from fractions import Fraction
 from pathlib import Path
@@ -196,12 +198,33 @@ _DACITE = dacite.Config(strict=True, cast=[tuple])
 
 
 def config_from_dict(data: dict, source: str = "config") -> SearchConfig:
+    unknown = unknown_keys(data)
+    if unknown:
+        raise ConfigError(f"{source}: " + "; ".join(unknown))
     try:
         return dacite.from_dict(SearchConfig, data, config=_DACITE)
-    except dacite.UnexpectedDataError as e:
-        raise ConfigError(f"{source}: unknown key(s) {sorted(e.keys)}") from None
     except (dacite.DaciteError, ValueError, TypeError) as e:
         raise ConfigError(f"{source}: {e}") from None
+
+
+def unknown_keys(data: dict, cls: type = SearchConfig, prefix: str = "") -> list[str]:
+    """One message per key of ``data`` that ``cls`` (a config dataclass, searched into its
+    nested tables) has no field for: its dotted name, the closest known key and the keys
+    that table takes."""
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    hints = typing.get_type_hints(cls)
+    out = []
+    for key, value in data.items():
+        name = f"{prefix}{key}"
+        if key not in fields:
+            close = difflib.get_close_matches(str(key), list(fields), n=1)
+            table = f"[{prefix[:-1]}]" if prefix else "the top level"
+            out.append(f"unknown key {name!r}"
+                       + (f" (did you mean {prefix + close[0]!r}?)" if close else "")
+                       + f"; {table} takes {', '.join(sorted(fields))}")
+        elif isinstance(value, dict) and dataclasses.is_dataclass(hints[key]):
+            out += unknown_keys(value, hints[key], f"{name}.")
+    return out
 
 
 def config_to_dict(config: SearchConfig) -> dict:
@@ -311,8 +334,11 @@ def load_config(path: str | os.PathLike, overrides: Sequence[str] = ()) -> Searc
         if bundled.is_file():
             p = bundled
     if not p.is_file():
+        shipped = sorted(f.name.removesuffix(".toml") for f in (
+            importlib.resources.files("primer_search") / "search_configs").iterdir()
+            if f.name.endswith(".toml"))
         raise ConfigError(f"config file {os.fspath(path)!r} does not exist; expected a TOML "
-                          "file or a name in search_configs/ (tiny_cpu, gpu_small, primer_lm1b)")
+                          f"file or the name of a shipped config ({', '.join(shipped)})")
     try:
         data = tomllib.loads(p.read_text())
     except tomllib.TOMLDecodeError as e:
