@@ -7,8 +7,12 @@ Runs short real searches (the tiny_cpu config, PTB training) with
 * 1 worker given both cores (JAX threads = 2),
 * the last two again with two candidates per worker (one compiles while one trains),
 
-and reports candidates/hour (finished candidates, duplicates included, and trained ones
-alone), the controller's own time per candidate (proposal, mutation, validation,
+or, with ``--gpu``, the gpu_small config on one GPU: one worker, one worker holding two
+candidates, and two workers sharing the GPU (0.5 each, with and without two candidates
+each). ``--config`` names another search config and ``--set`` overrides its keys (for
+example ``--set fitness.budget.seconds=10`` for a shorter run). It reports
+candidates/hour (finished candidates, duplicates included, and trained ones alone), the
+controller's own time per candidate (proposal, mutation, validation,
 fingerprint, store writes) as a share of the workers' evaluation time, and the dedup hit
 rate. Each layout starts a fresh Ray and a fresh store.
 
@@ -20,6 +24,7 @@ mutation, validation, dedup, store writes, evolution, hurdles) and bounds how ma
 workers one controller can keep busy; fingerprints and training run in the pool.
 
     python benchmarks/search_throughput.py [--candidates 24] [--json] [--toy]
+    python benchmarks/search_throughput.py --gpu [--candidates 24] [--set KEY=VALUE]
     python benchmarks/search_throughput.py --ceiling [--candidates 2000] [--json]
 """
 
@@ -39,21 +44,40 @@ LAYOUTS = [("1 worker x 1 core", ["workers=1", "cpus_per_worker=1.0", "threads_p
            ("2 workers x 1 core, 2 cand", ["workers=2", "cpus_per_worker=1.0",
                                            "threads_per_worker=1", "candidates_per_worker=2"])]
 
+# One GPU: a worker holds the whole GPU, or two share it (each pre-allocates its part of
+# the memory, see ray_pool.actor_options); each has the config's cpus_per_worker.
+GPU_LAYOUTS = [("1 worker x 1 GPU", ["workers=1", "gpus_per_worker=1.0"]),
+               ("1 worker x 1 GPU, 2 cand", ["workers=1", "gpus_per_worker=1.0",
+                                             "candidates_per_worker=2"]),
+               ("2 workers x 0.5 GPU", ["workers=2", "gpus_per_worker=0.5"]),
+               ("2 workers x 0.5 GPU, 2 cand", ["workers=2", "gpus_per_worker=0.5",
+                                                "candidates_per_worker=2"])]
 
-def run_layout(name, overrides, candidates, toy, tmp):
-    import ray
 
+def layout_config(overrides, candidates, toy, config="tiny_cpu", sets=()):
+    """The search config of one layout: ``config`` with the layout's ``overrides``, this
+    benchmark's small population, and the user's ``sets`` last (they win)."""
     from primer_search.search.config import load_config
-    from primer_search.search.controller import run_search
 
     extra = [f"max_candidates={candidates}", "evolution.population_size=8",
              "evolution.tournament_size=3", "seeds=['transformer', 'primer_ez']"]
     if toy:
         extra += ["evaluator='toy'", "toy_sleep_s=2.0"]
+    return load_config(config, list(overrides) + extra + list(sets))
+
+
+def run_layout(name, overrides, candidates, toy, tmp, config="tiny_cpu", sets=(),
+               num_cpus=2):
+    """One short search of ``layout_config(...)`` on a fresh local Ray with ``num_cpus``
+    cores (None: the machine's, GPUs found by Ray) and a fresh store."""
+    import ray
+
+    from primer_search.search.controller import run_search
     from primer_search.search.store import Store
 
-    cfg = load_config("tiny_cpu", overrides + extra)
-    ray.init(num_cpus=2, include_dashboard=False, logging_level="WARNING", log_to_driver=False)
+    cfg = layout_config(overrides, candidates, toy, config, sets)
+    ray.init(num_cpus=num_cpus, include_dashboard=False, logging_level="WARNING",
+             log_to_driver=False)
     path = Path(tmp) / f"{name.replace(' ', '_')}.sqlite"
     try:
         start = time.time()
@@ -146,6 +170,12 @@ def main(argv=None):
     p.add_argument("--workers", type=int, default=64, help="slots of the instant pool (--ceiling)")
     p.add_argument("--layouts", default=None,
                    help="comma-separated layout numbers to run, from 1 (default: all)")
+    p.add_argument("--gpu", action="store_true",
+                   help="the GPU layouts (one GPU, one or two workers) with gpu_small")
+    p.add_argument("--config", default=None,
+                   help="search config to run (default tiny_cpu, with --gpu gpu_small)")
+    p.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a key of the config (repeatable)")
     args = p.parse_args(argv)
     if args.ceiling:
         with tempfile.TemporaryDirectory() as tmp:
@@ -158,17 +188,21 @@ def main(argv=None):
                 print(f"  {k:<26} {v}")
         return
     args.candidates = args.candidates or 24
+    layouts = GPU_LAYOUTS if args.gpu else LAYOUTS
+    config = args.config or ("gpu_small" if args.gpu else "tiny_cpu")
     with tempfile.TemporaryDirectory() as tmp:
-        chosen = [LAYOUTS[int(k) - 1] for k in args.layouts.split(",")] if args.layouts \
-            else LAYOUTS
-        rows = [run_layout(n, o, args.candidates, args.toy, tmp) for n, o in chosen]
+        chosen = [layouts[int(k) - 1] for k in args.layouts.split(",")] if args.layouts \
+            else layouts
+        rows = [run_layout(n, o, args.candidates, args.toy, tmp, config, args.sets,
+                           None if args.gpu else 2) for n, o in chosen]
     base = rows[0]["trained_per_hour"] or 1e-9
     for r in rows:
         r["speedup_trained_vs_1x1"] = round(r["trained_per_hour"] / base, 2)
     if args.json:
         print(json.dumps(rows, indent=1))
         return
-    print(f"tiny_cpu search, {args.candidates} candidates per layout"
+    print(f"{config} search" + (f" ({', '.join(args.sets)})" if args.sets else "")
+          + f", {args.candidates} candidates per layout"
           + (" (toy evaluator)" if args.toy else " (real PTB training)"))
     cols = ["layout", "finished", "trained", "wall_s", "candidates_per_hour",
             "trained_per_hour", "speedup_trained_vs_1x1", "controller_share", "dedup_hit_rate",
