@@ -267,3 +267,37 @@ def test_a_short_last_evaluation_batch_counts_only_its_rows():
     lm = build_lm(seeds.get("transformer"), cfg.model, ev.dataset.vocab_size)
     total = sum(float(np.asarray(token_loss(lm, params, b), np.float64).sum()) for b in batches)
     assert result.valid_loss == pytest.approx(total / ev.dataset.eval_info.tokens, rel=1e-6)
+
+
+def test_cpu_compiler_options_are_those_xla_accepts_and_train_as_the_defaults(monkeypatch):
+    """The trainer's CPU compile options: an option this XLA does not know is left out
+    (instead of failing every compile), one that XLA_FLAGS sets is left to the user, and a
+    train step compiled with them gives the losses of one compiled with XLA's defaults."""
+    import jax.numpy as jnp
+    import numpy as np
+
+    from primer_search.fitness import train
+    from primer_search.fitness.config import OptimConfig
+    from primer_search.fitness.model import build_lm
+
+    monkeypatch.setitem(train.CPU_COMPILER_OPTIONS, "xla_cpu_option_that_never_was", True)
+    monkeypatch.setenv("XLA_FLAGS", "--xla_backend_optimization_level=2")
+    assert train.compiler_options() == {"xla_cpu_use_fusion_emitters": False}
+    monkeypatch.delenv("XLA_FLAGS")
+    options = train.compiler_options()
+    assert options == {"xla_backend_optimization_level": 1, "xla_cpu_use_fusion_emitters": False}
+
+    model = build_lm(seeds.get("primer_ez"), ModelConfig(d_model=32, num_layers=2), 64)
+    init_state, train_step, _ = train.make_steps(
+        model, train.make_optimizer(OptimConfig(), 10, 32))
+    batch = jnp.asarray(np.random.default_rng(0).integers(0, 64, (4, 17)), jnp.int32)
+    losses = []
+    for opts in ({}, options):
+        step = train_step.lower(init_state(0, batch), batch).compile(opts)
+        state, run = init_state(0, batch), []
+        for _ in range(6):
+            state, metrics = step(state, batch)
+            run.append(float(metrics["loss"]))
+        losses.append(run)
+    assert losses[1][-1] < losses[1][0]
+    np.testing.assert_allclose(losses[1], losses[0], rtol=1e-5)
