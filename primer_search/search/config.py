@@ -211,17 +211,17 @@ def unknown_keys(data: dict, cls: type = SearchConfig, prefix: str = "") -> list
     """One message per key of ``data`` that ``cls`` (a config dataclass, searched into its
     nested tables) has no field for: its dotted name, the closest known key and the keys
     that table takes."""
-    fields = {f.name: f for f in dataclasses.fields(cls)}
+    fields = sorted(f.name for f in dataclasses.fields(cls))
     hints = typing.get_type_hints(cls)
     out = []
     for key, value in data.items():
         name = f"{prefix}{key}"
         if key not in fields:
-            close = difflib.get_close_matches(str(key), list(fields), n=1)
+            close = difflib.get_close_matches(str(key), fields, n=1)
             table = f"[{prefix[:-1]}]" if prefix else "the top level"
             out.append(f"unknown key {name!r}"
                        + (f" (did you mean {prefix + close[0]!r}?)" if close else "")
-                       + f"; {table} takes {', '.join(sorted(fields))}")
+                       + f"; {table} takes {', '.join(fields)}")
         elif isinstance(value, dict) and dataclasses.is_dataclass(hints[key]):
             out += unknown_keys(value, hints[key], f"{name}.")
     return out
