@@ -270,7 +270,10 @@ class LanguageModel(nn.Module):
         def layer(h, p):
             return block.main(p, h, h, d), None
 
-        x, _ = jax.lax.scan(layer, x, blocks, length=self.num_layers)
+        # Unrolled on the CPU, as the engine trains it (XLA's CPU backend runs a block's
+        # gradient convolutions slowly inside a loop).
+        unroll = self.num_layers if jax.default_backend() == "cpu" else 1
+        x, _ = jax.lax.scan(layer, x, blocks, length=self.num_layers, unroll=unroll)
         x = layer_norm(x, norm["scale"], norm["bias"])
         return x @ embed.T
 '''

@@ -44,6 +44,21 @@ def test_compile_and_step_quick_json():
     assert res["equivalence"]["flax"]["match"] is True, res["equivalence"]
 
 
+def test_layer_loop_quick_json():
+    """``layer_loop.py --quick --json`` (about 20 s): both forms of the shell compile and
+    step, and compute the same first loss."""
+    proc = subprocess.run(
+        [sys.executable, os.path.join(BENCH, "layer_loop.py"), "--quick", "--json"],
+        check=False, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    res = json.loads(proc.stdout)
+    assert res["failures"] == 0 and len(res["records"]) == 4, res["records"]
+    for key in ("compile_ratio_median", "step_ratio_median", "step_ms_median_loop"):
+        assert math.isfinite(res[key]) and res[key] > 0, (key, res[key])
+    assert res["loss_max_abs_diff"] < 1e-4
+    assert res["engine_unroll"] == (2 if jax.default_backend() == "cpu" else 1)
+
+
 def test_flax_reference_trains():
     model = FlaxLM(ModelConfig(d_model=32, num_layers=2), 64)
     opt = make_optimizer(OptimConfig(learning_rate=3e-3, warmup_steps=5))

@@ -1,5 +1,6 @@
 """The compiler: any valid DNA runs at any width, under jit, with readable parameters."""
 
+import dataclasses
 import random
 
 import jax
@@ -7,9 +8,11 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from primer_search.fitness.config import ModelConfig
-from primer_search.fitness.model import build_lm, count_params
+from primer_search.fitness.config import ModelConfig, OptimConfig
+from primer_search.fitness.model import build_lm, count_params, layer_unroll
+from primer_search.fitness.train import make_optimizer, make_steps
 from primer_search.program import seeds
+from primer_search.program.builder import ProgramBuilder
 from primer_search.program.compiler import CompileError, compile_block
 from primer_search.program.dna import CALL, DNA, Instruction
 from primer_search.program.random_programs import random_dna
@@ -89,6 +92,52 @@ def test_language_model_shapes_and_parameter_count():
     assert logits.shape == (2, 7, 100)
     block = count_params(params["blocks"]) // 3
     assert count_params(params) == 100 * 32 + 3 * block + 2 * 32
+
+
+def _conv_block():
+    b = ProgramBuilder()
+    main = b.subprogram()
+    main("ADD", main.h0, main("CONV_7X1", main.h1, dim=1))
+    return b.build()
+
+
+@pytest.mark.parametrize("name", ["conv", "primer"])
+def test_unrolled_layers_compute_what_the_layer_loop_computes(name):
+    """The shell runs its blocks as a loop (``unroll=1``) or unrolled: the same loss and
+    the same gradients."""
+    dna = _conv_block() if name == "conv" else seeds.get(name)
+    lm = build_lm(dna, ModelConfig(d_model=32, num_layers=3), 50)
+    tokens = jnp.asarray(np.random.default_rng(0).integers(0, 50, (2, 13)), jnp.int32)
+    params = lm.init(0, tokens)
+
+    def loss(model, p):
+        return jnp.mean(jnp.square(model.apply(p, tokens)))
+
+    results = {}
+    for unroll in (1, 3):
+        model = dataclasses.replace(lm, unroll=unroll)
+        results[unroll] = jax.jit(jax.value_and_grad(lambda p, m=model: loss(m, p)))(params)
+    np.testing.assert_allclose(results[1][0], results[3][0], rtol=1e-5)
+    for a, b in zip(jax.tree.leaves(results[1][1]), jax.tree.leaves(results[3][1])):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.skipif(jax.default_backend() != "cpu", reason="the CPU's choice")
+def test_on_the_cpu_a_train_step_has_no_layer_loop():
+    """XLA's CPU backend runs a block's gradient convolutions through generic loops when
+    they sit inside a loop (10-20x slower steps, benchmarks/layer_loop.py), so on the CPU
+    the shell's layers are unrolled: the compiled train step has no while loop."""
+    lm = build_lm(_conv_block(), ModelConfig(d_model=32, num_layers=3), 50)
+    assert layer_unroll(3) == 3
+    opt = make_optimizer(OptimConfig(learning_rate=1e-3))
+    init_state, train_step, _ = make_steps(lm, opt)
+    batch = jnp.zeros((2, 9), jnp.int32)
+    hlo = train_step.lower(init_state(0, batch), batch).compile().as_text()
+    assert hlo.count("convolution(") == 9  # 3 layers x (forward + 2 gradients)
+    assert " while(" not in hlo
+    looped = dataclasses.replace(lm, unroll=1)
+    _, loop_step, _ = make_steps(looped, opt)
+    assert " while(" in loop_step.lower(init_state(0, batch), batch).compile().as_text()
 
 
 @pytest.mark.parametrize("name", seeds.names())

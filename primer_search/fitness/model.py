@@ -5,8 +5,8 @@ fixed: token embedding (scaled by sqrt(d_model)) plus sinusoidal position signal
 stacked copies of the block (same program, separate weights), a final LayerNorm, and an
 output layer tied to the embedding.
 
-The N blocks run under ``jax.lax.scan`` over stacked parameters, so the block's graph is
-compiled once whatever the depth.
+The N blocks run under ``jax.lax.scan`` over stacked parameters, so the block is traced
+once whatever the depth. On the CPU the scan is unrolled (:func:`layer_unroll`).
 """
 
 from __future__ import annotations
@@ -23,8 +23,8 @@ from primer_search.fitness.config import ModelConfig
 from primer_search.program.compiler import Block, as_rng, compile_block, stack_trees
 from primer_search.program.dna import DNA
 
-__all__ = ["LanguageModel", "build_lm", "count_params", "layer_norm", "params_to_bytes",
-           "sinusoids"]
+__all__ = ["LanguageModel", "build_lm", "count_params", "layer_norm", "layer_unroll",
+           "params_to_bytes", "sinusoids"]
 
 LN_EPS = 1e-6
 
@@ -54,6 +54,8 @@ class LanguageModel:
     # Number of token types, including padding/unknown tokens (the data decides it).
     vocab_size: int
     block: Block
+    # Layers per step of the shell's scan; None: :func:`layer_unroll`'s choice.
+    unroll: int | None = None
 
     def init(self, seed, tokens) -> dict[str, Any]:
         """Parameters as device arrays; ``seed`` is an int or a numpy Generator."""
@@ -73,12 +75,27 @@ class LanguageModel:
         def layer(h, block_params):
             return self.block.apply(block_params, h), None
 
-        x, _ = jax.lax.scan(layer, x, params["blocks"], length=cfg.num_layers)
+        x, _ = jax.lax.scan(layer, x, params["blocks"], length=cfg.num_layers,
+                            unroll=self.unroll or layer_unroll(cfg.num_layers))
         return layer_norm(x, params["final_norm"]["scale"], params["final_norm"]["bias"])
 
     def apply(self, params, tokens):
         """Logits ``[batch, seq, vocab]`` for tokens ``[batch, seq]``."""
         return self.hidden(params, tokens) @ params["embed"].T
+
+
+def layer_unroll(num_layers: int) -> int:
+    """How many layers one step of the shell's scan runs: all of them on the CPU, one
+    elsewhere.
+
+    XLA's CPU backend leaves the gradient convolutions of a block inside a loop in a
+    layout its fast convolution kernels do not take, and runs them through generic loops:
+    measured by ``benchmarks/layer_loop.py``, a train step of a
+    block with one CONV_15X1 took 310 ms under the loop and 16 ms unrolled (2 layers).
+    Unrolled, the seed blocks' steps are also 10-30% faster on the CPU (the loop copies
+    its carried state), and at 2 layers the compile is no slower (about 70% slower at 4).
+    The trace is the same either way: the block is traced once."""
+    return num_layers if jax.default_backend() == "cpu" else 1
 
 
 def init_lm_params(rng, init_block, vocab_size: int, d_model: int, num_layers: int) -> dict:
