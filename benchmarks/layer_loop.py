@@ -11,13 +11,16 @@ This benchmark builds every program twice, ``LanguageModel(unroll=1)`` (the loop
 * the first step's loss of both (the same function: they must agree).
 
 Programs: a block of one dense convolution of each width (``ADD(h0, CONV_kX1(h1))``),
-the seed zoo, and random programs (``random_dna(random.Random(seed))``). The table ends
-with the medians and the ratios unrolled / loop. The engine unrolls on the CPU and
+the seed zoo, and random programs (``random_dna(random.Random(seed))``), at a small
+fixed size; or, with ``--store``, the programs a search produced (up to ``--limit`` of
+its distinct ones, spread over its history) at that search's model, batch and
+vocabulary. The table ends with the medians and the ratios unrolled / loop. The engine unrolls on the CPU and
 loops elsewhere (``primer_search.fitness.model.layer_unroll``); this is the measurement
 behind that choice, and the one to rerun on another device.
 
 Usage: ``python benchmarks/layer_loop.py [--layers 2] [--programs 8] [--steps 10]
-[--repeats 3] [--quick] [--json]``.
+[--repeats 3] [--quick] [--json]`` or ``python benchmarks/layer_loop.py --store STORE
+[--limit 12]``.
 """
 
 from __future__ import annotations
@@ -69,6 +72,30 @@ def programs(num_random: int, quick: bool) -> list[tuple[str, object]]:
     return out
 
 
+def store_programs(path: str, limit: int):
+    """Up to ``limit`` distinct programs of a search's store, evenly spread over its ids,
+    and the search's ``(ModelConfig, vocab size)`` and batch shape."""
+    import jax.numpy as jnp
+    import numpy as np
+
+    from primer_search.fitness.data import load_dataset
+    from primer_search.search.config import config_from_dict
+    from primer_search.search.store import Store
+
+    with Store(path, readonly=True) as store:
+        config = config_from_dict(store.config, str(path)).fitness
+        unique: dict[str, tuple[str, object]] = {}
+        for c in store.all():
+            unique.setdefault(c.dna_hash, (f"#{c.id}", c.dna))
+    rows = list(unique.values())
+    if len(rows) > limit:
+        rows = [rows[round(i * (len(rows) - 1) / (limit - 1))] for i in range(limit)]
+    vocab = load_dataset(config.data).vocab_size
+    shape = (config.data.batch_size, config.data.seq_len + 1)
+    batch = jnp.asarray(np.random.default_rng(0).integers(0, vocab, shape), jnp.int32)
+    return rows, (config.model, vocab), batch
+
+
 def time_program(dna, cfg, batch, optimizer, unrolls: dict[str, int], steps: int,
                  repeats: int) -> dict:
     """Compile each variant cold, then time their steps in turn."""
@@ -109,24 +136,34 @@ def main(argv=None) -> int:
     ap.add_argument("--steps", type=int, default=None, help="timed steps per repeat")
     ap.add_argument("--repeats", type=int, default=None, help="timing repeats")
     ap.add_argument("--quick", action="store_true", help="few programs and steps (smoke test)")
+    ap.add_argument("--store", default=None, help="time the programs of this search's store")
+    ap.add_argument("--limit", type=int, default=12, help="programs taken from --store")
     ap.add_argument("--json", action="store_true", help="print the figures as JSON on stdout")
     args = ap.parse_args(argv)
     num_random = args.programs if args.programs is not None else (1 if args.quick else 8)
     steps = args.steps if args.steps is not None else (2 if args.quick else 10)
     repeats = args.repeats if args.repeats is not None else (2 if args.quick else 3)
 
-    c = dict(COMPILE_CFG, num_layers=args.layers)
-    cfg, batch = lm_config(c), make_batch(c)
+    if args.store:
+        todo, cfg, batch = store_programs(args.store, args.limit)
+        c = {"d_model": cfg[0].d_model, "num_layers": cfg[0].num_layers,
+             "seq": batch.shape[1] - 1, "batch": batch.shape[0], "vocab": cfg[1],
+             "store": args.store}
+    else:
+        c = dict(COMPILE_CFG, num_layers=args.layers)
+        cfg, batch = lm_config(c), make_batch(c)
+        todo = programs(num_random, args.quick)
     optimizer = make_optimizer(OptimConfig(learning_rate=1e-3))
-    unrolls = {"loop": 1, "unrolled": args.layers}
-    log(f"{jax.default_backend()}: d_model {c['d_model']}, {c['num_layers']} layers, seq "
+    layers = c["num_layers"]
+    unrolls = {"loop": 1, "unrolled": layers}
+    log(f"{jax.default_backend()}: d_model {c['d_model']}, {layers} layers, seq "
         f"{c['seq']}, batch {c['batch']}, vocab {c['vocab']}; {repeats} x {steps} steps")
 
     records = []
     lines = [f"{'program':<18}{'compile s':>20}{'step ms':>20}{'first loss':>22}",
              f"{'':<18}{'loop':>10}{'unrolled':>10}{'loop':>10}{'unrolled':>10}"
              f"{'loop':>11}{'unrolled':>11}"]
-    for name, dna in programs(num_random, args.quick):
+    for name, dna in todo:
         try:
             res = time_program(dna, cfg, batch, optimizer, unrolls, steps, repeats)
         except Exception as e:  # noqa: BLE001 -- a program that fails is listed, not fatal
@@ -148,7 +185,7 @@ def main(argv=None) -> int:
 
     summary = {
         "backend": jax.default_backend(), "config": c, "steps": steps, "repeats": repeats,
-        "engine_unroll": layer_unroll(args.layers),
+        "engine_unroll": layer_unroll(layers),
         "compile_s_median_loop": med("compile_s_loop"),
         "compile_s_median_unrolled": med("compile_s_unrolled"),
         "step_ms_median_loop": med("step_ms_loop"),

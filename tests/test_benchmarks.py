@@ -59,6 +59,33 @@ def test_layer_loop_quick_json():
     assert res["engine_unroll"] == (2 if jax.default_backend() == "cpu" else 1)
 
 
+def test_layer_loop_times_the_programs_of_a_store(tmp_path):
+    """``layer_loop.py --store``: each distinct program of a search once, at the search's
+    own model size and vocabulary."""
+    from layer_loop import conv_block
+
+    from primer_search.search.config import config_to_dict, load_config
+    from primer_search.search.store import Store
+
+    config = config_to_dict(load_config("efficacy_cpu", ["fitness.model.d_model=16",
+                                                         "fitness.data.batch_size=2"]))
+    path = tmp_path / "search.sqlite"
+    with Store(path, config) as store:
+        store.add(dna=conv_block(3), parent_id=None, mutation="seed", dna_hash="a")
+        store.add(dna=seeds.get("transformer"), parent_id=1, mutation="m", dna_hash="b")
+        store.add(dna=seeds.get("transformer"), parent_id=1, mutation="m", dna_hash="b")
+    proc = subprocess.run(
+        [sys.executable, os.path.join(BENCH, "layer_loop.py"), "--store", str(path),
+         "--steps", "1", "--repeats", "1", "--json"],
+        check=False, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    res = json.loads(proc.stdout)
+    assert [r["program"] for r in res["records"]] == ["#1", "#2"]
+    assert res["config"]["d_model"] == 16 and res["config"]["batch"] == 2
+    assert res["config"]["vocab"] > 256  # the byte corpus: 256 bytes and its specials
+    assert res["loss_max_abs_diff"] < 1e-4
+
+
 def test_flax_reference_trains():
     model = FlaxLM(ModelConfig(d_model=32, num_layers=2), 64)
     opt = make_optimizer(OptimConfig(learning_rate=3e-3, warmup_steps=5))

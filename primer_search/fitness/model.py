@@ -90,11 +90,11 @@ def layer_unroll(num_layers: int) -> int:
 
     XLA's CPU backend leaves the gradient convolutions of a block inside a loop in a
     layout its fast convolution kernels do not take, and runs them through generic loops:
-    measured by ``benchmarks/layer_loop.py``, a train step of a
-    block with one CONV_15X1 took 310 ms under the loop and 16 ms unrolled (2 layers).
-    Unrolled, the seed blocks' steps are also 10-30% faster on the CPU (the loop copies
-    its carried state), and at 2 layers the compile is no slower (about 70% slower at 4).
-    The trace is the same either way: the block is traced once."""
+    measured by ``benchmarks/layer_loop.py`` (2 layers), a train step of a block with one
+    CONV_15X1 took 306 ms under the loop and 20 ms unrolled. Unrolled, the seed blocks'
+    steps are also 10-30% faster on the CPU (the loop copies its carried state); the
+    compile takes as long at 2 layers and about 1.3x as long at 4. The trace is the same
+    either way: the block is traced once."""
     return num_layers if jax.default_backend() == "cpu" else 1
 
 
