@@ -13,6 +13,8 @@ stderr):
 * ``step_ratio_vs_flax``: train-step time of the DNA-compiled ``transformer`` seed over the
   hand-written Flax Transformer (``benchmarks/flax_transformer.py``, layers under
   ``nn.scan`` like the shell's ``lax.scan``), same optimizer, same batch, same weights.
+  On the CPU the shell unrolls its scan (``fitness.model.layer_unroll``), so there the
+  like-for-like figure is ``step_ratio_vs_flax_loop`` (Flax with its layers unrolled).
   Timed in interleaved repeats (DNA, Flax, Flax, DNA, ...) of ``--steps`` steps each after
   a warm-up. The headline ratio is the median over repeats of the *paired* ratio (DNA and
   Flax timed back to back in the same repeat), which is robust to load that comes and
