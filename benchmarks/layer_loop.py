@@ -129,6 +129,19 @@ def time_program(dna, cfg, batch, optimizer, unrolls: dict[str, int], steps: int
             for name, run in runs.items()}
 
 
+def loss_diff(a: float, b: float) -> float:
+    """|a - b|; 0 when both are NaN or Inf alike (the same non-finite loss), inf when
+    only one is finite."""
+    if math.isfinite(a) and math.isfinite(b):
+        return abs(a - b)
+    return 0.0 if (math.isnan(a) and math.isnan(b)) or a == b else math.inf
+
+
+def med_ratio(records: list[dict], key: str) -> float:
+    ratios = [r[f"{key}_unrolled"] / r[f"{key}_loop"] for r in records]
+    return statistics.median(ratios) if ratios else float("nan")
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--layers", type=int, default=2, help="blocks in the shell")
@@ -217,19 +230,6 @@ def main(argv=None) -> int:
     else:
         print(text)
     return 0
-
-
-def loss_diff(a: float, b: float) -> float:
-    """|a - b|; 0 when both are NaN or Inf alike (the same non-finite loss), inf when
-    only one is finite."""
-    if math.isfinite(a) and math.isfinite(b):
-        return abs(a - b)
-    return 0.0 if (math.isnan(a) and math.isnan(b)) or a == b else math.inf
-
-
-def med_ratio(records: list[dict], key: str) -> float:
-    ratios = [r[f"{key}_unrolled"] / r[f"{key}_loop"] for r in records]
-    return statistics.median(ratios) if ratios else float("nan")
 
 
 if __name__ == "__main__":

@@ -36,7 +36,13 @@ import jax
 import jax.numpy as jnp
 
 import primitives
-from primer_search.fitness.model import init_lm_params, layer_norm, params_to_bytes, sinusoids
+from primer_search.fitness.model import (
+    init_lm_params,
+    layer_norm,
+    layer_unroll,
+    params_to_bytes,
+    sinusoids,
+)
 from primer_search.program.compiler import as_rng, compile_block, concat_heads, param_name, stack_trees
 from primer_search.program.dna import DNA, format_instruction, save_dna
 from primer_search.program.validate import MAIN_WIDTH, canonical, output_width
@@ -270,10 +276,8 @@ class LanguageModel(nn.Module):
         def layer(h, p):
             return block.main(p, h, h, d), None
 
-        # Unrolled on the CPU, as the engine trains it (XLA's CPU backend runs a block's
-        # gradient convolutions slowly inside a loop).
-        unroll = self.num_layers if jax.default_backend() == "cpu" else 1
-        x, _ = jax.lax.scan(layer, x, blocks, length=self.num_layers, unroll=unroll)
+        x, _ = jax.lax.scan(layer, x, blocks, length=self.num_layers,
+                            unroll=layer_unroll(self.num_layers))
         x = layer_norm(x, norm["scale"], norm["bias"])
         return x @ embed.T
 '''
@@ -366,7 +370,7 @@ def export_source(dna: DNA, d_model: int, class_name: str = "Block") -> str:
     program = canonical(dna)
     block = compile_block(program, d_model)
     # Engine functions the file calls: collected while the statements are written.
-    used: list = [fit_channels, sinusoids, layer_norm, init_lm_params, as_rng]
+    used: list = [fit_channels, sinusoids, layer_norm, layer_unroll, init_lm_params, as_rng]
     names = _contexts(program)
     methods = []
     for ctx in names:

@@ -122,7 +122,9 @@ def test_unrolled_layers_compute_what_the_layer_loop_computes(name):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
 
 
-@pytest.mark.skipif(jax.default_backend() != "cpu", reason="the CPU's choice")
+@pytest.mark.skipif(jax.default_backend() != "cpu",
+                    reason="only the CPU unrolls the layers; other backends keep the loop "
+                           "(layer_unroll is 1 there)")
 def test_on_the_cpu_a_train_step_has_no_layer_loop():
     """XLA's CPU backend runs a block's gradient convolutions through generic loops when
     they sit inside a loop (10-20x slower steps, benchmarks/layer_loop.py), so on the CPU
