@@ -179,6 +179,34 @@ def test_weight_decay_skips_norms_biases_and_taps():
     assert any(p.endswith("['taps']") for p in kept)
 
 
+@pytest.mark.parametrize("optim", [
+    OptimConfig(),
+    OptimConfig(decay="all", weight_decay=0.0),
+    OptimConfig(optimizer="adafactor"),
+    OptimConfig(optimizer="adafactor", weight_decay=0.0, clip_norm=0.0),
+], ids=["adamw", "adamw-no-decay", "adafactor", "adafactor-bare"])
+def test_optimiser_state_from_shapes_is_the_optimisers_own_init(optim, monkeypatch):
+    """make_optimizer's optimisers make their fresh state from shapes, without a compile
+    (train.zero_start): for every seed block's parameters it equals what the optimiser's
+    own init returns, leaf by leaf (structure, shape, dtype and value)."""
+    import numpy as np
+
+    from primer_search.fitness import train
+    from primer_search.fitness.model import build_lm
+
+    fast = train.make_optimizer(optim, 100, 32)
+    monkeypatch.setattr(train, "zero_start", lambda tx: tx)
+    own = train.make_optimizer(optim, 100, 32)
+    for name in seeds.names():
+        params = build_lm(seeds.get(name), ModelConfig(d_model=32, num_layers=2), 50).init(
+            0, jnp.zeros((1, 8), jnp.int32))
+        got, want = fast.init(params), jax.jit(own.init)(params)
+        assert jax.tree.structure(got) == jax.tree.structure(want), name
+        for g, w in zip(jax.tree.leaves(got), jax.tree.leaves(want), strict=True):
+            assert isinstance(g, jax.Array) and (g.shape, g.dtype) == (w.shape, w.dtype), name
+            np.testing.assert_array_equal(np.asarray(g), np.asarray(w), err_msg=name)
+
+
 # ---- a resume keeps its word ----------------------------------------------------------
 
 @pytest.fixture()

@@ -25,13 +25,14 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 from primer_search.fitness.config import OptimConfig
 from primer_search.fitness.model import LanguageModel
 
 __all__ = ["TrainState", "decay_mask", "learning_rate_schedule", "make_optimizer", "make_steps",
-           "token_loss"]
+           "token_loss", "zero_start"]
 
 def learning_rate_schedule(cfg: OptimConfig, total_steps: int | None,
                            d_model: int | None = None) -> Callable:
@@ -94,7 +95,23 @@ def make_optimizer(cfg: OptimConfig, total_steps: int | None = None,
     else:
         parts.append(optax.adamw(schedule, b1=cfg.b1, b2=cfg.b2,
                                  weight_decay=cfg.weight_decay, mask=mask))
-    return optax.chain(*parts)
+    return zero_start(optax.chain(*parts))
+
+
+def zero_start(tx: optax.GradientTransformation) -> optax.GradientTransformation:
+    """``tx`` with an ``init`` that makes its state on the host from shapes alone.
+
+    Every state leaf of the optimisers :func:`make_optimizer` builds starts at zero (step
+    counts, Adam's moments, Adafactor's factored moments; ``tests/test_train.py`` checks
+    it against their own ``init``), so the state needs only its shapes, which
+    ``jax.eval_shape`` gives without compiling anything. Jitting ``tx.init`` instead
+    costs an XLA compile for every new parameter structure, that is for nearly every
+    candidate of a search (``benchmarks/compile_and_step.py`` times the ``init`` phase)."""
+    def init(params):
+        shapes = jax.eval_shape(tx.init, params)
+        return jax.device_put(jax.tree.map(lambda s: np.zeros(s.shape, s.dtype), shapes))
+
+    return optax.GradientTransformation(init, tx.update)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -154,13 +171,13 @@ def _accepted(option: str, value) -> bool:
 def make_steps(model: LanguageModel, optimizer: optax.GradientTransformation):
     """Return ``(init_state, train_step, eval_step)``; the steps are jitted.
 
-    ``init_state(seed, batch)`` initialises on the host (see ``Block.init``)."""
-    init_optimizer = jax.jit(optimizer.init)
-
+    ``init_state(seed, batch)`` initialises on the host (see ``Block.init``), and calls
+    ``optimizer.init`` as it is: :func:`make_optimizer`'s optimisers start from zeros
+    without compiling (:func:`zero_start`); another runs op by op."""
     def init_state(seed, batch) -> TrainState:
         params = model.init(seed, batch[:, :-1])
         # Two arrays, not one: the train step donates its state, buffer by buffer.
-        return TrainState(params, init_optimizer(params), jnp.zeros((), jnp.int32),
+        return TrainState(params, optimizer.init(params), jnp.zeros((), jnp.int32),
                           jnp.zeros((), jnp.int32))
 
     def loss_fn(params, batch):
