@@ -14,9 +14,9 @@ Programs: a block of one dense convolution of each width (``ADD(h0, CONV_kX1(h1)
 the seed zoo, and random programs (``random_dna(random.Random(seed))``), at a small
 fixed size; or, with ``--store``, the programs a search produced (up to ``--limit`` of
 its distinct ones, spread over its history) at that search's model, batch and
-vocabulary. The table ends with the medians and the ratios unrolled / loop. The engine unrolls on the CPU and
-loops elsewhere (``primer_search.fitness.model.layer_unroll``); this is the measurement
-behind that choice, and the one to rerun on another device.
+vocabulary. The table ends with the medians and the ratios unrolled / loop. The engine
+unrolls on the CPU and loops elsewhere (``primer_search.fitness.model.layer_unroll``);
+this is the measurement behind that choice, and the one to rerun on another device.
 
 Usage: ``python benchmarks/layer_loop.py [--layers 2] [--programs 8] [--steps 10]
 [--repeats 3] [--quick] [--json]`` or ``python benchmarks/layer_loop.py --store STORE
