@@ -28,6 +28,13 @@ both for this engine, through the real controller (Ray workers, the SQLite store
 4. **What was found.** Each arm's winner and the evolution arm's top programs are named
    by the known modifications they carry (:mod:`primer_search.program.describe`) and the
    winners' diffs to the Transformer seed are printed.
+5. **Recall.** With the recall task in the fitness (``fitness.recall``), a retrain runs
+   it too (the search's recall steps, so it is not lengthened with the budget) and its
+   fitness combines the two tasks as the search's did: a search's winner is its best top
+   candidate by that retrained fitness, while "beats the Transformer" and the compute
+   ratio compare language-model perplexity alone. The report gives every reference's and
+   winner's recall accuracy and context-use score, and per arm how many of the searches'
+   top 10 still take query-key products (keep attention).
 
 Everything lands in ``--out DIR`` and a rerun with the same DIR resumes: ``stores/`` (one
 store per search, resumable with ``primer-search search --resume``), ``retrains.jsonl``
@@ -56,7 +63,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 from primer_search.fitness.config import BudgetConfig
 from primer_search.fitness.results import EvalResult, Status
 from primer_search.program import seeds as seed_library
-from primer_search.program.describe import diff, modifications
+from primer_search.program.describe import diff, keeps_attention, modifications
 from primer_search.program.dna import save_dna
 from primer_search.program.validate import dna_hash
 from primer_search.search.config import load_config
@@ -282,6 +289,9 @@ def run_retrains(profile: Profile, plan: RetrainPlan, out: Path, extra: list[str
     done = load_retrains(path)
     cfg = search_config(profile, "evolution", 0, extra)
     search_steps = cfg.fitness.budget.steps
+    if cfg.fitness.recall.enabled:  # the recall task as long as in the search
+        cfg = search_config(profile, "evolution", 0, extra + [
+            f"fitness.recall.steps={cfg.fitness.recall.steps or search_steps}"])
     budget = BudgetConfig(steps=profile.factor * search_steps, stages=profile.curve_points,
                           pass_rate=1.0, timeout_s=cfg.fitness.budget.timeout_s)
     jobs, keys = [], {}
@@ -322,24 +332,36 @@ def run_retrains(profile: Profile, plan: RetrainPlan, out: Path, extra: list[str
 # Phase 3: analysis
 
 
+def _mean_std(values: list[float]) -> tuple[float, float]:
+    """Mean (infinite if any value is) and sample standard deviation of the finite ones."""
+    finite = [v for v in values if math.isfinite(v)]
+    return (statistics.fmean(values) if len(finite) == len(values) else math.inf,
+            statistics.stdev(finite) if len(finite) > 1 else 0.0)
+
+
 def retrained(done: dict, h: str, seeds: int) -> dict | None:
-    """Mean and spread of a program's retrained perplexity and its mean curve; None
-    unless all ``seeds`` runs are there. A failed run makes the mean infinite."""
+    """A program's retrained fitness (``mean``, ``std``, ``runs``: what final selection
+    ranks by), its language-model perplexity (``ppl_*``) with the mean perplexity curve,
+    and its mean recall accuracy and context-use score; None unless all ``seeds`` runs
+    are there. A failed run makes the means infinite."""
     rows = [done.get((h, s)) for s in range(seeds)]
     if any(r is None for r in rows):
         return None
     results = [EvalResult.from_dict(r["result"]) for r in rows]
     fits = [math.inf if r.failed else r.fitness for r in results]
+    ppls = [math.inf if r.failed else r.perplexity for r in results]
     steps, stages = rows[0]["steps"], rows[0]["stages"]
     curve = []
     if all(not r.failed and len(r.stage_fitness) == stages for r in results):
         for k in range(stages):
-            curve.append((round(steps * (k + 1) / stages),
-                          statistics.fmean(r.stage_fitness[k] for r in results)))
-    finite = [f for f in fits if math.isfinite(f)]
-    return {"mean": statistics.fmean(fits) if len(finite) == len(fits) else math.inf,
-            "std": statistics.stdev(finite) if len(finite) > 1 else 0.0,
-            "runs": fits, "curve": curve, "steps": steps}
+            curve.append((round(steps * (k + 1) / stages), statistics.fmean(
+                (r.stage_perplexity or r.stage_fitness)[k] for r in results)))
+    mean, std = _mean_std(fits)
+    ppl_mean, ppl_std = _mean_std(ppls)
+    return {"mean": mean, "std": std, "runs": fits, "ppl_mean": ppl_mean, "ppl_std": ppl_std,
+            "ppl_runs": ppls, "curve": curve, "steps": steps,
+            "recall_accuracy": statistics.fmean(r.recall_accuracy for r in results),
+            "context_use": statistics.fmean(r.context_use for r in results)}
 
 
 def analyse(profile: Profile, stores: dict, plan: RetrainPlan, done: dict, out: Path) -> dict:
@@ -374,8 +396,11 @@ def analyse(profile: Profile, stores: dict, plan: RetrainPlan, done: dict, out: 
             ok = [(x, y) for x, y in zip(xs, ys) if math.isfinite(y)]
             return spearman([x for x, _ in ok], [y for _, y in ok]), len(ok)
 
+        top10 = [by_hash[h] for h, _ in plan.top[arm, seed][:10]]
         report["searches"].append({
             "arm": arm, "seed": seed, "store": str(path), "candidates": len(cands),
+            "top10_keep_attention": sum(keeps_attention(c.dna) for c in top10),
+            "top10": len(top10),
             "best_search_fitness": curve[-1] if curve else math.inf,
             "best_so_far": curve, "top": tops, "winner": winner,
             "fidelity_top": fidelity(plan.top[arm, seed]),
@@ -396,6 +421,8 @@ def analyse(profile: Profile, stores: dict, plan: RetrainPlan, done: dict, out: 
             "compute_ratio": compute_ratio(win, ref["transformer"]),
             "fidelity_top_mean": _mean([s["fidelity_top"][0] for s in runs]),
             "fidelity_sample_mean": _mean([s["fidelity_sample"][0] for s in runs]),
+            "top10_keep_attention": sum(s["top10_keep_attention"] for s in runs),
+            "top10": sum(s["top10"] for s in runs),
         }
     report["proxy_fidelity"] = proxy_fidelity(done, profile)
     report["verdict"] = verdict(report)
@@ -443,10 +470,19 @@ def verdict(report: dict) -> dict:
     out = {}
     win = evo.get("winner")
     if win and ref_t:
-        spread = max(ref_t["std"], win["std"])
-        margin = ref_t["mean"] - win["mean"]
+        spread = max(ref_t["ppl_std"], win["ppl_std"])
+        margin = ref_t["ppl_mean"] - win["ppl_mean"]
         out["winner_beats_transformer"] = {"margin": margin, "spread": spread,
                                            "pass": margin > 2 * spread}
+        if math.isfinite(ref_t["recall_accuracy"]):
+            ref_ez = report["references"].get("primer_ez") or {}
+            out["winner_recalls_as_transformer"] = {
+                "winner": win["recall_accuracy"], "transformer": ref_t["recall_accuracy"],
+                "primer_ez": ref_ez.get("recall_accuracy"),
+                "pass": win["recall_accuracy"] >= ref_t["recall_accuracy"]}
+            out["winner_uses_context_as_transformer"] = {
+                "winner": win["context_use"], "transformer": ref_t["context_use"],
+                "pass": win["context_use"] >= ref_t["context_use"]}
     if evo and nos:
         out["evolution_beats_no_selection"] = {
             "evolution": evo["median_best_search_fitness"],
@@ -475,7 +511,7 @@ def plot(curves: dict, report: dict, out: Path) -> None:
         line, = ax.plot(xs, med, label=f"{arm} (median of {len(runs)})")
         ax.fill_between(xs, lo, hi, alpha=0.2, color=line.get_color())
     ax.set_xlabel("candidates")
-    ax.set_ylabel("best search fitness so far (validation perplexity)")
+    ax.set_ylabel("best search fitness so far")
     ax.legend()
     fig.tight_layout()
     fig.savefig(out / "best_so_far.png", dpi=120)
@@ -487,7 +523,7 @@ def plot(curves: dict, report: dict, out: Path) -> None:
     for name, r in named:
         if r["curve"]:
             ax.plot([s for s, _ in r["curve"]], [v for _, v in r["curve"]], marker="o",
-                    markersize=3, label=f"{name}: {r['mean']:.3f} ± {r['std']:.3f}")
+                    markersize=3, label=f"{name}: {r['ppl_mean']:.3f} ± {r['ppl_std']:.3f}")
     ax.set_xlabel("training steps")
     ax.set_ylabel("validation perplexity (mean over seeds)")
     ax.set_yscale("log")
@@ -518,26 +554,26 @@ def print_table(report: dict) -> None:
               f"{_f(s['fidelity_top'][0], '.2f')} (n={s['fidelity_top'][1]}) | "
               f"{_f(s['fidelity_sample'][0], '.2f')} (n={s['fidelity_sample'][1]}) |")
     print()
-    print("| program | retrained perplexity | seeds |")
-    print("|---|---:|---|")
-    for name, r in ref.items():
-        if r:
-            print(f"| {name} | {_f(r['mean'])} ± {_f(r['std'])} | "
-                  f"{', '.join(_f(x) for x in r['runs'])} |")
-    for arm, a in report["arms"].items():
-        w = a["winner"]
-        if w:
-            print(f"| {arm} winner (#{w['id']}) | {_f(w['mean'])} ± {_f(w['std'])} | "
-                  f"{', '.join(_f(x) for x in w['runs'])} |")
+    print("| program | retrained perplexity | seeds | recall accuracy | context use | "
+          "retrained fitness |")
+    print("|---|---:|---|---:|---:|---:|")
+    named = [(name, r) for name, r in ref.items() if r]
+    named += [(f"{arm} winner (#{a['winner']['id']})", a["winner"])
+              for arm, a in report["arms"].items() if a["winner"]]
+    for name, r in named:
+        print(f"| {name} | {_f(r['ppl_mean'])} ± {_f(r['ppl_std'])} | "
+              f"{', '.join(_f(x) for x in r['ppl_runs'])} | {_f(r['recall_accuracy'])} | "
+              f"{_f(r['context_use'], '+.3f')} | {_f(r['mean'], '.4g')} |")
     print()
     print("| arm | median best search fitness | compute ratio vs Transformer | "
-          "mean top-k Spearman | mean sample Spearman |")
-    print("|---|---:|---:|---:|---:|")
+          "mean top-k Spearman | mean sample Spearman | top 10 keeping attention |")
+    print("|---|---:|---:|---:|---:|---:|")
     for arm, a in report["arms"].items():
         cr = a["compute_ratio"] or {}
         ratio = _f(cr.get("ratio"), ".2f") + "x" if cr.get("ratio") else "not reached"
         print(f"| {arm} | {_f(a['median_best_search_fitness'])} | {ratio} | "
-              f"{_f(a['fidelity_top_mean'], '.2f')} | {_f(a['fidelity_sample_mean'], '.2f')} |")
+              f"{_f(a['fidelity_top_mean'], '.2f')} | {_f(a['fidelity_sample_mean'], '.2f')} | "
+              f"{a['top10_keep_attention']} of {a['top10']} |")
     if report["proxy_fidelity"]:
         print()
         print("| proxy: steps of training | Spearman with the final perplexity |")
@@ -552,8 +588,8 @@ def print_table(report: dict) -> None:
     for s in report["searches"]:
         if s["arm"] == "evolution":
             for t in s["top"]:
-                print(f"evolution seed {s['seed']} #{t['id']}: search {t['search_fitness']:.3f}, "
-                      f"retrained {_f(t['mean'])}: "
+                print(f"evolution seed {s['seed']} #{t['id']}: search {t['search_fitness']:.4g}, "
+                      f"retrained ppl {_f(t['ppl_mean'])}, recall {_f(t['recall_accuracy'])}: "
                       f"{'; '.join(t['modifications']) or 'same ops as the seed'}")
     for arm, a in report["arms"].items():
         if a["winner"]:

@@ -34,7 +34,13 @@ def resolve_dna(spec: str):
 
 
 def _fitness_config(args):
-    from primer_search.fitness.config import BudgetConfig, FitnessConfig, ModelConfig, OptimConfig
+    from primer_search.fitness.config import (
+        BudgetConfig,
+        FitnessConfig,
+        ModelConfig,
+        OptimConfig,
+        RecallConfig,
+    )
     from primer_search.fitness.data import DataConfig
 
     optim = {k: v for k, v in (("learning_rate", args.lr), ("warmup_steps", args.warmup),
@@ -47,6 +53,9 @@ def _fitness_config(args):
         model=ModelConfig(d_model=args.d_model, num_layers=args.layers),
         optim=OptimConfig(**optim),
         budget=BudgetConfig(steps=args.steps, seconds=args.seconds, stages=args.stages),
+        recall=RecallConfig() if args.recall_pairs is None else
+        RecallConfig(enabled=True, pairs=args.recall_pairs,
+                     steps=args.steps if args.seconds is not None else None),
         seed=args.seed)
 
 
@@ -60,14 +69,21 @@ def cmd_train(args) -> int:
         print(json.dumps({"dna": args.dna, **result.to_dict()}, default=_json_float))
     else:
         print(f"{args.dna}: {result.status}" + (f" ({result.reason})" if result.reason else ""))
-        rows = [("validation perplexity (fitness)", result.fitness),
+        rows = [("fitness", result.fitness),
+                ("validation perplexity", result.perplexity),
                 ("word perplexity", result.word_perplexity),
                 ("bits per byte", result.bits_per_byte),
                 ("train loss", result.train_loss), ("steps", result.steps),
                 ("parameters", result.num_params), ("tokens/s", result.tokens_per_s),
                 ("step time (ms)", 1000 * result.step_time_s),
+                ("context use (nats)", result.context_use),
                 ("compile / train / eval (s)",
                  f"{result.compile_s:.1f} / {result.train_s:.1f} / {result.eval_s:.1f}")]
+        if result.recall_steps:
+            rows[2:2] = [("recall accuracy", result.recall_accuracy),
+                         ("recall loss", result.recall_loss),
+                         ("recall steps / seconds",
+                          f"{result.recall_steps} / {result.recall_s:.1f}")]
         for name, value in rows:
             print(f"  {name:<32} {value:.4g}" if isinstance(value, float) else
                   f"  {name:<32} {value}")
@@ -154,6 +170,10 @@ def _candidate_row(c) -> dict:
     r = c.result
     return {"id": c.id, "parent": c.parent_id, "status": c.status,
             "fitness": _json_float(c.fitness) if c.fitness is not None else None,
+            "perplexity": _json_float(r.perplexity) if r else None,
+            "recall_accuracy": _json_float(r.recall_accuracy) if r else None,
+            "recall_loss": _json_float(r.recall_loss) if r else None,
+            "context_use": _json_float(r.context_use) if r else None,
             "steps": r.steps if r else None, "params": r.num_params if r else None,
             "step_ms": round(1000 * r.step_time_s, 2) if r else None,
             "mutation": c.mutation, "kind": c.kind}
@@ -171,11 +191,20 @@ def _print_top(path, n: int, retrained: bool) -> None:
         if retrained:
             _print_retrained(store.retrain_summary()[:n])
             return
-        print(f"{'id':>6} {'parent':>6} {'fitness':>10} {'steps':>6} {'params':>9} {'step ms':>8}  mutation")
+        print(f"{'id':>6} {'parent':>6} {'fitness':>10} {'LM ppl':>8} {'recall':>6} "
+              f"{'context':>7} {'steps':>6} {'params':>9} {'step ms':>8}  mutation")
         for c in store.top(n):
             r = _candidate_row(c)
-            print(f"{r['id']:>6} {r['parent'] or '-'!s:>6} {c.fitness:>10.4g} {r['steps']!s:>6} "
+            print(f"{r['id']:>6} {r['parent'] or '-'!s:>6} {c.fitness:>10.4g} "
+                  f"{_fmt(r['perplexity'], '8.4g')} {_fmt(r['recall_accuracy'], '6.3f')} "
+                  f"{_fmt(r['context_use'], '+7.3f')} {r['steps']!s:>6} "
                   f"{r['params']!s:>9} {r['step_ms']!s:>8}  {c.mutation[:70]}")
+
+
+def _fmt(x, spec: str) -> str:
+    """``x`` in ``spec``, or a dash as wide for a missing value (a task that did not run)."""
+    width = int("".join(ch for ch in spec.split(".")[0] if ch.isdigit()) or 0)
+    return format(x, spec) if x is not None else "-".rjust(width)
 
 
 def cmd_prepare(args) -> int:
@@ -235,6 +264,12 @@ def cmd_show(args) -> int:
         print(f"valid ppl {r.perplexity:.4g}  word ppl {r.word_perplexity:.4g}  bits/byte "
               f"{r.bits_per_byte:.4g}  train loss {r.train_loss:.4g}  steps {r.steps}  params "
               f"{r.num_params}  step {1000 * r.step_time_s:.1f} ms  stages {list(r.stage_fitness)}")
+        if r.recall_steps:
+            print(f"recall accuracy {r.recall_accuracy:.3f}  recall loss {r.recall_loss:.4g}  "
+                  f"recall steps {r.recall_steps}  recall {r.recall_s:.1f} s")
+        if r.position_loss:
+            print(f"context use {r.context_use:+.3f} nats  loss by position (8 spans, first "
+                  f"to last): {' '.join(f'{x:.3f}' for x in r.position_loss)}")
     print()
     print(c.dna_text, end="")
     if diff:
@@ -453,6 +488,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="validation tokens to score (default 16384; more is slower and less "
                         "noisy; PTB's validation split has 73,760)")
     t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--recall-pairs", type=int, default=None, metavar="N",
+                   help="also train and score the recall task (MQAR) with N key-value pairs "
+                        "of 64 keys and values, as the shipped CPU configs do (4)")
     t.add_argument("--json", action="store_true", help="print the result as JSON")
     t.set_defaults(fn=cmd_train)
 

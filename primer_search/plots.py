@@ -20,7 +20,7 @@ from primer_search.fitness.results import Status  # noqa: E402
 from primer_search.search.store import Candidate, Store  # noqa: E402
 
 __all__ = ["fitness_over_time", "population_over_time", "outcomes", "pareto", "lineage",
-           "write_all"]
+           "tasks", "write_all"]
 
 
 def _finite(c: Candidate) -> bool:
@@ -39,7 +39,7 @@ def fitness_over_time(cands: list[Candidate], ax) -> None:
         best = min(best, c.fitness) if _finite(c) else best
         run.append(best)
     ax.step(range(len(cands)), run, where="post", color="tab:red", label="running best")
-    ax.set(xlabel="candidate (finishing order)", ylabel="validation perplexity",
+    ax.set(xlabel="candidate (finishing order)", ylabel="fitness",
            title="Fitness (blue trained, orange hurdle-stopped, gray duplicate)")
     ax.set_yscale("log")
     ax.legend()
@@ -51,7 +51,7 @@ def population_over_time(cands: list[Candidate], ax, population: int = 16) -> No
     data = [[c.fitness for c in cands[max(0, p - population):p] if _finite(c)] or [math.nan]
             for p in points]
     ax.boxplot(data, positions=points, widths=max(1, population // 3), manage_ticks=False)
-    ax.set(xlabel="candidates finished", ylabel="validation perplexity",
+    ax.set(xlabel="candidates finished", ylabel="fitness",
            title=f"Population fitness over time (last {population} finished)")
     ax.set_yscale("log")
 
@@ -86,7 +86,7 @@ def pareto(cands: list[Candidate], ax, cost: str) -> None:
     for x, y, cid in front:
         ax.annotate(f"#{cid}", (x, y), fontsize=7)
     label = "step time (s)" if cost == "step_time_s" else "parameters"
-    ax.set(xlabel=label, ylabel="validation perplexity", title=f"Perplexity vs {label}")
+    ax.set(xlabel=label, ylabel="fitness", title=f"Fitness vs {label}")
     ax.set_yscale("log")
     ax.legend()
 
@@ -99,8 +99,30 @@ def lineage(chain: list[Candidate], ax) -> None:
     ax.set_xticks(range(len(chain)))
     for i, c in enumerate(chain):
         ax.annotate(f"#{c.id} {c.mutation[:28]}", (i, ys[i]), fontsize=6, rotation=20)
-    ax.set(xlabel="generation (0 = seed)", ylabel="validation perplexity",
+    ax.set(xlabel="generation (0 = seed)", ylabel="fitness",
            title=f"Lineage of the best, #{chain[-1].id}")
+
+
+def _has_recall(c: Candidate) -> bool:
+    return (c.result is not None and c.status != Status.DUPLICATE
+            and math.isfinite(c.result.recall_accuracy) and math.isfinite(c.result.perplexity))
+
+
+def tasks(cands: list[Candidate], ax) -> None:
+    """Each trained candidate's recall accuracy against its language-model perplexity,
+    coloured by its context-use score; the ten best by fitness are labelled."""
+    pts = [c for c in cands if _has_recall(c)]
+    if not pts:
+        return
+    context = [c.result.context_use if math.isfinite(c.result.context_use) else 0.0 for c in pts]
+    dots = ax.scatter([c.result.perplexity for c in pts], [c.result.recall_accuracy for c in pts],
+                      c=context, cmap="viridis", s=14, alpha=0.8)
+    ax.figure.colorbar(dots, ax=ax, label="context use (nats)")
+    for c in sorted((c for c in pts if _finite(c)), key=lambda c: c.fitness)[:10]:
+        ax.annotate(f"#{c.id}", (c.result.perplexity, c.result.recall_accuracy), fontsize=7)
+    ax.set(xlabel="language-model perplexity", ylabel="recall accuracy",
+           title="Tasks: recall against perplexity (top 10 by fitness labelled)")
+    ax.set_xscale("log")
 
 
 def write_all(store_path, out_dir) -> list[Path]:
@@ -123,6 +145,8 @@ def write_all(store_path, out_dir) -> list[Path]:
     }
     if chain:
         figures["lineage.png"] = lambda ax: lineage(chain, ax)
+    if any(_has_recall(c) for c in cands):
+        figures["tasks.png"] = lambda ax: tasks(cands, ax)
     written = []
     for name, draw in figures.items():
         fig, ax = plt.subplots(figsize=(8, 5))

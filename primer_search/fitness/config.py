@@ -13,8 +13,8 @@ import dataclasses
 
 from primer_search.fitness.data import DataConfig
 
-__all__ = ["LR_TIMES_WIDTH", "OPTIMIZERS", "SCHEDULES", "BudgetConfig", "FitnessConfig",
-           "ModelConfig", "OptimConfig"]
+__all__ = ["COMBINE_RULES", "LR_TIMES_WIDTH", "OPTIMIZERS", "QUERY_PLACEMENTS", "SCHEDULES",
+           "BudgetConfig", "FitnessConfig", "ModelConfig", "OptimConfig", "RecallConfig"]
 
 # "adamw": Adam with decoupled weight decay (the default, chosen by the trainer sweep).
 # "adafactor": the Primer paper's optimiser (Shazeer & Stern 2018: factored second
@@ -155,13 +155,118 @@ class BudgetConfig:
                              f"({self.stages}): every stage trains at least one step")
 
 
+# Where the queries of a recall sequence sit: "compact", all of them right after the
+# pairs, in a shuffled order; "spread", over the rest of the context, each at a gap
+# after the pairs drawn from a power law (Zoology's MQAR; gap_exponent 0 is uniform).
+QUERY_PLACEMENTS = ("compact", "spread")
+
+# How the recall task enters a candidate's fitness (primer_search.fitness.tasks.combine):
+# "weighted": LM perplexity times exp(weight * recall loss), the exponential of a
+# weighted sum of the two tasks' log losses, so that lower is better as before and a
+# block that cannot recall pays for it in every hurdle stage; "report": the fitness is
+# the LM perplexity alone and recall is measured beside it (for comparisons).
+COMBINE_RULES = ("weighted", "report")
+
+
+@dataclasses.dataclass(frozen=True)
+class RecallConfig:
+    """The recall task: multi-query associative recall (MQAR, Arora et al. 2023).
+
+    A sequence holds ``pairs`` key-value pairs (``k1 v1 k2 v2 ...``, distinct keys), then
+    ``queries`` of those keys again, each followed by its value; the model is trained
+    and scored only where it must predict a value after a query key, so the loss falls
+    only if the block looks the value up in its context. The block trains from fresh
+    parameters in the same language-model shell, with the same optimiser and batch
+    shape as the language-model task (``fitness.data.seq_len`` and ``batch_size``), so
+    one compiled step serves both tasks. Generated from a seed; nothing is read."""
+
+    # Score candidates on recall too (false: language modelling alone, as before).
+    enabled: bool = False
+    # Distinct key and value tokens; a sequence draws its keys without replacement and
+    # its values with replacement. Chance accuracy is 1 / num_values. Keys, values and
+    # one filler token must fit in the language model's vocabulary.
+    num_keys: int = 64
+    num_values: int = 64
+    # Key-value pairs per sequence, and how many of them are queried (None: all).
+    pairs: int = 8
+    queries: int | None = None
+    # One of QUERY_PLACEMENTS, and the power law's exponent for "spread" (a gap g >= 0
+    # after the pairs has weight (g + 1) ** -gap_exponent).
+    placement: str = "compact"
+    gap_exponent: float = 0.0
+    # Training steps on the recall task. None: the language-model budget's steps, so
+    # that the learning-rate schedule (and with it the compiled step) is shared. Under a
+    # budget in seconds this must be set; the schedule then holds its peak after warm-up
+    # whatever the length, and is shared too. Any other value compiles a step of its own.
+    steps: int | None = None
+    # Fresh sequences the trained model is scored on (a fixed set, the same for every
+    # candidate), rounded up to whole batches.
+    eval_sequences: int = 512
+    # One of COMBINE_RULES, and the weight of the recall loss under "weighted".
+    combine: str = "weighted"
+    weight: float = 1.0
+
+    def __post_init__(self):
+        for name in ("num_keys", "num_values", "pairs", "eval_sequences"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"recall.{name} must be an integer >= 1, got {value!r}")
+        if self.pairs > self.num_keys:
+            raise ValueError(f"recall.pairs ({self.pairs}) must be at most recall.num_keys "
+                             f"({self.num_keys}): a sequence's keys are distinct")
+        if self.queries is not None and not 1 <= self.queries <= self.pairs:
+            raise ValueError(f"recall.queries must be None or between 1 and recall.pairs "
+                             f"({self.pairs}), got {self.queries!r}")
+        if self.placement not in QUERY_PLACEMENTS:
+            raise ValueError(f"recall.placement must be one of {', '.join(QUERY_PLACEMENTS)}; "
+                             f"got {self.placement!r}")
+        if self.gap_exponent < 0:
+            raise ValueError(f"recall.gap_exponent must be >= 0, got {self.gap_exponent}")
+        if self.steps is not None and (isinstance(self.steps, bool) or self.steps < 1):
+            raise ValueError(f"recall.steps must be None or >= 1, got {self.steps!r}")
+        if self.combine not in COMBINE_RULES:
+            raise ValueError(f"recall.combine must be one of {', '.join(COMBINE_RULES)}; got "
+                             f"{self.combine!r}")
+        if not self.weight >= 0:
+            raise ValueError(f"recall.weight must be >= 0, got {self.weight}")
+
+    @property
+    def num_queries(self) -> int:
+        return self.pairs if self.queries is None else self.queries
+
+    @property
+    def vocab_needed(self) -> int:
+        """Token ids the task uses: a filler, the keys, the values."""
+        return 1 + self.num_keys + self.num_values
+
+    def length_needed(self) -> int:
+        """Fewest tokens a sequence needs: the pairs, then each query and its value."""
+        return 2 * self.pairs + 2 * self.num_queries
+
+
 @dataclasses.dataclass(frozen=True)
 class FitnessConfig:
-    """Everything that defines how a candidate is scored."""
+    """Everything that defines how a candidate is scored: the language-model task (data,
+    model, optimiser, budget) and, when enabled, the recall task beside it."""
 
     data: DataConfig = DataConfig()
     model: ModelConfig = ModelConfig()
     optim: OptimConfig = OptimConfig()
     budget: BudgetConfig = BudgetConfig()
+    recall: RecallConfig = RecallConfig()
     # Seed of parameter initialisation and data order.
     seed: int = 0
+
+    def __post_init__(self):
+        r = self.recall
+        if not r.enabled:
+            return
+        if r.length_needed() > self.data.seq_len + 1:
+            raise ValueError(
+                f"recall: {r.pairs} pairs and {r.num_queries} queries need sequences of "
+                f"{r.length_needed()} tokens, but fitness.data.seq_len is {self.data.seq_len} "
+                f"(rows of {self.data.seq_len + 1}); use fewer pairs or a longer seq_len")
+        if r.steps is None and self.budget.seconds is not None:
+            raise ValueError("recall.steps must be set when the budget is in seconds "
+                             "(fitness.budget.seconds): the recall task trains a fixed "
+                             "number of steps")

@@ -17,6 +17,22 @@ partial fitness.
 A budget in seconds counts completed steps only: with ``seconds`` set, every step is
 waited for before the clock is read, so a stage overshoots its time by at most one step.
 
+**Tasks.** With ``fitness.recall.enabled``, a candidate first trains from fresh
+parameters on the recall task (multi-query associative recall,
+:mod:`primer_search.fitness.recall`) for ``recall.steps`` steps and is scored on its fixed
+evaluation set; then it trains on language modelling in stages as above. Both tasks use
+one compiled train step and one compiled evaluation step (same model, batch shape and,
+by default, learning-rate schedule; the steps take a weight per target). Every stage's
+fitness combines that stage's perplexity with the recall loss
+(:func:`~primer_search.fitness.recall.combine`), so the hurdles already see recall and a
+block that cannot recall stops at the first one. A failure on either task fails the
+candidate, and its reason names the task. The recall task's time counts towards the
+time-out, not towards a budget in seconds (which is the language model's training time).
+
+**Context use.** Every language-model evaluation also records the validation loss by
+position in the context and the context-use score (:class:`EvalResult` ``context_use``,
+``position_loss``).
+
 Failures never escape :meth:`Evaluator.evaluate`: an invalid program, a compile error, a
 NaN or Inf loss, a training signal that stopped (see
 :class:`~primer_search.fitness.results.Status`), running out of memory or passing the
@@ -38,16 +54,17 @@ import numpy as np
 
 from primer_search.fitness import compile_cache
 from primer_search.fitness.config import BudgetConfig, FitnessConfig
-from primer_search.fitness.data import Dataset, Prefetcher, cache_root, load_dataset
+from primer_search.fitness.data import DataError, Dataset, Prefetcher, cache_root, load_dataset
 from primer_search.fitness.hurdles import stage_ends
 from primer_search.fitness.metrics import metrics_from_eval
 from primer_search.fitness.model import build_lm, count_params
+from primer_search.fitness.recall import RecallData, combine
 from primer_search.fitness.results import WORST_FITNESS, EvalResult, Status
 from primer_search.fitness.train import compiler_options, make_optimizer, make_steps
 from primer_search.program.compiler import CompileError
 from primer_search.program.dna import DNA, DNAError
 
-__all__ = ["Evaluator", "unigram_perplexity"]
+__all__ = ["Evaluator", "context_scores", "unigram_perplexity"]
 
 
 class _Failure(Exception):
@@ -81,14 +98,33 @@ class Evaluator:
         self.config = config = config if config is not None else FitnessConfig()
         self.compilation_cache = compile_cache.enable(cache_root(config.data))
         self.dataset = dataset if dataset is not None else load_dataset(config.data)
-        # The evaluation set as full batches and the rows of each that count: a short
-        # last batch is padded, so that one compiled evaluation step serves them all.
+        # The evaluation set as full batches and the targets of each that count: a short
+        # last batch is padded (weight 0), so that one compiled evaluation step serves
+        # them all, and the recall task's batches too.
+        B, L = self.dataset.batch_size, self.dataset.seq_len
         self._eval_batches = []
+        self._eval_rows = 0
         for b in self.dataset.eval_batches():
             rows = len(b)
-            padded = np.zeros((self.dataset.batch_size, b.shape[1]), np.int32)
+            padded = np.zeros((B, b.shape[1]), np.int32)
             padded[:rows] = b
-            self._eval_batches.append((jnp.asarray(padded), jnp.asarray(rows, jnp.int32)))
+            weights = np.zeros((B, L), np.float32)
+            weights[:rows] = 1.0
+            self._eval_batches.append((jnp.asarray(padded), jnp.asarray(weights)))
+            self._eval_rows += rows
+        self._all_targets = jnp.ones((B, L), jnp.float32)
+        self.recall: RecallData | None = None
+        if config.recall.enabled:
+            need, have = config.recall.vocab_needed, self.dataset.vocab_size
+            if need > have:
+                raise DataError(
+                    f"recall: {config.recall.num_keys} keys, {config.recall.num_values} values "
+                    f"and a filler need {need} token ids, but the language model's "
+                    f"vocabulary ({self.dataset!r}) has {have}; use fewer keys or values")
+            self.recall = RecallData(config.recall, B, L + 1)
+            self._recall_eval = [(jnp.asarray(t), jnp.asarray(w))
+                                 for t, w in self.recall.eval_batches]
+            self._recall_answers = float(sum(w.sum() for _, w in self.recall.eval_batches))
 
     def evaluate(self, dna: DNA, hurdles: Sequence[float | None] = (), *,
                  seed: int | None = None, budget: BudgetConfig | None = None,
@@ -122,24 +158,40 @@ class Evaluator:
     def _evaluate(self, dna: DNA, hurdles: list, run: _Run) -> tuple[EvalResult, Params]:
         cfg, budget, timings, partial = self.config, run.budget, run.timings, run.partial
         lm = build_lm(dna, cfg.model, self.dataset.vocab_size)
+        total_steps = _total_steps(budget)
         init_state, train_step, eval_step = make_steps(
-            lm, make_optimizer(cfg.optim, _total_steps(budget), cfg.model.d_model))
+            lm, make_optimizer(cfg.optim, total_steps, cfg.model.d_model))
         # Batches are made in a background thread ahead of training; time spent waiting
         # for one is kept out of train_s (and so out of a budget in seconds).
         batches = run.batches = Prefetcher(self.dataset.train_batches(run.seed))
         first = jnp.asarray(next(batches))
+        ones = self._all_targets
 
         t = time.perf_counter()
         state = init_state(run.seed, first)
         options = compiler_options()
-        step_fn = train_step.lower(state, first).compile(options)
+        step_fn = train_step.lower(state, first, ones).compile(options)
         eval_fn = eval_step.lower(state.params, *self._eval_batches[0]).compile(options)
+        recall_steps = recall_init = recall_step_fn = None
+        if self.recall is not None:
+            recall_steps = cfg.recall.steps or budget.steps
+            recall_init, recall_step_fn = init_state, step_fn
+            if total_steps is not None and recall_steps != total_steps:
+                # A schedule of another length is another optimiser: a compile of its own.
+                recall_init, recall_train, _ = make_steps(
+                    lm, make_optimizer(cfg.optim, recall_steps, cfg.model.d_model))
+                recall_step_fn = recall_train.lower(state, first, ones).compile(options)
         timings["compile_s"] = time.perf_counter() - t
         partial["num_params"] = count_params(state.params)
         run.check_time()
         run.enter_gate()
 
-        steps, stage_fitness = 0, []
+        recall_loss = None
+        if self.recall is not None:
+            recall_loss = self._recall(recall_init, recall_step_fn, eval_fn, first,
+                                       recall_steps, run)
+
+        steps, stage_fitness, stage_perplexity = 0, [], []
         batch = first
         timed = budget.seconds is not None
         for k, (step_limit, second_limit) in enumerate(_stage_limits(budget)):
@@ -150,7 +202,7 @@ class Evaluator:
                 if second_limit is not None and steps > stage_start and timings["train_s"] + (
                         time.perf_counter() - t - (batches.waited_s - waited)) >= second_limit:
                     break
-                state, metrics = step_fn(state, batch)
+                state, metrics = step_fn(state, batch, ones)
                 steps += 1
                 if timed:  # count only completed steps against the clock
                     metrics["loss"].block_until_ready()
@@ -165,12 +217,18 @@ class Evaluator:
             loss = _check_training(state, metrics, steps, partial)
 
             t = time.perf_counter()
-            total = sum(float(eval_fn(state.params, b, rows)[0]) for b, rows in self._eval_batches)
+            by_position = np.zeros(self.dataset.seq_len, np.float64)
+            for b, weights in self._eval_batches:
+                by_position += np.asarray(eval_fn(state.params, b, weights)[0], np.float64)
+            total = float(by_position.sum())
             timings["eval_s"] += time.perf_counter() - t
             if not math.isfinite(total):
                 raise _Failure(Status.NAN, f"validation loss is {total} after {steps} steps")
             metrics_eval = metrics_from_eval(total, self.dataset.eval_info)
-            stage_fitness.append(metrics_eval["perplexity"])
+            partial.update(context_scores(by_position / self._eval_rows))
+            stage_fitness.append(combine(cfg.recall, metrics_eval["perplexity"], recall_loss))
+            stage_perplexity.append(metrics_eval["perplexity"])
+            partial["stage_perplexity"] = tuple(stage_perplexity)
             partial["stage_fitness"] = tuple(stage_fitness)
             run.check_time()
             hurdle = hurdles[k] if k < len(hurdles) else None
@@ -192,7 +250,51 @@ class Evaluator:
             tokens_per_s=tokens / timings["train_s"] if timings["train_s"] else 0.0,
             step_time_s=timings["train_s"] / steps if steps else 0.0,
             num_params=partial["num_params"], stage_fitness=tuple(stage_fitness),
-            **timings), state.params
+            **timings, **{k: partial[k] for k in _TASK_FIELDS if k in partial}), state.params
+
+    def _recall(self, init_state, step_fn, eval_fn, first, steps: int, run: _Run) -> float:
+        """Train fresh parameters on the recall task and score them; record the task's
+        metrics in ``run.partial`` and return its validation loss."""
+        partial, check_every = run.partial, run.budget.check_every
+        t = time.perf_counter()
+        state = init_state(run.seed, first)
+        metrics = None
+        for k, (tokens, weights) in enumerate(self.recall.train_batches(run.seed, steps), 1):
+            state, metrics = step_fn(state, jnp.asarray(tokens), jnp.asarray(weights))
+            if k % check_every == 0 or k == steps:
+                _check_training(state, metrics, k, partial, task="recall")
+                run.check_time()
+        loss_sum = correct = 0.0
+        for tokens, weights in self._recall_eval:
+            by_position, right = eval_fn(state.params, tokens, weights)
+            loss_sum += float(np.asarray(by_position, np.float64).sum())
+            correct += float(right)
+        loss = loss_sum / self._recall_answers
+        partial["recall_s"] = time.perf_counter() - t
+        if not math.isfinite(loss):
+            raise _Failure(Status.NAN, f"recall task: validation loss is {loss} after "
+                                       f"{steps} steps")
+        partial.update(recall_loss=loss, recall_accuracy=correct / self._recall_answers)
+        return loss
+
+
+# What a run records in its partial measurements besides the language model's.
+_TASK_FIELDS = ("recall_loss", "recall_accuracy", "recall_steps", "recall_s", "context_use",
+                "position_loss", "stage_perplexity")
+
+
+def context_scores(position_loss: np.ndarray, spans: int = 8) -> dict:
+    """``{"context_use": ..., "position_loss": ...}`` from the mean validation loss at
+    each position of a context (see :class:`EvalResult`): the loss over the second
+    eighth of the positions minus that over the last quarter, and the mean loss in
+    ``spans`` equal spans. A context shorter than 8 positions has no score (NaN)."""
+    L = len(position_loss)
+    if L < 8:
+        return {"context_use": math.nan, "position_loss": tuple(map(float, position_loss))}
+    early = position_loss[L // 8: L // 4].mean()
+    late = position_loss[3 * L // 4:].mean()
+    return {"context_use": float(early - late),
+            "position_loss": tuple(float(p.mean()) for p in np.array_split(position_loss, spans))}
 
 
 @dataclasses.dataclass
@@ -243,18 +345,24 @@ def _total_steps(budget: BudgetConfig) -> int | None:
     return budget.steps if budget.seconds is None else None
 
 
-def _check_training(state, metrics, steps: int, partial: dict) -> float:
+def _check_training(state, metrics, steps: int, partial: dict, task: str = "lm") -> float:
     """Record the training loss so far in ``partial`` and return it; fail on a non-finite
     loss, or on any step so far with a non-finite gradient norm (waits for the step: a
-    sync point)."""
+    sync point). ``task``: "lm", or "recall" (its steps are recorded apart and its
+    failures say which task failed)."""
     loss = float(metrics["loss"])
-    partial.update(steps=steps, train_loss=loss)
+    if task == "lm":
+        partial.update(steps=steps, train_loss=loss)
+        where = ""
+    else:
+        partial["recall_steps"] = steps
+        where = "recall task: "
     if not math.isfinite(loss):
-        raise _Failure(Status.NAN, f"training loss is {loss} at step {steps}")
+        raise _Failure(Status.NAN, f"{where}training loss is {loss} at step {steps}")
     bad = int(state.bad_grad_steps)
     if bad:
         raise _Failure(Status.UNTRAINED, (
-            f"gradient norm was NaN or Inf in {bad} of the first {steps} steps (last "
+            f"{where}gradient norm was NaN or Inf in {bad} of the first {steps} steps (last "
             f"{float(metrics['grad_norm']):.3g}) while the loss stayed finite; clipping "
             "turns such a gradient into a zero or NaN update, so the model stopped "
             "learning"))

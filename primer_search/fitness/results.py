@@ -79,7 +79,9 @@ _TRANSIENT = frozenset({Status.OOM, Status.TIMEOUT, Status.ERROR})
 
 @dataclasses.dataclass(frozen=True)
 class EvalResult:
-    """The outcome of one evaluation. Fitness is validation perplexity (lower is better)."""
+    """The outcome of one evaluation. Fitness is the language model's validation
+    perplexity, combined with the recall task's loss when that task is on
+    (:func:`primer_search.fitness.recall.combine`); lower is better."""
 
     fitness: float
     status: Status
@@ -100,6 +102,23 @@ class EvalResult:
     data_wait_s: float = 0.0
     # Fitness after each completed stage; the hurdles compare against these.
     stage_fitness: tuple[float, ...] = ()
+    # The language model's validation perplexity after each completed stage (the same
+    # as stage_fitness when no other task enters the fitness).
+    stage_perplexity: tuple[float, ...] = ()
+    # The recall task (fitness.recall; NaN and 0 when it is off): validation loss in nats
+    # per answer, the share of answers ranked first (chance: 1 / num_values), its
+    # training steps and its seconds (training and scoring; compile excluded).
+    recall_loss: float = math.nan
+    recall_accuracy: float = math.nan
+    recall_steps: int = 0
+    recall_s: float = 0.0
+    # Context use of the language model (as the in-context learning score of Olsson et
+    # al. 2022): mean validation loss over the second eighth of a context's positions
+    # minus that over its last quarter, in nats. Near 0 for a block that sees only a few
+    # tokens back; larger the more later tokens gain from what came before them.
+    context_use: float = math.nan
+    # Mean validation loss by position, in 8 equal spans of the context (first to last).
+    position_loss: tuple[float, ...] = ()
 
     def __post_init__(self):
         try:
@@ -109,6 +128,8 @@ class EvalResult:
                              f"{', '.join(s.value for s in Status)}; got {self.status!r}") from None
         object.__setattr__(self, "status", status)
         object.__setattr__(self, "stage_fitness", tuple(self.stage_fitness))
+        object.__setattr__(self, "position_loss", tuple(self.position_loss))
+        object.__setattr__(self, "stage_perplexity", tuple(self.stage_perplexity))
 
     @staticmethod
     def failure(status: Status, reason: str) -> EvalResult:
@@ -127,6 +148,8 @@ class EvalResult:
         d = dataclasses.asdict(self)
         d["status"] = self.status.value
         d["stage_fitness"] = list(self.stage_fitness)
+        d["position_loss"] = list(self.position_loss)
+        d["stage_perplexity"] = list(self.stage_perplexity)
         return d
 
     @staticmethod

@@ -1,8 +1,11 @@
 """Training and evaluation steps for a language model built around a compiled block.
 
-Pure functions: ``train_step(state, batch) -> (state, metrics)`` and
-``eval_step(params, batch) -> summed loss``, jitted by :func:`make_steps`. A batch is an
-int32 array ``[batch, seq + 1]``: inputs are ``batch[:, :-1]``, targets ``batch[:, 1:]``.
+Pure functions: ``train_step(state, batch, weights) -> (state, metrics)`` and
+``eval_step(params, batch, weights) -> (loss by position, correct)``, jitted by
+:func:`make_steps`. A batch is an int32 array ``[batch, seq + 1]``: inputs are
+``batch[:, :-1]``, targets ``batch[:, 1:]``. ``weights`` ``[batch, seq]`` says which
+targets count: all of them for language modelling, only the answers for the recall task
+(:mod:`primer_search.fitness.recall`), so one compiled step serves both tasks.
 
 The optimiser is AdamW with global-norm clipping, a linear warm-up and one of four
 decays (:data:`SCHEDULES`). Weight decay applies to projection matrices and the
@@ -180,11 +183,15 @@ def make_steps(model: LanguageModel, optimizer: optax.GradientTransformation):
         return TrainState(params, optimizer.init(params), jnp.zeros((), jnp.int32),
                           jnp.zeros((), jnp.int32))
 
-    def loss_fn(params, batch):
-        return token_loss(model, params, batch).mean()
+    def loss_fn(params, batch, weights):
+        losses = token_loss(model, params, batch)
+        if weights is None:
+            return losses.mean()
+        return (losses * weights).sum() / jnp.maximum(weights.sum(), 1.0)
 
-    def train_step(state: TrainState, batch):
-        loss, grads = jax.value_and_grad(loss_fn)(state.params, batch)
+    def train_step(state: TrainState, batch, weights=None):
+        """One step on the mean loss of the targets ``weights`` counts (None: all)."""
+        loss, grads = jax.value_and_grad(loss_fn)(state.params, batch, weights)
         updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
         grad_norm = optax.tree.norm(grads)
@@ -192,12 +199,14 @@ def make_steps(model: LanguageModel, optimizer: optax.GradientTransformation):
         metrics = {"loss": loss, "grad_norm": grad_norm}
         return TrainState(params, opt_state, state.step + 1, bad), metrics
 
-    def eval_step(params, batch, rows):
-        """Summed token loss and token count of the first ``rows`` rows of a batch (a
-        padded last batch of the evaluation set counts fewer than it holds)."""
-        losses = token_loss(model, params, batch)
-        counted = jnp.arange(batch.shape[0]) < rows
-        return (jnp.where(counted[:, None], losses, 0.0).sum(),
-                (rows * losses.shape[1]).astype(jnp.float32))
+    def eval_step(params, batch, weights):
+        """The weighted token loss summed over the batch at each position ``[seq]``, and
+        how many of the weighted targets the model ranks first. A padded last batch of an
+        evaluation set has zero weights in its padding rows."""
+        inputs, targets = batch[:, :-1], batch[:, 1:]
+        logits = model.apply(params, inputs)
+        losses = optax.softmax_cross_entropy_with_integer_labels(logits, targets)
+        correct = (jnp.argmax(logits, axis=-1) == targets).astype(jnp.float32)
+        return (losses * weights).sum(axis=0), (correct * weights).sum()
 
     return init_state, jax.jit(train_step, donate_argnums=0), jax.jit(eval_step)

@@ -30,7 +30,7 @@ import difflib
 from primer_search.program.dna import DNA
 from primer_search.program.validate import canonical
 
-__all__ = ["diff", "modifications", "op_counts"]
+__all__ = ["diff", "keeps_attention", "modifications", "op_counts"]
 
 ACTIVATIONS = {"MAX", "MIN", "SIGMOID", "TANH", "SIN", "COS", "EXP", "LOG", "ABS", "SIGN",
                "RECIP", "ABS_ROOT"}
@@ -66,6 +66,12 @@ def _inlined(dna: DNA) -> list[tuple[str, str, bool]]:
 def op_counts(dna: DNA) -> collections.Counter:
     """How many live instructions of each op the canonical program runs, calls inlined."""
     return collections.Counter(op for op, _, _ in _inlined(dna))
+
+
+def keeps_attention(dna: DNA) -> bool:
+    """Whether the canonical program still takes query-key products (T_MAT_MUL): a block
+    that computes attention and never uses the result has none once dead code is gone."""
+    return op_counts(dna)[ATTENTION] > 0
 
 
 def _fields(inlined, op_name: str) -> collections.Counter:
