@@ -43,6 +43,7 @@ from primer_search.search.evolution import EvolutionConfig
 __all__ = [
     "RESUMABLE_KEYS",
     "ConfigError",
+    "ResumeError",
     "SearchConfig",
     "apply_overrides",
     "config_from_dict",
@@ -56,6 +57,11 @@ __all__ = [
 
 class ConfigError(ValueError):
     """A config file, key or value is wrong; the message names it."""
+
+
+class ResumeError(ConfigError):
+    """A resume that the store's rules refuse (a change it does not allow, a store of
+    an earlier version): the command was well formed, the store says no."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -293,10 +299,11 @@ def _leaves(d: dict, prefix: str = "") -> dict[str, Any]:
 
 
 def resume_overrides(stored: dict, overrides: dict, store_path: str = "STORE") -> dict:
-    """The stored config with ``overrides`` merged in, or a :class:`ConfigError` naming
-    the first key that a resume may not change (see the module doc)."""
+    """The stored config with ``overrides`` merged in, or a :class:`ResumeError` naming
+    the first key that a resume may not change (see the module doc); an unknown key or
+    a value of the wrong type is a :class:`ConfigError`."""
     if "hurdle_quantile" in stored:
-        raise ConfigError(
+        raise ResumeError(
             f"{store_path} was written by an earlier version of primer-search, whose hurdle "
             "stages were equal in length and whose fingerprints and trainer differ; "
             "resuming it would mix candidates judged under different rules. Its rows can "
@@ -309,7 +316,7 @@ def resume_overrides(stored: dict, overrides: dict, store_path: str = "STORE") -
     for key in sorted(after):
         if key in RESUMABLE_KEYS or before.get(key, _MISSING) == after[key]:
             continue
-        raise ConfigError(
+        raise ResumeError(
             f"a resume cannot change {key} (stored {before.get(key, '(unset)')!r}, given "
             f"{after[key]!r}): it defines how candidates are scored or what the population "
             f"is, and the search would compare candidates judged under different rules. "
