@@ -266,7 +266,8 @@ def cmd_retrain(args) -> int:
             print(f"#{cid} seed {seed}: {result.status} fitness {result.fitness:.4g}")
 
     rows = retrain(args.store, args.top, args.seeds, steps=args.steps, seconds=args.seconds,
-                   on_result=report, workers=args.workers, address=args.address)
+                   on_result=report, workers=args.workers, address=args.address,
+                   timeout_s=args.timeout)
     if args.json:
         print(json.dumps(rows, default=_json_float))
     else:
@@ -425,6 +426,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="train on this many Ray workers with the search's resources per "
                         "worker (default 0: one after another in this process)")
     r.add_argument("--address", default=None, help="Ray cluster address for --workers")
+    r.add_argument("--timeout", type=float, default=None, metavar="SECONDS",
+                   help="end a run that takes longer (recorded as timeout; the others go "
+                        "on); default: the search's candidate_timeout_s, scaled by how much "
+                        "longer the retraining budget is")
     r.add_argument("--json", action="store_true")
     r.set_defaults(fn=cmd_retrain)
 
