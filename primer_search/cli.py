@@ -50,19 +50,24 @@ def resolve_dna(spec: str):
 
 def _fitness_config(args):
     from primer_search.fitness.config import BudgetConfig, FitnessConfig, ModelConfig, OptimConfig
-    from primer_search.fitness.data import DataConfig
+    from primer_search.fitness.data import DataConfig, DataError
 
     optim = {k: v for k, v in (("learning_rate", args.lr), ("warmup_steps", args.warmup),
                                ("schedule", args.schedule), ("optimizer", args.optimizer))
              if v is not None}
     data = {"eval_tokens": args.eval_tokens} if args.eval_tokens is not None else {}
-    return FitnessConfig(
-        data=DataConfig(corpus=args.corpus, path=args.path, tokenizer=args.tokenizer,
-                        seq_len=args.seq_len, batch_size=args.batch_size, **data),
-        model=ModelConfig(d_model=args.d_model, num_layers=args.layers),
-        optim=OptimConfig(**optim),
-        budget=BudgetConfig(steps=args.steps, seconds=args.seconds, stages=args.stages),
-        seed=args.seed)
+    try:
+        return FitnessConfig(
+            data=DataConfig(corpus=args.corpus, path=args.path, tokenizer=args.tokenizer,
+                            seq_len=args.seq_len, batch_size=args.batch_size, **data),
+            model=ModelConfig(d_model=args.d_model, num_layers=args.layers),
+            optim=OptimConfig(**optim),
+            budget=BudgetConfig(steps=args.steps, seconds=args.seconds, stages=args.stages),
+            seed=args.seed)
+    except DataError:
+        raise  # a corpus that is not there: a runtime failure
+    except (TypeError, ValueError) as e:  # a flag's value the config refuses
+        raise UsageError(str(e)) from None
 
 
 def cmd_train(args) -> int:

@@ -28,6 +28,7 @@ import importlib.resources
 import inspect
 import os
 import tomllib
+import types
 import typing
 from collections.abc import Sequence
 from fractions import Fraction
@@ -207,6 +208,9 @@ def config_from_dict(data: dict, source: str = "config") -> SearchConfig:
     unknown = unknown_keys(data)
     if unknown:
         raise ConfigError(f"{source}: " + "; ".join(unknown))
+    shapes = _shape_errors(data)
+    if shapes:
+        raise ConfigError(f"{source}: " + "; ".join(shapes))
     try:
         return dacite.from_dict(SearchConfig, data, config=_DACITE)
     except (dacite.DaciteError, ValueError, TypeError) as e:
@@ -230,6 +234,31 @@ def unknown_keys(data: dict, cls: type = SearchConfig, prefix: str = "") -> list
                        + f"; {table} takes {', '.join(fields)}")
         elif isinstance(value, dict) and dataclasses.is_dataclass(hints[key]):
             out += unknown_keys(value, hints[key], f"{name}.")
+    return out
+
+
+def _is_sequence_type(hint) -> bool:
+    """Whether a field typed ``hint`` takes only lists (tuple or list, maybe None)."""
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        members = [h for h in typing.get_args(hint) if h is not type(None)]
+        return bool(members) and all(_is_sequence_type(h) for h in members)
+    return (typing.get_origin(hint) or hint) in (tuple, list)
+
+
+def _shape_errors(data: dict, cls: type = SearchConfig, prefix: str = "") -> list[str]:
+    """One message per key whose field takes a list and whose value is not one: dacite
+    casts it to a tuple, and the TypeError of that (``'bool' object is not iterable``)
+    names no key."""
+    hints = typing.get_type_hints(cls)
+    out = []
+    for key, value in data.items():
+        name, hint = f"{prefix}{key}", hints[key]
+        optional = type(None) in typing.get_args(hint)
+        if _is_sequence_type(hint) and not isinstance(value, (list, tuple)) and not (
+                value is None and optional):
+            out.append(f"{name} must be a list, got {value!r}")
+        elif isinstance(value, dict) and dataclasses.is_dataclass(hint):
+            out += _shape_errors(value, hint, f"{name}.")
     return out
 
 

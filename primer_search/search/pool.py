@@ -216,6 +216,7 @@ def _process_worker(conn, factory, args: tuple, name: str) -> None:
     pipe closes."""
     _die_with_parent()
     evaluator = factory(*args)
+    conn.send("ready")
     while True:
         try:
             job = conn.recv()
@@ -232,7 +233,8 @@ class ProcessPool:
     """One slot, evaluated in a child process (``spawn``): no Ray, yet a job past its
     time-out is ended by :meth:`replace` (the child is killed and a new one started),
     and a child that dies (killed, out of memory) is a :class:`Lost` job with
-    ``worker_died``, and is replaced. The child builds its evaluator with
+    ``worker_died``, and is replaced. The slot is available once its child has built
+    its evaluator, so that a job's time counts from when it can start. The child builds its evaluator with
     ``factory(*args)`` (default: :func:`make_evaluator`); both must pickle. Fingerprints
     asked for are computed in this process, as :class:`InProcessPool` does."""
 
@@ -247,9 +249,12 @@ class ProcessPool:
         self._conn = None
         self._job: Job | None = None
         self._fingerprints: list[tuple[int, DNA, int]] = []
+        self._ready = False
+        self._failed_starts = 0
         self._start()
 
     def _start(self) -> None:
+        self._ready = False
         parent, child = self._ctx.Pipe()
         self._proc = self._ctx.Process(target=_process_worker, daemon=True,
                                        args=(child, self.factory, self.args, self.name))
@@ -269,11 +274,33 @@ class ProcessPool:
         """The child's process id (None once closed)."""
         return self._proc.pid if self._proc is not None else None
 
+    def _check_ready(self, timeout_s: float) -> bool:
+        """Whether the child has built its evaluator (waiting up to ``timeout_s``); a
+        child that died while starting is started again, up to three times."""
+        if self._ready or self._proc is None:
+            return self._ready
+        try:
+            if self._conn.poll(timeout_s):
+                self._ready = self._conn.recv() == "ready"
+                self._failed_starts = 0
+                return self._ready
+        except (EOFError, OSError):
+            pass
+        if not self._proc.is_alive():
+            self._failed_starts += 1
+            if self._failed_starts >= 3:
+                raise WorkerStartError(f"the {self.name} worker process failed to start "
+                                       f"{self._failed_starts} times (exit status "
+                                       f"{self._proc.exitcode}); see its output above")
+            self._stop()
+            self._start()
+        return False
+
     def available(self, slot: int) -> bool:
-        return slot == 0 and self._proc is not None
+        return slot == 0 and self._check_ready(0)
 
     def submit(self, slot: int, job: Job) -> None:
-        if slot != 0 or self._job is not None or self._proc is None:
+        if slot != 0 or self._job is not None or not self._ready:
             raise RuntimeError(f"process pool: slot {slot} is busy or does not exist")
         self._job = job
         self._conn.send(job)
@@ -286,8 +313,7 @@ class ProcessPool:
             asked, self._fingerprints = self._fingerprints, []
             return [(None, compute_fingerprint(*a)) for a in asked]
         if self._job is None:
-            if timeout_s > 0:
-                time.sleep(min(timeout_s, 0.05))
+            self._check_ready(timeout_s)
             return []
         try:
             if self._conn.poll(timeout_s):

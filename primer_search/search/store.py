@@ -234,6 +234,7 @@ class Store:
         self._lock = threading.Lock()
         self._conn: sqlite3.Connection | None = None
         self._lease: WriterLease | None = None
+        self._wal = False
         new_config = None if config is None else _normalise_config(config, self.path)
         try:
             if not readonly:
@@ -327,17 +328,17 @@ class Store:
                                    check_same_thread=False)
         conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
         conn.execute("PRAGMA foreign_keys = ON")
-        if not self.readonly:
-            # Reading the journal mode also makes SQLite read the header: a file that is
-            # not a database fails here, before anything is written to it.
-            mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
-            if mode.lower() != "wal":
-                conn.close()
-                raise StoreError(f"store {self.path}: could not switch to WAL mode "
-                                 f"(journal mode is {mode!r})")
-            # FULL: a committed result survives power loss too; writes are rare.
-            conn.execute("PRAGMA synchronous = FULL")
         return conn
+
+    def _start_writing(self) -> None:
+        """Switch a writer's connection to WAL, once the file has been found sound."""
+        mode = self._conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+        if mode.lower() != "wal":
+            raise StoreError(f"store {self.path}: could not switch to WAL mode "
+                             f"(journal mode is {mode!r})")
+        self._wal = True
+        # FULL: a committed result survives power loss too; writes are rare.
+        self._conn.execute("PRAGMA synchronous = FULL")
 
     def _read_meta(self) -> dict[str, str] | None:
         tables = {r[0] for r in self._conn.execute(
@@ -380,6 +381,7 @@ class Store:
             if problems != ["ok"]:
                 raise StoreError(f"store {self.path} is damaged ({'; '.join(problems)}); "
                                  "nothing was written to it")
+            self._start_writing()
             missing = [sql for name, sql in _ADDED_TABLES.items() if not self._has_table(name)]
             with self._write() as conn:
                 for sql in missing:
@@ -675,7 +677,7 @@ class Store:
         conn, self._conn = self._conn, None
         try:
             if conn is not None:
-                if not self.readonly:
+                if self._wal:
                     try:
                         conn.execute("PRAGMA busy_timeout = 0")  # never wait for readers
                         conn.execute("PRAGMA journal_mode = DELETE")
