@@ -20,7 +20,22 @@ import sys
 import time
 from pathlib import Path
 
-__all__ = ["main"]
+__all__ = ["EXIT_FAILURE", "EXIT_USAGE", "UsageError", "main"]
+
+# Exit statuses: 0 success; see EXIT_HELP.
+EXIT_FAILURE = 1
+EXIT_USAGE = 2
+EXIT_HELP = """exit status:
+  0  success
+  1  runtime failure: a missing corpus or store, an unreachable cluster, a refused
+     resume (no store at the path, another writer holds it, a change the store does
+     not allow), a damaged store, a full disk, a failed candidate in `train`
+  2  usage error: a bad flag or flag value, an unknown config key or a value of the
+     wrong type"""
+
+
+class UsageError(ValueError):
+    """The command line asks for something that cannot be (exit status 2)."""
 
 
 def resolve_dna(spec: str):
@@ -41,22 +56,27 @@ def _fitness_config(args):
         OptimConfig,
         RecallConfig,
     )
-    from primer_search.fitness.data import DataConfig
+    from primer_search.fitness.data import DataConfig, DataError
 
     optim = {k: v for k, v in (("learning_rate", args.lr), ("warmup_steps", args.warmup),
                                ("schedule", args.schedule), ("optimizer", args.optimizer))
              if v is not None}
     data = {"eval_tokens": args.eval_tokens} if args.eval_tokens is not None else {}
-    return FitnessConfig(
-        data=DataConfig(corpus=args.corpus, path=args.path, tokenizer=args.tokenizer,
-                        seq_len=args.seq_len, batch_size=args.batch_size, **data),
-        model=ModelConfig(d_model=args.d_model, num_layers=args.layers),
-        optim=OptimConfig(**optim),
-        budget=BudgetConfig(steps=args.steps, seconds=args.seconds, stages=args.stages),
-        recall=RecallConfig() if args.recall_pairs is None else
-        RecallConfig(enabled=True, pairs=args.recall_pairs,
-                     steps=args.steps if args.seconds is not None else None),
-        seed=args.seed)
+    try:
+        return FitnessConfig(
+            data=DataConfig(corpus=args.corpus, path=args.path, tokenizer=args.tokenizer,
+                            seq_len=args.seq_len, batch_size=args.batch_size, **data),
+            model=ModelConfig(d_model=args.d_model, num_layers=args.layers),
+            optim=OptimConfig(**optim),
+            budget=BudgetConfig(steps=args.steps, seconds=args.seconds, stages=args.stages),
+            recall=RecallConfig() if args.recall_pairs is None else
+            RecallConfig(enabled=True, pairs=args.recall_pairs,
+                         steps=args.steps if args.seconds is not None else None),
+            seed=args.seed)
+    except DataError:
+        raise  # a corpus that is not there: a runtime failure
+    except (TypeError, ValueError) as e:  # a flag's value the config refuses
+        raise UsageError(str(e)) from None
 
 
 def cmd_train(args) -> int:
@@ -138,13 +158,13 @@ def cmd_search(args) -> int:
         contextlib.nullcontext()
     if args.resume:
         if args.config:
-            raise ValueError("give either a CONFIG or --resume STORE, not both")
+            raise UsageError("give either a CONFIG or --resume STORE, not both")
         overrides = apply_overrides({}, args.set)
         with quiet_stdout:
             summary = resume_search(args.resume, overrides, progress=not args.quiet)
     else:
         if not args.config:
-            raise ValueError("search needs a CONFIG (a TOML file or tiny_cpu, gpu_small, "
+            raise UsageError("search needs a CONFIG (a TOML file or tiny_cpu, gpu_small, "
                              "primer_lm1b) or --resume STORE")
         config = load_config(args.config, args.set)
         store = args.store or time.strftime(f"{Path(args.config).stem}-%Y%m%d-%H%M%S.sqlite")
@@ -286,7 +306,8 @@ def cmd_retrain(args) -> int:
             print(f"#{cid} seed {seed}: {result.status} fitness {result.fitness:.4g}")
 
     rows = retrain(args.store, args.top, args.seeds, steps=args.steps, seconds=args.seconds,
-                   on_result=report, workers=args.workers, address=args.address)
+                   on_result=report, workers=args.workers, address=args.address,
+                   timeout_s=args.timeout)
     if args.json:
         print(json.dumps(rows, default=_json_float))
     else:
@@ -300,10 +321,10 @@ def cmd_export(args) -> int:
 
     weights, shell, lm_config, tokenizer = None, "", None, {}
     if args.retrained and not args.store:
-        raise ValueError("--retrained exports a stored candidate: give STORE and ID, not --dna")
+        raise UsageError("--retrained exports a stored candidate: give STORE and ID, not --dna")
     if args.store:
         if args.id is None:
-            raise ValueError("export STORE needs a candidate ID (see `primer-search top STORE`)")
+            raise UsageError("export STORE needs a candidate ID (see `primer-search top STORE`)")
         with _open_store(args.store) as store:
             cand = store.get(args.id)
             stored = store.config
@@ -325,7 +346,7 @@ def cmd_export(args) -> int:
                     f"fitness {row.fitness:.4g})")
         weights = path.read_bytes() if path.exists() else None
         if weights is not None and args.d_model not in (None, d_model):
-            raise ValueError(f"--d-model {args.d_model} does not match the stored weights of "
+            raise UsageError(f"--d-model {args.d_model} does not match the stored weights of "
                              f"{what}, trained at d_model {d_model}; leave --d-model out, or "
                              "export the program alone with --dna")
         if args.d_model in (None, d_model):
@@ -391,7 +412,9 @@ def cmd_lineage(args) -> int:
 def build_parser() -> argparse.ArgumentParser:
     from primer_search import __version__
 
-    p = argparse.ArgumentParser(prog="primer-search", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="primer-search", description=__doc__.splitlines()[0],
+                                epilog=EXIT_HELP,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--version", action="version", version=f"primer-search {__version__}")
     p.add_argument("--log-level", default="warning",
                    choices=("debug", "info", "warning", "error"),
@@ -443,6 +466,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="train on this many Ray workers with the search's resources per "
                         "worker (default 0: one after another in this process)")
     r.add_argument("--address", default=None, help="Ray cluster address for --workers")
+    r.add_argument("--timeout", type=float, default=None, metavar="SECONDS",
+                   help="end a run that takes longer (recorded as timeout; the others go "
+                        "on); default: the search's candidate_timeout_s, scaled by how much "
+                        "longer the retraining budget is")
     r.add_argument("--json", action="store_true")
     r.set_defaults(fn=cmd_retrain)
 
@@ -510,18 +537,29 @@ def main(argv: list[str] | None = None) -> int:
 
     from primer_search.fitness.data import DataError
     from primer_search.program.dna import DNAError
+    from primer_search.search.config import ConfigError, ResumeError
     from primer_search.search.pool import WorkerStartError
+    from primer_search.search.store import StoreError
 
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s",
                         stream=sys.stderr)
     logging.getLogger("primer_search").setLevel(args.log_level.upper())
     try:
         return args.fn(args)
-    except (DNAError, DataError, KeyError, ValueError, FileExistsError, ConnectionError,
-            WorkerStartError) as e:
-        message = e.args[0] if isinstance(e, KeyError) and e.args else e
-        print(f"primer-search: error: {message}", file=sys.stderr)
-        return 2
+    except ResumeError as e:
+        return _error(e, EXIT_FAILURE)
+    except (ConfigError, UsageError, DNAError) as e:
+        return _error(e, EXIT_USAGE)
+    except (DataError, StoreError, KeyError, ValueError, OSError, WorkerStartError) as e:
+        # OSError: FileExistsError, ConnectionError (an unreachable cluster), a full disk.
+        return _error(e, EXIT_FAILURE)
+
+
+def _error(e: BaseException, status: int) -> int:
+    """One line on standard error, no traceback."""
+    message = e.args[0] if isinstance(e, KeyError) and e.args else e
+    print(f"primer-search: error: {message}", file=sys.stderr)
+    return status
 
 
 if __name__ == "__main__":

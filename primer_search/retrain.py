@@ -7,8 +7,11 @@ and records every run in the same store as a ``retrain`` row whose parent is the
 candidate. ``primer-search top STORE --retrained`` ranks by the mean over seeds.
 
 Runs on a :class:`~primer_search.search.pool.WorkerPool`: by default one slot in this
-process, or the search's Ray workers (:func:`run_jobs` keeps every slot busy). Already
-finished (candidate, seed) pairs are skipped, so an interrupted retrain resumes.
+process (in a child process when there is a time-out, so that a hung run can be ended),
+or the search's Ray workers (:func:`run_jobs` keeps every slot busy). A run past the
+per-candidate time-out has its worker replaced and is recorded as ``timeout``; the others
+go on. Already finished (candidate, seed) pairs are skipped, so an interrupted retrain
+resumes; a retrain holds the store's writer lease while it runs.
 
 The trained weights of the best seed of each candidate under each budget are kept in
 ``STORE.weights/retrained/ROW.msgpack`` (ROW: the retrain row's id);
@@ -18,6 +21,7 @@ The trained weights of the best seed of each candidate under each budget are kep
 from __future__ import annotations
 
 import socket
+import time
 from pathlib import Path
 from typing import Callable
 
@@ -28,8 +32,8 @@ from primer_search.search.loop import save_weights, weights_folder
 from primer_search.search.pool import Done, Job, Lost, WorkerPool
 from primer_search.search.store import Candidate, Store
 
-__all__ = ["best_retrained_weights", "budget_label", "retrain", "retrained_weights_folder",
-           "run_jobs"]
+__all__ = ["best_retrained_weights", "budget_label", "retrain", "retrain_timeout",
+           "retrained_weights_folder", "run_jobs"]
 
 
 def retrained_weights_folder(store_path) -> Path:
@@ -81,13 +85,16 @@ def budget_label(budget: BudgetConfig) -> str:
 
 def run_jobs(pool: WorkerPool, jobs: list[Job],
              on_done: Callable[[Job, Done], None] | None = None,
-             retries: int = 1) -> dict[int, Done]:
+             retries: int = 1, timeout_s: float | None = None,
+             clock: Callable[[], float] = time.monotonic) -> dict[int, Done]:
     """Evaluate ``jobs`` on ``pool``, one per free slot, until all have come back; a job
-    whose worker died is sent again up to ``retries`` times, then recorded as an error.
-    Returns the :class:`Done` of every job by its ``cid`` (which must be unique);
-    ``on_done`` is called as each one arrives, so a caller can save it at once."""
+    whose worker died is sent again up to ``retries`` times, then recorded as an error;
+    a job running longer than ``timeout_s`` has its worker replaced and is recorded as a
+    ``timeout``. Returns the :class:`Done` of every job by its ``cid`` (which must be
+    unique); ``on_done`` is called as each one arrives, so a caller can save it at once.
+    ``clock`` is injectable so that tests pass time-outs without waiting."""
     queue = list(reversed(jobs))
-    running: dict[int, Job] = {}
+    running: dict[int, tuple[Job, float]] = {}
     tries: dict[int, int] = {}
     out: dict[int, Done] = {}
 
@@ -99,12 +106,15 @@ def run_jobs(pool: WorkerPool, jobs: list[Job],
     while queue or running:
         for slot in range(pool.size):
             if slot not in running and queue and pool.available(slot):
-                running[slot] = queue.pop()
-                pool.submit(slot, running[slot])
+                job = queue.pop()
+                pool.submit(slot, job)
+                running[slot] = (job, clock())
         for slot, outcome in pool.wait(1.0):
             if slot is None:  # a fingerprint: run_jobs asks for none
                 continue
-            job = running.pop(slot)
+            if slot not in running or running[slot][0].cid != outcome.cid:
+                continue  # a late answer for a job that was given up (a time-out)
+            job, _ = running.pop(slot)
             if isinstance(outcome, Lost):
                 tries[job.cid] = tries.get(job.cid, 0) + 1
                 if outcome.worker_died and tries[job.cid] <= retries:
@@ -112,26 +122,51 @@ def run_jobs(pool: WorkerPool, jobs: list[Job],
                     continue
                 outcome = Done(job.cid, EvalResult.failure(Status.ERROR, outcome.reason))
             finished(job, outcome)
+        if timeout_s is not None:
+            for slot, (job, started) in list(running.items()):
+                if clock() - started > timeout_s:
+                    pool.replace(slot)
+                    del running[slot]
+                    finished(job, Done(job.cid, EvalResult.failure(
+                        Status.TIMEOUT, f"passed the retraining time limit of {timeout_s:g} s; "
+                                        "its worker was killed")))
     return out
+
+
+def retrain_timeout(search_timeout_s: float | None, search: BudgetConfig,
+                    budget: BudgetConfig) -> float | None:
+    """The per-run time-out of a retrain: the search's ``candidate_timeout_s`` scaled by
+    how much longer the retraining budget is (steps over steps, or seconds over
+    seconds); None when the search had none."""
+    if search_timeout_s is None:
+        return None
+    ratios = [new / old for new, old in ((budget.steps, search.steps),
+                                         (budget.seconds, search.seconds))
+              if new is not None and old]
+    return search_timeout_s * max([1.0, *ratios])
 
 
 def retrain(store_path, top: int, seeds: int, steps: int | None = None,
             seconds: float | None = None,
             on_result: Callable[[int, int, object], None] | None = None,
             pool: WorkerPool | None = None, workers: int = 0,
-            address: str | None = None) -> list[dict]:
+            address: str | None = None, timeout_s: float | None = None) -> list[dict]:
     """Retrain the ``top`` candidates with ``seeds`` seeds each; return the summary rows
     of this budget (``Store.retrain_summary``). The budget defaults to the search's, in
     one stage. Runs are keyed by candidate, seed and budget: retraining longer adds runs.
     ``pool``: where to train; else ``workers`` > 0 Ray workers with the search's resources
     per worker (on the cluster at ``address``, or the search's), else one slot in this
-    process. A pool is only started, and the data only loaded, if there is work."""
+    process (a child process when a time-out applies). ``timeout_s``: a run's time limit
+    (default: :func:`retrain_timeout` of the search's ``candidate_timeout_s``). A pool is
+    only started, and the data only loaded, if there is work."""
     with Store(store_path) as store:
         cfg = config_from_dict(store.config, source=f"{store_path} (stored config)")
         old = cfg.fitness.budget
         budget = BudgetConfig(steps=steps if steps or seconds else old.steps,
                               seconds=seconds, stages=1, timeout_s=old.timeout_s)
         label = budget_label(budget)
+        if timeout_s is None:
+            timeout_s = retrain_timeout(cfg.candidate_timeout_s, old, budget)
         rows = store.retrain_rows(label)
         done = {(c.parent_id, c.seed) for c in rows if c.status != Status.PENDING}
         stale = {(c.parent_id, c.seed): c.id for c in rows if c.status == Status.PENDING}
@@ -157,10 +192,15 @@ def retrain(store_path, top: int, seeds: int, steps: int | None = None,
             cfg = dataclasses.replace(cfg, workers=workers, address=address or cfg.address)
             init_ray(cfg)
             pool = RayPool(cfg)
+        elif pool is None and timeout_s is not None:
+            from primer_search.search.pool import ProcessPool
+
+            pool = ProcessPool((cfg.fitness, cfg.evaluator, cfg.toy_sleep_s), name="retrain")
         elif pool is None:
             from primer_search.search.pool import InProcessPool, make_evaluator
 
-            pool = InProcessPool(make_evaluator(cfg.fitness, cfg.evaluator), name="retrain")
+            pool = InProcessPool(make_evaluator(cfg.fitness, cfg.evaluator, cfg.toy_sleep_s),
+                                 name="retrain")
 
         def save(job: Job, done: Done) -> None:
             store.finish(job.cid, done.result, worker=done.worker or "retrain",
@@ -171,7 +211,7 @@ def retrain(store_path, top: int, seeds: int, steps: int | None = None,
                 on_result(parents[job.cid], job.seed, done.result)
 
         try:
-            run_jobs(pool, jobs, on_done=save)
+            run_jobs(pool, jobs, on_done=save, retries=cfg.max_retries, timeout_s=timeout_s)
         finally:
             if owned:
                 pool.close()

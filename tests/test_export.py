@@ -141,7 +141,7 @@ def test_cli_export_refuses_a_bad_id(tmp_path, capsys):
 
     path = tmp_path / "s.sqlite"
     Store(path, {"fitness": {"model": {"d_model": 32}}}).close()
-    assert main(["export", str(path), "7", "--out", str(tmp_path / "o")]) == 2
+    assert main(["export", str(path), "7", "--out", str(tmp_path / "o")]) == 1
     assert "7" in capsys.readouterr().err
 
 

@@ -55,5 +55,5 @@ def test_running_best_and_pareto_front_follow_the_data(tmp_path):
 
 def test_plot_refuses_an_empty_store(tmp_path, capsys):
     Store(tmp_path / "e.sqlite", {}).close()
-    assert main(["plot", str(tmp_path / "e.sqlite"), "--out", str(tmp_path / "f")]) == 2
+    assert main(["plot", str(tmp_path / "e.sqlite"), "--out", str(tmp_path / "f")]) == 1
     assert "no finished candidates" in capsys.readouterr().err

@@ -71,7 +71,7 @@ def test_toy_search_end_to_end_and_the_cli(local_ray, tmp_path, capsys):
     assert "diff to parent:" in out and child.mutation in out
     assert main(["lineage", str(store_path), str(child.id)]) == 0
     assert "seed:" in capsys.readouterr().out
-    assert main(["show", str(store_path), "9999"]) == 2  # a clear error, not a traceback
+    assert main(["show", str(store_path), "9999"]) == 1  # a clear error, not a traceback
     assert "9999" in capsys.readouterr().err
 
 
@@ -267,7 +267,7 @@ def test_an_unreachable_cluster_is_one_clear_error(monkeypatch, tmp_path, capsys
     monkeypatch.setattr(ray, "init", refuse)
     store = tmp_path / "s.sqlite"
     assert main(["search", "tiny_cpu", "--address", "10.0.0.5:6379", "--store", str(store),
-                 "--quiet"]) == 2
+                 "--quiet"]) == 1  # a runtime failure
     err = capsys.readouterr().err
     assert "cannot reach the Ray cluster at address '10.0.0.5:6379'" in err
     assert "Traceback" not in err and not store.exists()
@@ -348,7 +348,7 @@ def test_a_corpus_that_is_not_there_stops_a_local_search_before_it_starts(tmp_pa
     store = tmp_path / "s.sqlite"
     assert main(["search", "tiny_cpu", "--store", str(store), "--quiet", "--set",
                  "fitness.data.corpus='text'", "--set",
-                 f"fitness.data.path='{tmp_path / 'gone.txt'}'"]) == 2
+                 f"fitness.data.path='{tmp_path / 'gone.txt'}'"]) == 1  # a runtime failure
     err = capsys.readouterr().err
     assert "gone.txt" in err and "does not exist" in err and "Traceback" not in err
     assert not store.exists()

@@ -87,7 +87,7 @@ def test_add_finish_get_round_trips_every_field(tmp_path, transformer):
 def test_non_finite_floats_are_strict_json_and_exact(tmp_path):
     weird = EvalResult(fitness=-math.inf, status=Status.ERROR, reason="nan",
                        stage_fitness=(math.inf, -0.0, 1e-300, 0.1 + 0.2), train_loss=-math.inf)
-    with Store(tmp_path / "s.db") as store:
+    with Store(tmp_path / "s.db", {}) as store:
         cid = add(store, 0)
         store.finish(cid, weird)
         got = store.get(cid).result
@@ -130,7 +130,7 @@ def test_pending_finished_top_and_count(tmp_path):
 
 
 def test_mark_duplicate_of_a_duplicate_links_the_original(tmp_path):
-    with Store(tmp_path / "s.db") as store:
+    with Store(tmp_path / "s.db", {}) as store:
         a, b, c, d = (add(store, i) for i in range(4))
         with pytest.raises(StoreError, match=f"candidate {a} is still pending"):
             store.mark_duplicate(b, of=a, result=ok(5.0))
@@ -146,7 +146,7 @@ def test_mark_duplicate_of_a_duplicate_links_the_original(tmp_path):
 
 
 def test_lineage_walks_to_the_root(tmp_path):
-    with Store(tmp_path / "s.db") as store:
+    with Store(tmp_path / "s.db", {}) as store:
         root = add(store, 0, mutation="seed:transformer")
         other = add(store, 1, mutation="seed:primer_ez")
         child = add(store, 2, parent_id=root)
@@ -160,7 +160,7 @@ def test_lineage_walks_to_the_root(tmp_path):
 
 
 def test_reusable_by_fingerprint_finds_the_earliest_finished_original(tmp_path):
-    with Store(tmp_path / "s.db") as store:
+    with Store(tmp_path / "s.db", {}) as store:
         a = add(store, 0, fingerprint="F")
         b = add(store, 1, fingerprint="F")
         c = add(store, 2, fingerprint="F")
@@ -181,7 +181,7 @@ def test_reusable_by_fingerprint_finds_the_earliest_finished_original(tmp_path):
 def test_reusable_by_fingerprint_skips_failures_of_the_moment(tmp_path):
     # The first candidate with a fingerprint timed out; a later one trained. A duplicate
     # must reuse the later, reusable result, not re-measure or inherit the time-out.
-    with Store(tmp_path / "s.db") as store:
+    with Store(tmp_path / "s.db", {}) as store:
         first, second = add(store, 0, fingerprint="F"), add(store, 1, fingerprint="F")
         store.finish(first, EvalResult(fitness=math.inf, status="timeout", reason="slow"))
         store.finish(second, ok(7.0))
@@ -189,7 +189,7 @@ def test_reusable_by_fingerprint_skips_failures_of_the_moment(tmp_path):
 
 
 def test_top_ranks_hurdle_stopped_candidates_below_finished_ones(tmp_path):
-    with Store(tmp_path / "s.db") as store:
+    with Store(tmp_path / "s.db", {}) as store:
         full, stopped = add(store, 0), add(store, 1)
         store.finish(full, EvalResult(fitness=480.0, status="ok", stage_fitness=(700.0, 480.0)))
         store.finish(stopped, EvalResult(fitness=450.0, status="hurdle", stage_fitness=(450.0,)))
@@ -211,7 +211,7 @@ def test_resumes_are_recorded_and_older_stores_gain_the_table(tmp_path):
 
 
 def test_retrain_summary_on_hand_computed_values(tmp_path):
-    with Store(tmp_path / "s.db") as store:
+    with Store(tmp_path / "s.db", {}) as store:
         a, b, c = add(store, 0), add(store, 1), add(store, 2)
         for cid, f in ((a, 10.0), (b, 9.0), (c, 20.0)):
             store.finish(cid, ok(f))
@@ -259,7 +259,7 @@ def test_retrain_summary_on_hand_computed_values(tmp_path):
 # ---- errors ----------------------------------------------------------------------------
 
 def test_finishing_twice_and_bad_ids_raise(tmp_path):
-    with Store(tmp_path / "s.db") as store:
+    with Store(tmp_path / "s.db", {}) as store:
         cid = add(store, 0)
         store.finish(cid, ok(5.0))
         with pytest.raises(StoreError, match=f"candidate {cid} is already finished"):
@@ -324,7 +324,7 @@ def test_readonly_never_creates_and_rejects_foreign_files(tmp_path):
         Store(empty, readonly=True)
 
     future = tmp_path / "future.db"
-    Store(future).close()
+    Store(future, {}).close()
     conn = sqlite3.connect(future)
     conn.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'",
                  (str(SCHEMA_VERSION + 1),))
@@ -334,7 +334,7 @@ def test_readonly_never_creates_and_rejects_foreign_files(tmp_path):
         Store(future, readonly=True)
     assert str(future) in str(e.value)
 
-    with Store(tmp_path / "s.db") as w:
+    with Store(tmp_path / "s.db", {}) as w:
         add(w, 0)
     with Store(tmp_path / "s.db", readonly=True) as r, pytest.raises(StoreError,
                                                                      match="read-only"):
@@ -464,25 +464,101 @@ def test_newest_store_finds_the_latest_search_and_skips_other_files(tmp_path):
     assert newest_store([tmp_path]) == old
 
 
-def test_a_reader_waits_for_a_store_that_is_being_created(tmp_path):
-    """A store file exists, still empty, while its creator commits the schema: `top` or
-    `plot` opening it read-only in that moment waits for it instead of failing."""
+def test_a_new_store_appears_whole(tmp_path):
+    """A store is written under a temporary name and linked into place: a reader that
+    polls the path while stores are being created finds nothing or a complete store,
+    never an empty database; an empty file is refused at once."""
     import threading
-    import time
 
-    path = tmp_path / "new.sqlite"
-    path.touch()  # the creator has opened (created) the file, nothing committed yet
+    paths = [tmp_path / f"new{i}.sqlite" for i in range(30)]
 
     def create():
-        time.sleep(0.3)
-        Store(path, {"x": 1}).close()
+        for path in paths:
+            Store(path, {"x": 1}).close()
 
     writer = threading.Thread(target=create)
     writer.start()
-    with Store(path, readonly=True) as store:
-        assert store.config == {"x": 1}
+    seen = 0
+    while writer.is_alive() or seen < len(paths):
+        seen = 0
+        for path in paths:
+            if path.exists():
+                with Store(path, readonly=True) as store:   # never "empty database"
+                    assert store.config == {"x": 1}
+                seen += 1
     writer.join()
+    assert not [p for p in tmp_path.iterdir() if "creating" in p.name]   # no temporary left
     empty = tmp_path / "empty.sqlite"
     empty.touch()
-    with pytest.raises(StoreError, match="empty database"):
-        Store(empty, readonly=True)
+    for readonly in (True, False):
+        with pytest.raises(StoreError, match="empty database"):
+            Store(empty, {"x": 1} if not readonly else None, readonly=readonly)
+    assert empty.read_bytes() == b""
+
+
+def test_a_resume_never_creates_and_a_reader_changes_nothing(tmp_path):
+    missing = tmp_path / "sub" / "nosuch.sqlite"
+    with pytest.raises(StoreError, match="does not exist") as e:
+        Store(missing)                         # a writer with no config: a resume
+    assert str(missing) in str(e.value)
+    assert not (tmp_path / "sub").exists()     # not the store, its folder or its lease
+
+    path = tmp_path / "s.sqlite"
+    with Store(path, CONFIG) as store:
+        store.finish(add(store, 0), ok(3.0))
+    before = {p.name: (p.read_bytes(), p.stat().st_mtime_ns) for p in tmp_path.iterdir()}
+    assert set(before) == {"s.sqlite", "s.sqlite.lock"}   # a closed store is one file
+    with Store(path, readonly=True) as reader:
+        assert reader.top()[0].fitness == 3.0 and reader.pending() == []
+    assert {p.name: (p.read_bytes(), p.stat().st_mtime_ns) for p in tmp_path.iterdir()} == before
+
+
+def test_one_writer_at_a_time_and_readers_are_never_blocked(tmp_path):
+    import json
+    import socket
+
+    path = tmp_path / "s.sqlite"
+    writer = Store(path, CONFIG)
+    a = add(writer, 0)
+    for second in (lambda: Store(path), lambda: Store(path, CONFIG)):
+        with pytest.raises(StoreError, match="one writer at a time") as e:
+            second()
+        assert f"pid {os.getpid()} on host {socket.gethostname()}" in str(e.value)
+    with Store(path, readonly=True) as reader:   # readers go on while the writer holds it
+        assert [c.id for c in reader.pending()] == [a]
+        holder = json.loads(dict(reader._query("SELECT key, value FROM meta"))["writer"])
+        assert holder["pid"] == os.getpid() and holder["host"] == socket.gethostname()
+    writer.finish(a, ok(2.0))
+    writer.close()
+    with Store(path) as again:                  # released on close
+        assert again.get(a).fitness == 2.0
+    assert (tmp_path / "s.sqlite.lock").read_text() == ""   # a clean release leaves no holder
+
+
+def test_a_lease_on_a_file_system_without_flock_goes_by_the_record(tmp_path, monkeypatch):
+    """Where flock fails, the record decides: a live holder refuses, a dead one on this
+    host is taken over, one on another host refuses with the way out."""
+    import errno
+    import json
+    import socket
+
+    from primer_search.search import lease
+
+    def no_flock(fd, op):
+        raise OSError(errno.ENOLCK, "No locks available")
+
+    monkeypatch.setattr(lease.fcntl, "flock", no_flock)
+    path = tmp_path / "s.sqlite"
+    first = Store(path, CONFIG)
+    with pytest.raises(StoreError, match=f"pid {os.getpid()}"):
+        Store(path)
+    first.close()
+    lock = tmp_path / "s.sqlite.lock"
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True).stdout.strip()
+    lock.write_text(json.dumps({"host": socket.gethostname(), "pid": int(dead)}))
+    Store(path).close()                         # a dead holder's lease is taken over
+    lock.write_text(json.dumps({"host": "elsewhere", "pid": 1, "since": 0}))
+    with pytest.raises(StoreError, match="delete .*s.sqlite.lock") as e:
+        Store(path)
+    assert "host elsewhere" in str(e.value)

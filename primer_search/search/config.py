@@ -28,6 +28,7 @@ import importlib.resources
 import inspect
 import os
 import tomllib
+import types
 import typing
 from collections.abc import Sequence
 from fractions import Fraction
@@ -43,6 +44,7 @@ from primer_search.search.evolution import EvolutionConfig
 __all__ = [
     "RESUMABLE_KEYS",
     "ConfigError",
+    "ResumeError",
     "SearchConfig",
     "apply_overrides",
     "config_from_dict",
@@ -56,6 +58,11 @@ __all__ = [
 
 class ConfigError(ValueError):
     """A config file, key or value is wrong; the message names it."""
+
+
+class ResumeError(ConfigError):
+    """A resume that the store's rules refuse (a change it does not allow, a store of
+    an earlier version): the command was well formed, the store says no."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -201,6 +208,9 @@ def config_from_dict(data: dict, source: str = "config") -> SearchConfig:
     unknown = unknown_keys(data)
     if unknown:
         raise ConfigError(f"{source}: " + "; ".join(unknown))
+    shapes = _shape_errors(data)
+    if shapes:
+        raise ConfigError(f"{source}: " + "; ".join(shapes))
     try:
         return dacite.from_dict(SearchConfig, data, config=_DACITE)
     except (dacite.DaciteError, ValueError, TypeError) as e:
@@ -224,6 +234,31 @@ def unknown_keys(data: dict, cls: type = SearchConfig, prefix: str = "") -> list
                        + f"; {table} takes {', '.join(fields)}")
         elif isinstance(value, dict) and dataclasses.is_dataclass(hints[key]):
             out += unknown_keys(value, hints[key], f"{name}.")
+    return out
+
+
+def _is_sequence_type(hint) -> bool:
+    """Whether a field typed ``hint`` takes only lists (tuple or list, maybe None)."""
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        members = [h for h in typing.get_args(hint) if h is not type(None)]
+        return bool(members) and all(_is_sequence_type(h) for h in members)
+    return (typing.get_origin(hint) or hint) in (tuple, list)
+
+
+def _shape_errors(data: dict, cls: type = SearchConfig, prefix: str = "") -> list[str]:
+    """One message per key whose field takes a list and whose value is not one: dacite
+    casts it to a tuple, and the TypeError of that (``'bool' object is not iterable``)
+    names no key."""
+    hints = typing.get_type_hints(cls)
+    out = []
+    for key, value in data.items():
+        name, hint = f"{prefix}{key}", hints[key]
+        optional = type(None) in typing.get_args(hint)
+        if _is_sequence_type(hint) and not isinstance(value, (list, tuple)) and not (
+                value is None and optional):
+            out.append(f"{name} must be a list, got {value!r}")
+        elif isinstance(value, dict) and dataclasses.is_dataclass(hint):
+            out += _shape_errors(value, hint, f"{name}.")
     return out
 
 
@@ -293,10 +328,11 @@ def _leaves(d: dict, prefix: str = "") -> dict[str, Any]:
 
 
 def resume_overrides(stored: dict, overrides: dict, store_path: str = "STORE") -> dict:
-    """The stored config with ``overrides`` merged in, or a :class:`ConfigError` naming
-    the first key that a resume may not change (see the module doc)."""
+    """The stored config with ``overrides`` merged in, or a :class:`ResumeError` naming
+    the first key that a resume may not change (see the module doc); an unknown key or
+    a value of the wrong type is a :class:`ConfigError`."""
     if "hurdle_quantile" in stored:
-        raise ConfigError(
+        raise ResumeError(
             f"{store_path} was written by an earlier version of primer-search, whose hurdle "
             "stages were equal in length and whose fingerprints and trainer differ; "
             "resuming it would mix candidates judged under different rules. Its rows can "
@@ -309,7 +345,7 @@ def resume_overrides(stored: dict, overrides: dict, store_path: str = "STORE") -
     for key in sorted(after):
         if key in RESUMABLE_KEYS or before.get(key, _MISSING) == after[key]:
             continue
-        raise ConfigError(
+        raise ResumeError(
             f"a resume cannot change {key} (stored {before.get(key, '(unset)')!r}, given "
             f"{after[key]!r}): it defines how candidates are scored or what the population "
             f"is, and the search would compare candidates judged under different rules. "

@@ -32,6 +32,7 @@ A candidate counts as in flight from the moment it is ready for a worker.
 from __future__ import annotations
 
 import dataclasses
+import os
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -43,7 +44,7 @@ from primer_search.program.validate import dna_hash
 from primer_search.search.config import SearchConfig, seed_dnas
 from primer_search.search.evolution import Member, RegularizedEvolution
 from primer_search.search.pool import Done, Fingerprinted, Job, Lost, WorkerPool
-from primer_search.search.store import Store
+from primer_search.search.store import Store, StoreError
 
 __all__ = ["SearchLoop", "SearchSummary", "weights_folder"]
 
@@ -92,11 +93,22 @@ def weights_folder(store_path) -> Path:
 
 
 def save_weights(folder: Path, cid: int, weights: bytes) -> None:
-    """Write ``folder/CID.msgpack`` so that a reader sees the whole file or none."""
-    folder.mkdir(parents=True, exist_ok=True)
+    """Write ``folder/CID.msgpack`` so that a reader sees the whole file or none. A
+    failed write (a full disk) leaves no partial file and is a :class:`StoreError`: the
+    search stops, with the candidate's result already in the store."""
     tmp = folder / f"{cid}.msgpack.tmp"
-    tmp.write_bytes(weights)
-    tmp.replace(folder / f"{cid}.msgpack")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with open(tmp, "wb") as f:
+            f.write(weights)
+            f.flush()
+            os.fsync(f.fileno())
+        tmp.replace(folder / f"{cid}.msgpack")
+    except OSError as e:
+        tmp.unlink(missing_ok=True)
+        raise StoreError(f"the weights of candidate {cid} could not be written to {folder} "
+                         f"({e.strerror or e}); its result is in the store: free disk space "
+                         "and resume") from None
 
 
 def _member(cid: int, dna: DNA, result: EvalResult | None) -> Member:

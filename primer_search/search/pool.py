@@ -15,16 +15,19 @@ The search loop (:mod:`primer_search.search.loop`) knows nothing of Ray. It talk
 * ``replace(slot)`` kills the slot's worker and starts a fresh one (a time-out);
 * ``close()`` stops them all.
 
-Two pools implement it: :class:`InProcessPool` here (one slot, evaluated in the calling
-process: no Ray, for tests, debugging and profiling) and
-:class:`primer_search.search.ray_pool.RayPool` (Ray actors on one machine or a cluster). Both
-evaluate through :func:`run_job`, so a worker's answer has one form wherever it ran.
+Three pools implement it: :class:`InProcessPool` here (one slot, evaluated in the calling
+process: no Ray, for tests, debugging and profiling), :class:`ProcessPool` here (one
+slot, evaluated in a child process: no Ray, and a job that hangs can be ended) and
+:class:`primer_search.search.ray_pool.RayPool` (Ray actors on one machine or a cluster).
+All evaluate through :func:`run_job`, so a worker's answer has one form wherever it ran.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import multiprocessing
 import os
+import signal
 import socket
 import time
 from typing import Protocol
@@ -33,7 +36,7 @@ from primer_search.fitness.config import BudgetConfig, FitnessConfig
 from primer_search.fitness.results import EvalResult
 from primer_search.program.dna import DNA
 
-__all__ = ["Done", "Fingerprinted", "InProcessPool", "Job", "Lost", "WorkerPool",
+__all__ = ["Done", "Fingerprinted", "InProcessPool", "Job", "Lost", "ProcessPool", "WorkerPool",
            "compute_fingerprint", "make_evaluator", "run_job"]
 
 
@@ -195,3 +198,146 @@ class InProcessPool:
     def close(self) -> None:
         self._job = None
         self._fingerprints = []
+
+
+def _die_with_parent() -> None:
+    """Ask Linux to kill this process when its parent dies (a driver killed with SIGKILL
+    leaves no worker training on); elsewhere a no-op."""
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
+def _process_worker(conn, factory, args: tuple, name: str) -> None:
+    """A :class:`ProcessPool`'s child: build the evaluator, then answer jobs until the
+    pipe closes."""
+    _die_with_parent()
+    evaluator = factory(*args)
+    conn.send("ready")
+    while True:
+        try:
+            job = conn.recv()
+        except (EOFError, OSError):
+            return
+        try:
+            answer = run_job(evaluator, job, name)
+        except Exception as e:  # noqa: BLE001 - a bug in the evaluator: the loop records it
+            answer = Lost(job.cid, f"{type(e).__name__}: {e}", worker_died=False)
+        conn.send(answer)
+
+
+class ProcessPool:
+    """One slot, evaluated in a child process (``spawn``): no Ray, yet a job past its
+    time-out is ended by :meth:`replace` (the child is killed and a new one started),
+    and a child that dies (killed, out of memory) is a :class:`Lost` job with
+    ``worker_died``, and is replaced. The slot is available once its child has built
+    its evaluator, so that a job's time counts from when it can start. The child builds its evaluator with
+    ``factory(*args)`` (default: :func:`make_evaluator`); both must pickle. Fingerprints
+    asked for are computed in this process, as :class:`InProcessPool` does."""
+
+    size = 1
+
+    def __init__(self, args: tuple, name: str = "process", factory=None):
+        self.args = args
+        self.name = name
+        self.factory = factory or make_evaluator
+        self._ctx = multiprocessing.get_context("spawn")
+        self._proc = None
+        self._conn = None
+        self._job: Job | None = None
+        self._fingerprints: list[tuple[int, DNA, int]] = []
+        self._ready = False
+        self._failed_starts = 0
+        self._start()
+
+    def _start(self) -> None:
+        self._ready = False
+        parent, child = self._ctx.Pipe()
+        self._proc = self._ctx.Process(target=_process_worker, daemon=True,
+                                       args=(child, self.factory, self.args, self.name))
+        self._proc.start()
+        child.close()
+        self._conn = parent
+
+    def _stop(self) -> None:
+        if self._proc is not None:
+            self._proc.kill()
+            self._proc.join(10)
+            self._conn.close()
+            self._proc = self._conn = None
+
+    @property
+    def pid(self) -> int | None:
+        """The child's process id (None once closed)."""
+        return self._proc.pid if self._proc is not None else None
+
+    def _check_ready(self, timeout_s: float) -> bool:
+        """Whether the child has built its evaluator (waiting up to ``timeout_s``); a
+        child that died while starting is started again, up to three times."""
+        if self._ready or self._proc is None:
+            return self._ready
+        try:
+            if self._conn.poll(timeout_s):
+                self._ready = self._conn.recv() == "ready"
+                self._failed_starts = 0
+                return self._ready
+        except (EOFError, OSError):
+            pass
+        if not self._proc.is_alive():
+            self._failed_starts += 1
+            if self._failed_starts >= 3:
+                raise WorkerStartError(f"the {self.name} worker process failed to start "
+                                       f"{self._failed_starts} times (exit status "
+                                       f"{self._proc.exitcode}); see its output above")
+            self._stop()
+            self._start()
+        return False
+
+    def available(self, slot: int) -> bool:
+        return slot == 0 and self._check_ready(0)
+
+    def submit(self, slot: int, job: Job) -> None:
+        if slot != 0 or self._job is not None or not self._ready:
+            raise RuntimeError(f"process pool: slot {slot} is busy or does not exist")
+        self._job = job
+        self._conn.send(job)
+
+    def fingerprint(self, cid: int, dna: DNA, d_model: int) -> None:
+        self._fingerprints.append((cid, dna, d_model))
+
+    def wait(self, timeout_s: float) -> list[tuple[int | None, Outcome]]:
+        if self._fingerprints:
+            asked, self._fingerprints = self._fingerprints, []
+            return [(None, compute_fingerprint(*a)) for a in asked]
+        if self._job is None:
+            self._check_ready(timeout_s)
+            return []
+        try:
+            if self._conn.poll(timeout_s):
+                answer = self._conn.recv()
+                self._job = None
+                return [(0, answer)]
+        except (EOFError, OSError):
+            pass  # the child is gone: below
+        if self._proc.is_alive():
+            return []
+        job, self._job = self._job, None
+        code = self._proc.exitcode
+        how = f"killed by signal {-code}" if code is not None and code < 0 else \
+            f"exited with status {code}"
+        self._stop()
+        self._start()
+        return [(0, Lost(job.cid, f"the worker process {how}", worker_died=True))]
+
+    def replace(self, slot: int) -> None:
+        self._job = None
+        self._stop()
+        self._start()
+
+    def close(self) -> None:
+        self._job = None
+        self._fingerprints = []
+        self._stop()

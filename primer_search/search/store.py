@@ -12,12 +12,26 @@ after a write, never in between. On resume:
   under their existing ids; a finished candidate can never be finished again, so a
   completed evaluation is neither lost nor repeated.
 
-The file is in WAL mode: readers (the CLI, notebooks; ``Store(path, readonly=True)`` or
-any SQLite client) read committed rows while a search writes, without blocking it.
+A store has one writer at a time and any number of readers:
+
+* a writer (``Store(path, config)`` creates or reopens, ``Store(path)`` reopens only)
+  holds the store's lease (:mod:`primer_search.search.lease`) while it is open, and a
+  second writer is refused with a message naming the holder; a writer that brings no
+  config never creates a store (a resume of a path that holds none creates nothing);
+* while a writer has it open the file is in WAL mode: readers (the CLI, notebooks;
+  ``Store(path, readonly=True)`` or any SQLite client) read committed rows without
+  blocking it, and never take or wait for the lease. A writer that closes leaves one
+  file (journal mode DELETE), which a reader opens without creating any;
+* a new store is written whole, under a temporary name, and linked into place: its path
+  is absent or a complete store, never an empty database;
+* an SQLite error while writing (a full disk) is a :class:`StoreError` naming the store,
+  and the transaction is rolled back; reading a damaged file is a :class:`StoreError`
+  too, and a writer refuses a file that fails SQLite's ``quick_check``.
 
 Schema (``SCHEMA_VERSION`` 1)::
 
-    meta(key TEXT PRIMARY KEY, value TEXT)       -- format, schema_version, config, created_at
+    meta(key TEXT PRIMARY KEY, value TEXT)       -- format, schema_version, config, created_at,
+                                                 -- writer (the last writer's host, pid, start)
     resumes(seq INTEGER PRIMARY KEY, at REAL, overrides TEXT)  -- each resume, its --set
     candidates(
         id           INTEGER PRIMARY KEY AUTOINCREMENT,  -- increasing, never reused
@@ -61,6 +75,7 @@ from typing import Any, Self
 
 from primer_search.fitness.results import EvalResult, Status
 from primer_search.program.dna import DNA
+from primer_search.search.lease import LeaseError, WriterLease
 
 __all__ = ["KINDS", "SCHEMA_VERSION", "Candidate", "Store", "StoreError", "newest_store"]
 
@@ -68,8 +83,6 @@ SCHEMA_VERSION = 1
 FORMAT = "primer-search/store"
 KINDS = ("search", "retrain")
 BUSY_TIMEOUT_S = 30.0
-# Seconds a read-only open waits for a store that another process is still creating.
-CREATION_WAIT_S = 2.0
 
 
 class StoreError(ValueError):
@@ -220,10 +233,19 @@ class Store:
         self.readonly = readonly
         self._lock = threading.Lock()
         self._conn: sqlite3.Connection | None = None
+        self._lease: WriterLease | None = None
+        self._wal = False
         new_config = None if config is None else _normalise_config(config, self.path)
         try:
+            if not readonly:
+                self._lease = self._take_lease(new_config)
+                if not self.path.exists():
+                    self._create(new_config)
+                elif self.path.stat().st_size == 0:   # stores are created whole
+                    raise StoreError(f"{self.path} is not a primer-search store (empty "
+                                     "database); nothing was written to it")
             self._conn = self._connect()
-            self.config = self._check_or_init(new_config)
+            self.config = self._check(new_config)
         except sqlite3.Error as e:
             self.close()
             raise StoreError(f"cannot open {self.path} as a primer-search store "
@@ -234,6 +256,65 @@ class Store:
 
     # ---- opening ---------------------------------------------------------------------
 
+    def _take_lease(self, config: dict | None) -> WriterLease:
+        """The writer's lease (:mod:`primer_search.search.lease`). Only a writer that
+        brings a config may create a store: a resume (config None) of a path that holds
+        none creates nothing, not even the lease's file."""
+        if self.path.exists() and not self.path.is_file():
+            raise StoreError(f"store {self.path} exists and is not a file")
+        if not self.path.exists():
+            if config is None:
+                raise StoreError(f"store {self.path} does not exist (a resume never creates "
+                                 "a store; check the path, or start a new search from a "
+                                 "CONFIG)")
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            return WriterLease(self.path)
+        except LeaseError as e:
+            raise StoreError(str(e)) from None
+
+    def _create(self, config: dict) -> None:
+        """Write a new store whole: the schema and meta are committed under a temporary
+        name and the file is then linked into place, so that ``self.path`` is either
+        absent or a complete store, never an empty database a reader could open."""
+        tmp = self.path.with_name(f".{self.path.name}.creating-{os.getpid()}")
+        try:
+            conn = sqlite3.connect(tmp, isolation_level=None)
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                for statement in _SCHEMA.split(";"):
+                    if statement.strip():
+                        conn.execute(statement)
+                for sql in _ADDED_TABLES.values():
+                    conn.execute(sql)
+                conn.executemany("INSERT INTO meta (key, value) VALUES (?, ?)", [
+                    ("format", FORMAT),
+                    ("schema_version", str(SCHEMA_VERSION)),
+                    ("config", json.dumps(config, sort_keys=True)),
+                    ("created_at", repr(time.time())),
+                ])
+                conn.execute("COMMIT")
+            finally:
+                conn.close()
+            with open(tmp, "rb") as f:
+                os.fsync(f.fileno())
+            try:
+                os.link(tmp, self.path)   # fails if the path appeared meanwhile
+            except FileExistsError:
+                raise StoreError(f"store {self.path} appeared while this one was being "
+                                 "created; it was left as it is") from None
+            except OSError:               # a file system without hard links
+                if self.path.exists():
+                    raise StoreError(f"store {self.path} appeared while this one was being "
+                                     "created; it was left as it is") from None
+                os.rename(tmp, self.path)
+            _fsync_dir(self.path.parent)
+        except sqlite3.Error as e:
+            raise StoreError(f"store {self.path} could not be created ({e})") from None
+        finally:
+            for leftover in (tmp, Path(f"{tmp}-journal")):
+                leftover.unlink(missing_ok=True)
+
     def _connect(self) -> sqlite3.Connection:
         if self.readonly:
             if not self.path.is_file():
@@ -243,24 +324,21 @@ class Store:
             conn = sqlite3.connect(uri, uri=True, timeout=BUSY_TIMEOUT_S,
                                    isolation_level=None, check_same_thread=False)
         else:
-            if self.path.exists() and not self.path.is_file():
-                raise StoreError(f"store {self.path} exists and is not a file")
-            self.path.parent.mkdir(parents=True, exist_ok=True)
             conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None,
                                    check_same_thread=False)
         conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
         conn.execute("PRAGMA foreign_keys = ON")
-        if not self.readonly:
-            # Reading the journal mode also makes SQLite read the header: a file that is
-            # not a database fails here, before anything is written to it.
-            mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
-            if mode.lower() != "wal":
-                conn.close()
-                raise StoreError(f"store {self.path}: could not switch to WAL mode "
-                                 f"(journal mode is {mode!r})")
-            # FULL: a committed result survives power loss too; writes are rare.
-            conn.execute("PRAGMA synchronous = FULL")
         return conn
+
+    def _start_writing(self) -> None:
+        """Switch a writer's connection to WAL, once the file has been found sound."""
+        mode = self._conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+        if mode.lower() != "wal":
+            raise StoreError(f"store {self.path}: could not switch to WAL mode "
+                             f"(journal mode is {mode!r})")
+        self._wal = True
+        # FULL: a committed result survives power loss too; writes are rare.
+        self._conn.execute("PRAGMA synchronous = FULL")
 
     def _read_meta(self) -> dict[str, str] | None:
         tables = {r[0] for r in self._conn.execute(
@@ -286,45 +364,30 @@ class Store:
             raise StoreError(f"store {self.path}: unreadable config in meta table ({e})") from None
         return stored
 
-    def _check_or_init(self, config: dict | None) -> dict:
+    def _check(self, config: dict | None) -> dict:
         meta = self._read_meta()
-        if meta is None and self.readonly:
-            # A store another process is creating is empty until its schema commits: a
-            # reader that opens it in that moment waits for it rather than failing.
-            deadline = time.monotonic() + CREATION_WAIT_S
-            while meta is None and time.monotonic() < deadline:
-                time.sleep(0.05)
-                meta = self._read_meta()
-            if meta is None:
-                raise StoreError(f"{self.path} is not a primer-search store (empty database)")
         if meta is None:
-            with self._write():
-                meta = self._read_meta()   # another process may have created it meanwhile
-                if meta is None:
-                    for statement in _SCHEMA.split(";"):
-                        if statement.strip():
-                            self._conn.execute(statement)
-                    for sql in _ADDED_TABLES.values():
-                        self._conn.execute(sql)
-                    self._conn.executemany("INSERT INTO meta (key, value) VALUES (?, ?)", [
-                        ("format", FORMAT),
-                        ("schema_version", str(SCHEMA_VERSION)),
-                        ("config", json.dumps({} if config is None else config,
-                                              sort_keys=True)),
-                        ("created_at", repr(time.time())),
-                    ])
-                    return {} if config is None else config
+            # Stores are created whole (see _create): an empty database is not one.
+            raise StoreError(f"{self.path} is not a primer-search store (empty database)")
         stored = self._check_meta(meta)
-        missing = [sql for name, sql in _ADDED_TABLES.items() if not self._has_table(name)]
-        if not self.readonly and missing:
-            with self._write() as conn:
-                for sql in missing:
-                    conn.execute(sql)
         if config is not None and config != stored:
             keys = _config_diff(stored, config)
             raise StoreError(f"store {self.path} was created with a different config; "
                              f"differing keys: {', '.join(keys)} (resume with the same config, "
                              "or pass config=None to use the stored one)")
+        if not self.readonly:
+            # A writer appends to what it finds: a damaged file is refused, not extended.
+            problems = [r[0] for r in self._conn.execute("PRAGMA quick_check(3)")]
+            if problems != ["ok"]:
+                raise StoreError(f"store {self.path} is damaged ({'; '.join(problems)}); "
+                                 "nothing was written to it")
+            self._start_writing()
+            missing = [sql for name, sql in _ADDED_TABLES.items() if not self._has_table(name)]
+            with self._write() as conn:
+                for sql in missing:
+                    conn.execute(sql)
+                conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('writer', ?)",
+                             (json.dumps(self._lease.holder, sort_keys=True),))
         return stored
 
     # ---- transactions ----------------------------------------------------------------
@@ -334,13 +397,17 @@ class Store:
             raise StoreError(f"store {self.path} is open read-only")
         if self._conn is None:
             raise StoreError(f"store {self.path} is closed")
-        return _Transaction(self._conn, self._lock)
+        return _Transaction(self._conn, self._lock, self.path)
 
     def _query(self, sql: str, params: tuple = ()) -> list[tuple]:
         if self._conn is None:
             raise StoreError(f"store {self.path} is closed")
         with self._lock:
-            return self._conn.execute(sql, params).fetchall()
+            try:
+                return self._conn.execute(sql, params).fetchall()
+            except sqlite3.Error as e:
+                raise StoreError(f"store {self.path} cannot be read ({type(e).__name__}: "
+                                 f"{e}); the file is damaged or not a complete store") from None
 
     # ---- writing ---------------------------------------------------------------------
 
@@ -455,7 +522,14 @@ class Store:
         sql += f" ORDER BY {order}"
         if limit is not None:
             sql += f" LIMIT {int(limit)}"
-        return [self._candidate(r) for r in self._query(sql, params)]
+        out = []
+        for row in self._query(sql, params):
+            try:
+                out.append(self._candidate(row))
+            except (ValueError, TypeError, KeyError) as e:   # DNAError is a ValueError
+                raise StoreError(f"store {self.path}: candidate {row[0]} cannot be decoded "
+                                 f"({e}); the file is damaged") from None
+        return out
 
     def get(self, cid: int) -> Candidate:
         rows = self._select("id = ?", (cid,))
@@ -597,9 +671,23 @@ class Store:
     # ---- closing ---------------------------------------------------------------------
 
     def close(self) -> None:
+        """Close the file; a writer leaves it as one file (journal mode DELETE, when no
+        reader has it open), so that a reader of a closed store creates no ``-wal`` or
+        ``-shm`` file, and then releases its lease."""
         conn, self._conn = self._conn, None
-        if conn is not None:
-            conn.close()
+        try:
+            if conn is not None:
+                if self._wal:
+                    try:
+                        conn.execute("PRAGMA busy_timeout = 0")  # never wait for readers
+                        conn.execute("PRAGMA journal_mode = DELETE")
+                    except sqlite3.Error:
+                        pass  # a reader has it open, or the file is damaged: stays WAL
+                conn.close()
+        finally:
+            lease, self._lease = self._lease, None
+            if lease is not None:
+                lease.release()
 
     def __enter__(self) -> Self:
         return self
@@ -613,33 +701,70 @@ class Store:
 
 
 class _Transaction:
-    """``BEGIN IMMEDIATE`` ... ``COMMIT`` (``ROLLBACK`` on any exception), under a lock."""
+    """``BEGIN IMMEDIATE`` ... ``COMMIT`` (``ROLLBACK`` on any exception), under a lock.
 
-    def __init__(self, conn: sqlite3.Connection, lock: threading.Lock):
-        self.conn, self.lock = conn, lock
+    An SQLite error (a full disk, an I/O error, a damaged file) becomes a
+    :class:`StoreError` that names the store: the transaction was rolled back, so the
+    file holds every earlier write and none of this one."""
+
+    def __init__(self, conn: sqlite3.Connection, lock: threading.Lock, path: Path):
+        self.conn, self.lock, self.path = conn, lock, path
+
+    def _failed(self, e: sqlite3.Error) -> StoreError:
+        return StoreError(f"store {self.path}: a write failed ({type(e).__name__}: {e}); the "
+                          "store keeps every write before it and none of this one: fix the "
+                          "cause (free disk space) and resume")
 
     def __enter__(self) -> sqlite3.Connection:
         self.lock.acquire()
         try:
             self.conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as e:
+            self.lock.release()
+            raise self._failed(e) from e
         except BaseException:
             self.lock.release()
             raise
         return self.conn
+
+    def _rollback(self) -> None:
+        if self.conn.in_transaction:
+            try:
+                self.conn.execute("ROLLBACK")
+            except sqlite3.Error:
+                pass  # SQLite rolls back an unfinished transaction itself
 
     def __exit__(self, exc_type, exc, tb) -> None:
         try:
             if exc_type is None:
                 try:
                     self.conn.execute("COMMIT")
+                except sqlite3.Error as e:
+                    self._rollback()
+                    raise self._failed(e) from e
                 except BaseException:
-                    if self.conn.in_transaction:
-                        self.conn.execute("ROLLBACK")
+                    self._rollback()
                     raise
-            elif self.conn.in_transaction:
-                self.conn.execute("ROLLBACK")
+            else:
+                self._rollback()
+                if isinstance(exc, sqlite3.Error):
+                    raise self._failed(exc) from exc
         finally:
             self.lock.release()
+
+
+def _fsync_dir(folder: Path) -> None:
+    """Make a new directory entry durable (a no-op where directories cannot be opened)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 def newest_store(folders=(".", "..")) -> Path:
