@@ -29,7 +29,8 @@ both for this engine, through the real controller (Ray workers, the SQLite store
    by the known modifications they carry (:mod:`primer_search.program.describe`) and the
    winners' diffs to the Transformer seed are printed.
 5. **Recall.** With the recall task in the fitness (``fitness.recall``), a retrain runs
-   it too (the search's recall steps, so it is not lengthened with the budget) and its
+   it too (as long as in the search: the evaluator keeps the recall steps of the config's
+   own budget whatever budget a call names) and its
    fitness combines the two tasks as the search's did: a search's winner is its best top
    candidate by that retrained fitness, while "beats the Transformer" and the compute
    ratio compare language-model perplexity alone. The report gives every reference's and
@@ -289,9 +290,6 @@ def run_retrains(profile: Profile, plan: RetrainPlan, out: Path, extra: list[str
     done = load_retrains(path)
     cfg = search_config(profile, "evolution", 0, extra)
     search_steps = cfg.fitness.budget.steps
-    if cfg.fitness.recall.enabled:  # the recall task as long as in the search
-        cfg = search_config(profile, "evolution", 0, extra + [
-            f"fitness.recall.steps={cfg.fitness.recall.steps or search_steps}"])
     budget = BudgetConfig(steps=profile.factor * search_steps, stages=profile.curve_points,
                           pass_rate=1.0, timeout_s=cfg.fitness.budget.timeout_s)
     jobs, keys = [], {}

@@ -197,7 +197,8 @@ class RecallConfig:
     # Training steps on the recall task. None: the language-model budget's steps, so
     # that the learning-rate schedule (and with it the compiled step) is shared. Under a
     # budget in seconds this must be set; the schedule then holds its peak after warm-up
-    # whatever the length, and is shared too. Any other value compiles a step of its own.
+    # whatever the length, and is shared too. Any other value compiles a step of its own,
+    # and so does a retrain with a longer budget: it keeps this config's recall steps.
     steps: int | None = None
     # Fresh sequences the trained model is scored on (a fixed set, the same for every
     # candidate), rounded up to whole batches.

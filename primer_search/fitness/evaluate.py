@@ -174,7 +174,9 @@ class Evaluator:
         eval_fn = eval_step.lower(state.params, *self._eval_batches[0]).compile(options)
         recall_steps = recall_init = recall_step_fn = None
         if self.recall is not None:
-            recall_steps = cfg.recall.steps or budget.steps
+            # The config's own budget, not a retrain's longer one: the recall task is the
+            # same test wherever a candidate is scored.
+            recall_steps = cfg.recall.steps or cfg.budget.steps
             recall_init, recall_step_fn = init_state, step_fn
             if total_steps is not None and recall_steps != total_steps:
                 # A schedule of another length is another optimiser: a compile of its own.
