@@ -19,7 +19,8 @@
 # Each step has a time limit, and none starts past the budget (--budget-s, default 540 s
 # from the start); then one table is printed (report.py). Raw outputs (each step's
 # standard output, NAME.out, JSON where it has figures, and its log, NAME.log; steps.tsv,
-# summary.md, summary.json) go to $OUT/gpu-check (or $GPU_CHECK_WORK/out).
+# summary.md, summary.json) go to $OUT/gpu-check (or $GPU_CHECK_WORK/out). The exit
+# status is 1 if a step failed, ran out of time or was skipped.
 #
 # Options: --cpu-rehearsal, --budget-s N, --python PY (the image's Python; default
 # python3), --bundle DIR (default .gpu_bundle). Environment: GPU_CHECK_WORK (default
@@ -180,3 +181,7 @@ else
 fi
 
 "$PYV" "$BENCH/gpu/report.py" "$RESULTS" --mode "$MODE" --total-s $(( $(date +%s) - START ))
+# Not every step ran to its end: say so in the exit status too.
+if tail -n +2 "$STEPS" | cut -f2 | grep -qv '^0$'; then
+    exit 1
+fi
