@@ -45,6 +45,11 @@ store per search, resumable with ``primer-search search --resume``), ``retrains.
 
     python benchmarks/search_efficacy.py --profile cpu --out efficacy-cpu   # ~60-90 min
     python benchmarks/search_efficacy.py --profile gpu --out efficacy-gpu   # one GPU
+
+``--searches-only`` runs phase 1 alone and reports each search (candidates, best search
+fitness, trained per hour; also ``searches.json``), with no retraining and no figures:
+``--arms evolution --search-seeds 1 --searches-only --set max_hours=0.05`` is a profile's
+first search cut to three minutes (no new candidate after them; running ones finish).
 """
 
 from __future__ import annotations
@@ -180,7 +185,10 @@ def search_config(profile: Profile, arm: str, seed: int, extra: list[str]):
                        + [f"seed={seed}", f"fitness.seed={seed}"])
 
 
-def run_searches(profile: Profile, out: Path, extra: list[str]) -> dict[tuple[str, int], Path]:
+def run_searches(profile: Profile, out: Path, extra: list[str],
+                 summaries: dict | None = None) -> dict[tuple[str, int], Path]:
+    """Run (or resume) every search of ``profile``; return their stores by (arm, seed).
+    ``summaries``, if given, receives the :class:`SearchSummary` of each search run here."""
     from primer_search.search.controller import resume_search, run_search
     from primer_search.search.store import Store
 
@@ -198,11 +206,34 @@ def run_searches(profile: Profile, out: Path, extra: list[str]) -> dict[tuple[st
                     log(f"search {arm} seed {seed}: done ({done} candidates)")
                     continue
                 log(f"search {arm} seed {seed}: resuming at {done} candidates")
-                resume_search(path)
+                summary = resume_search(path)
             else:
                 log(f"search {arm} seed {seed}: {cfg.max_candidates} candidates")
-                run_search(cfg, path)
+                summary = run_search(cfg, path)
+            if summaries is not None:
+                summaries[arm, seed] = summary
     return stores
+
+
+def search_report(stores: dict, summaries: dict) -> list[dict]:
+    """One row per search, from its store and (if it ran here) its summary: what
+    ``--searches-only`` reports."""
+    rows = []
+    for (arm, seed), path in stores.items():
+        cands, stages = search_rows(path)
+        full = [full_fitness(c, stages) for c in cands]
+        best = min(full, default=math.inf)
+        s = summaries.get((arm, seed))
+        row = {"arm": arm, "seed": seed, "store": str(path), "finished": len(cands),
+               "full_budget": sum(math.isfinite(f) for f in full),
+               "best_search_fitness": best if math.isfinite(best) else None}
+        if s is not None:
+            row.update(trained=s.trained, duplicates=s.duplicates, failed=s.failed,
+                       seconds=round(s.seconds, 1), stopped_by=s.stopped_by,
+                       trained_per_hour=round(3600 * s.trained / max(s.seconds, 1e-9), 1),
+                       controller_share=round(s.controller_s / max(s.evaluation_s, 1e-9), 4))
+        rows.append(row)
+    return rows
 
 
 def search_rows(path: Path) -> tuple[list, int]:
@@ -608,6 +639,8 @@ def main(argv=None) -> int:
         p.add_argument("--" + name.replace("_", "-"), type=int)
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a key of the profile's search config (every arm)")
+    p.add_argument("--searches-only", action="store_true",
+                   help="run the searches and report them alone (no retraining, no figures)")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     args = p.parse_args(argv)
     profile = PROFILES[args.profile]
@@ -623,7 +656,21 @@ def main(argv=None) -> int:
     profile = dataclasses.replace(profile, **changes)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    stores = run_searches(profile, out, args.set)
+    summaries: dict = {}
+    stores = run_searches(profile, out, args.set, summaries)
+    if args.searches_only:
+        rows = search_report(stores, summaries)
+        (out / "searches.json").write_text(json.dumps(rows, indent=1))
+        if args.json:
+            print(json.dumps(rows, indent=1))
+        else:
+            cols = ["arm", "seed", "finished", "full_budget", "best_search_fitness",
+                    "trained", "seconds", "trained_per_hour", "stopped_by"]
+            print(" | ".join(cols))
+            for r in rows:
+                print(" | ".join(_f(r.get(c)) if isinstance(r.get(c), float) else
+                                 str(r.get(c, "-")) for c in cols))
+        return 0
     plan = plan_retrains(profile, stores)
     done = run_retrains(profile, plan, out, args.set)
     report = analyse(profile, stores, plan, done, out)
