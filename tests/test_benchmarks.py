@@ -225,7 +225,13 @@ def test_search_efficacy_smoke_runs_both_arms_and_resumes(tmp_path):
         ref = report["references"][name]
         assert len(ref["runs"]) == 2 and len(ref["curve"]) == 2
     assert set(report["verdict"]) == {"winner_beats_transformer",
-                                      "evolution_beats_no_selection", "half_the_steps"}
+                                      "evolution_beats_no_selection", "half_the_steps",
+                                      "winner_recalls_as_transformer",
+                                      "winner_uses_context_as_transformer"}
+    for name in ("transformer", "primer_ez"):   # the smoke profile has the recall task on
+        assert 0 <= report["references"][name]["recall_accuracy"] <= 1
+    for arm in report["arms"].values():
+        assert 0 <= arm["top10_keep_attention"] <= arm["top10"] <= 5
     for arm in ("evolution", "no_selection"):
         assert (out / "stores" / f"{arm}-seed0.sqlite").exists()
         assert (out / "winners" / f"{arm}.dna").exists()
@@ -238,3 +244,22 @@ def test_search_efficacy_smoke_runs_both_arms_and_resumes(tmp_path):
     assert "retraining: 0 runs" in again.stderr
     assert len((out / "retrains.jsonl").read_text().splitlines()) == runs
     assert json.loads(again.stdout)["arms"] == report["arms"]
+
+
+def test_recall_calibration_separates_and_times_the_tasks():
+    """``recall_calibration.py`` at a toy size: every block gets a recall accuracy, a
+    perplexity and the cost of the recall task."""
+    cmd = [sys.executable, os.path.join(BENCH, "recall_calibration.py"), "--config",
+           "efficacy_cpu", "--seeds", "1", "--blocks", "transformer,dconv_for_attention,"
+           "local-mixing-51", "--json", "--set", "fitness.budget.steps=5",
+           "--set", "fitness.model.d_model=16", "--set", "fitness.data.seq_len=16",
+           "--set", "fitness.data.eval_tokens=256", "--set", "fitness.recall.eval_sequences=32"]
+    proc = subprocess.run(cmd, check=False, cwd=ROOT, capture_output=True, text=True,
+                          timeout=600)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    report = json.loads(proc.stdout)
+    assert report["recall"]["enabled"] and report["recall"]["pairs"] == 4
+    assert set(report["results"]) == {"transformer", "dconv_for_attention", "local-mixing-51"}
+    for r in report["results"].values():
+        assert 0 <= r["recall_accuracy"] <= 1 and r["perplexity"] > 1
+        assert r["recall_s"] > 0 and r["cost_ratio"] > 1

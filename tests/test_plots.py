@@ -7,7 +7,7 @@ import numpy as np
 
 from primer_search.cli import main
 from primer_search.fitness.results import EvalResult
-from primer_search.plots import fitness_over_time, pareto
+from primer_search.plots import fitness_over_time, pareto, tasks
 from primer_search.program import seeds
 from primer_search.program.validate import dna_hash
 from primer_search.search.store import Store
@@ -57,3 +57,24 @@ def test_plot_refuses_an_empty_store(tmp_path, capsys):
     Store(tmp_path / "e.sqlite", {}).close()
     assert main(["plot", str(tmp_path / "e.sqlite"), "--out", str(tmp_path / "f")]) == 1
     assert "no finished candidates" in capsys.readouterr().err
+
+
+def test_a_store_with_recall_results_gets_the_tasks_figure(tmp_path):
+    dna = seeds.get("primer_ez")
+    path = tmp_path / "r.sqlite"
+    points = [(8.0, 0.25, 0.01), (7.0, 0.99, 0.03), (6.5, 0.02, -0.01)]
+    with Store(path, {}) as store:
+        for ppl, acc, ctx in points:
+            cid = store.add(dna=dna, parent_id=None, mutation="seed", dna_hash=dna_hash(dna))
+            store.finish(cid, EvalResult(fitness=ppl * math.exp(-math.log(acc)), status="ok",
+                                         perplexity=ppl, recall_accuracy=acc, context_use=ctx,
+                                         recall_loss=-math.log(acc)))
+    assert main(["plot", str(path), "--out", str(tmp_path / "figs")]) == 0
+    assert (tmp_path / "figs" / "tasks.png").stat().st_size > 5000
+    with Store(path, readonly=True) as store:
+        cands = store.finished()
+    fig, ax = plt.subplots()
+    tasks(cands, ax)
+    xy = ax.collections[0].get_offsets()
+    np.testing.assert_allclose(xy, [(p, a) for p, a, _ in points])
+    plt.close(fig)

@@ -1,0 +1,183 @@
+"""The recall task: MQAR rows are right, it separates attention from local mixing, it
+shares the language-model task's compiled steps, and its results reach the store and CLI."""
+
+import json
+import math
+from pathlib import Path
+
+import jax
+import numpy as np
+import pytest
+
+from primer_search import cli
+from primer_search.fitness.config import BudgetConfig, FitnessConfig, ModelConfig, RecallConfig
+from primer_search.fitness.data import DataConfig, DataError
+from primer_search.fitness.evaluate import Evaluator, context_scores
+from primer_search.fitness.recall import RecallData, combine, mqar_batch
+from primer_search.fitness.results import Status
+from primer_search.program import seeds
+from primer_search.program.describe import keeps_attention
+from primer_search.program.dna import DNA, Instruction
+from primer_search.program.validate import load_dna
+from primer_search.search.store import Store
+
+I = Instruction
+LOCAL_51 = Path(__file__).resolve().parents[1] / "examples" / "local-mixing-51.dna"
+# Byte-level so the output layer is small; 16 keys and values (chance 1/16).
+SMALL = FitnessConfig(
+    data=DataConfig(tokenizer="byte", seq_len=32, batch_size=16, eval_tokens=1024),
+    model=ModelConfig(d_model=32, num_layers=1), budget=BudgetConfig(steps=100),
+    recall=RecallConfig(enabled=True, pairs=4, num_keys=16, num_values=16, eval_sequences=128))
+
+
+@pytest.fixture(scope="module")
+def evaluator():
+    return Evaluator(SMALL)
+
+
+@pytest.mark.parametrize("placement", ["compact", "spread"])
+def test_every_query_asks_a_key_of_its_row_and_is_answered_by_that_keys_value(placement):
+    cfg = RecallConfig(enabled=True, pairs=6, queries=4, placement=placement, gap_exponent=1.0)
+    tokens, weights = mqar_batch(np.random.default_rng(3), cfg, 32, 65)
+    assert tokens.shape == (32, 65) and weights.shape == (32, 64)
+    assert tokens.dtype == np.int32 and weights.dtype == np.float32
+    for row, w in zip(tokens, weights):
+        keys, values = row[0:12:2], row[1:12:2]
+        assert len(set(keys)) == 6 and all(1 <= k <= 64 for k in keys)
+        assert all(65 <= v <= 128 for v in values)
+        answer = dict(zip(keys, values))
+        asked = np.flatnonzero(w)
+        assert len(asked) == 4 and set(np.unique(w)) == {0.0, 1.0}
+        assert all(t >= 12 for t in asked)              # queries come after the pairs
+        assert len({row[t] for t in asked}) == 4        # four different keys
+        for t in asked:                                  # target t is the token at t + 1
+            assert row[t + 1] == answer[row[t]]
+        rest = np.ones(65, bool)
+        rest[:12] = False
+        rest[asked] = rest[asked + 1] = False
+        assert (row[rest] == 0).all()                   # everything else is filler
+    if placement == "compact":
+        assert (np.flatnonzero(weights[0]) == [12, 14, 16, 18]).all()
+
+
+def test_spread_queries_follow_the_power_law():
+    near = RecallConfig(enabled=True, pairs=4, placement="spread", gap_exponent=2.0)
+    flat = RecallConfig(enabled=True, pairs=4, placement="spread", gap_exponent=0.0)
+    gaps = {}
+    for name, cfg in (("near", near), ("flat", flat)):
+        _, w = mqar_batch(np.random.default_rng(0), cfg, 2000, 129)
+        gaps[name] = np.flatnonzero(w.ravel()) % 128 - 8
+    assert gaps["near"].mean() < 0.5 * gaps["flat"].mean()
+
+
+def test_batches_are_seeded_and_the_evaluation_set_is_the_same_for_every_seed():
+    data = RecallData(SMALL.recall, 16, 33)
+    a, b = data.train_batches(0, 3), data.train_batches(0, 3)
+    assert all((x[0] == y[0]).all() for x, y in zip(a, b))
+    assert not (data.train_batches(1, 1)[0][0] == a[0][0]).all()
+    again = RecallData(SMALL.recall, 16, 33)
+    assert len(data.eval_batches) == 8   # 128 sequences in batches of 16
+    assert all((x[0] == y[0]).all() for x, y in zip(data.eval_batches, again.eval_batches))
+
+
+def test_bad_recall_settings_are_refused_with_the_value_named():
+    with pytest.raises(ValueError, match="recall.placement must be one of compact, spread"):
+        RecallConfig(placement="middle")
+    with pytest.raises(ValueError, match=r"recall.pairs \(9\) must be at most recall.num_keys"):
+        RecallConfig(pairs=9, num_keys=8)
+    with pytest.raises(ValueError, match="recall.combine must be one of weighted, report"):
+        RecallConfig(combine="sum")
+    with pytest.raises(ValueError, match="need sequences of 32 tokens, but fitness.data.seq_len"):
+        FitnessConfig(data=DataConfig(seq_len=16), recall=RecallConfig(enabled=True, pairs=8))
+    with pytest.raises(ValueError, match="recall.steps must be set when the budget is in seconds"):
+        FitnessConfig(budget=BudgetConfig(steps=None, seconds=5.0),
+                      recall=RecallConfig(enabled=True))
+    too_many = FitnessConfig(data=SMALL.data, model=SMALL.model, budget=SMALL.budget,
+                             recall=RecallConfig(enabled=True, num_keys=200, num_values=100))
+    with pytest.raises(DataError, match="need 301 token ids.*has 257"):
+        Evaluator(too_many)
+
+
+def test_combine_is_perplexity_times_exp_of_the_weighted_recall_loss():
+    on = RecallConfig(enabled=True, weight=0.5)
+    assert combine(on, 8.0, 2.0) == pytest.approx(8.0 * math.e)
+    assert combine(RecallConfig(enabled=True, combine="report"), 8.0, 2.0) == 8.0
+    assert combine(on, 8.0, None) == 8.0
+    assert combine(on, 8.0, 1e6) == math.inf
+
+
+def test_attention_with_a_depthwise_convolution_recalls_and_local_mixing_does_not(evaluator):
+    ez, _ = evaluator.evaluate(seeds.get("primer_ez"))
+    local, _ = evaluator.evaluate(load_dna(LOCAL_51))
+    assert ez.status == local.status == Status.OK, (ez.reason, local.reason)
+    assert ez.recall_accuracy > 0.8, ez.recall_accuracy
+    assert local.recall_accuracy < 2.5 / 16, local.recall_accuracy   # chance is 1/16
+    assert ez.recall_steps == local.recall_steps == 100 and ez.recall_s > 0
+    for r in (ez, local):   # every stage's fitness combines the two tasks
+        assert r.fitness == pytest.approx(combine(SMALL.recall, r.perplexity, r.recall_loss))
+        assert r.stage_perplexity[-1] == r.perplexity
+    assert ez.fitness < local.fitness
+    assert keeps_attention(seeds.get("primer_ez")) and not keeps_attention(load_dna(LOCAL_51))
+
+
+def _count_compiles(monkeypatch) -> list:
+    calls = []
+    original = jax.stages.Lowered.compile
+
+    def counting(self, *args, **kwargs):
+        calls.append(1)
+        return original(self, *args, **kwargs)
+    monkeypatch.setattr(jax.stages.Lowered, "compile", counting)
+    return calls
+
+
+def test_the_recall_task_shares_the_compiled_steps_unless_its_length_differs(monkeypatch):
+    calls = _count_compiles(monkeypatch)
+    ev = Evaluator(SMALL)
+    result, _ = ev.evaluate(seeds.get("transformer"), budget=BudgetConfig(steps=100))
+    assert result.status == Status.OK and len(calls) == 2   # one train step, one eval step
+    calls.clear()
+    result, _ = ev.evaluate(seeds.get("transformer"), budget=BudgetConfig(steps=60))
+    assert result.status == Status.OK and len(calls) == 3   # a schedule of its own
+    assert result.recall_steps == 100 and result.steps == 60   # the config's recall steps
+
+
+def test_a_nan_on_the_recall_task_fails_the_candidate_naming_the_task(evaluator):
+    nan_program = DNA.of([I("C_MUL", 0, const=1000.0), I("EXP", 2), I("SQUARE", 3),
+                          I("DIFFERENCE", 4, 4), I("ADD", 0, 5)])
+    bad, _ = evaluator.evaluate(nan_program)
+    assert bad.status == Status.NAN and bad.fitness == math.inf
+    assert bad.reason.startswith("recall task: training loss is nan")
+
+
+def test_context_use_is_early_loss_minus_late_loss():
+    flat = context_scores(np.full(64, 2.0))
+    assert flat["context_use"] == 0.0 and flat["position_loss"] == (2.0,) * 8
+    falling = context_scores(np.linspace(4.0, 1.0, 64))
+    early, late = np.linspace(4.0, 1.0, 64)[8:16].mean(), np.linspace(4.0, 1.0, 64)[48:].mean()
+    assert falling["context_use"] == pytest.approx(early - late)
+    assert list(falling["position_loss"]) == sorted(falling["position_loss"], reverse=True)
+    assert math.isnan(context_scores(np.ones(4))["context_use"])
+
+
+def test_every_task_reaches_the_store_top_show_and_json(evaluator, tmp_path, capsys):
+    result, _ = evaluator.evaluate(seeds.get("primer_ez"))
+    assert len(result.position_loss) == 8 and math.isfinite(result.context_use)
+    path = tmp_path / "s.sqlite"
+    with Store(path, {"fitness": {}}) as store:
+        cid = store.add(dna=seeds.get("primer_ez"), parent_id=None, mutation="seed", dna_hash="h")
+        store.finish(cid, result)
+    with Store(path, readonly=True) as store:
+        assert store.get(cid).result == result          # every field round-trips
+    assert cli.main(["top", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "recall" in out.splitlines()[0] and "context" in out.splitlines()[0]
+    assert f"{result.recall_accuracy:.3f}" in out
+    assert cli.main(["top", str(path), "--json"]) == 0
+    row = json.loads(capsys.readouterr().out)[0]
+    assert row["recall_accuracy"] == pytest.approx(result.recall_accuracy)
+    assert row["context_use"] == pytest.approx(result.context_use)
+    assert row["perplexity"] == pytest.approx(result.perplexity)
+    assert cli.main(["show", str(path), str(cid)]) == 0
+    out = capsys.readouterr().out
+    assert f"recall accuracy {result.recall_accuracy:.3f}" in out and "context use" in out
