@@ -181,3 +181,19 @@ def test_every_task_reaches_the_store_top_show_and_json(evaluator, tmp_path, cap
     assert cli.main(["show", str(path), str(cid)]) == 0
     out = capsys.readouterr().out
     assert f"recall accuracy {result.recall_accuracy:.3f}" in out and "context use" in out
+
+
+def test_hurdles_see_recall_and_a_seconds_budget_keeps_its_recall_steps(evaluator):
+    ez, _ = evaluator.evaluate(seeds.get("primer_ez"), budget=BudgetConfig(steps=100, stages=2))
+    # A hurdle between the two: Primer-EZ passes, the block that cannot recall stops.
+    hurdle = 3 * ez.stage_fitness[0]
+    local, _ = evaluator.evaluate(load_dna(LOCAL_51), [hurdle],
+                                  budget=BudgetConfig(steps=100, stages=2))
+    assert local.status == Status.HURDLE and local.stages_completed == 1, local.reason
+    assert local.stage_perplexity[0] < hurdle < local.stage_fitness[0]
+    timed = FitnessConfig(data=SMALL.data, model=SMALL.model,
+                          budget=BudgetConfig(steps=None, seconds=1.0),
+                          recall=RecallConfig(enabled=True, pairs=4, num_keys=16, num_values=16,
+                                              eval_sequences=32, steps=20))
+    result, _ = Evaluator(timed).evaluate(seeds.get("primer_ez"))
+    assert result.status == Status.OK and result.recall_steps == 20 and result.steps >= 1
