@@ -537,7 +537,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from primer_search.fitness.data import DataError
     from primer_search.program.dna import DNAError
-    from primer_search.search.config import ConfigError, ResumeError
+    from primer_search.search.errors import ConfigError, ResumeError
     from primer_search.search.pool import WorkerStartError
     from primer_search.search.store import StoreError
 

@@ -39,6 +39,9 @@ import dacite
 
 from primer_search.fitness.config import FitnessConfig
 from primer_search.program.dna import DNA
+# The errors live in a module that imports nothing, so that the command line catches them
+# without loading this one (whose imports reach the primitives and JAX).
+from primer_search.search.errors import ConfigError, ResumeError
 from primer_search.search.evolution import EvolutionConfig
 
 __all__ = [
@@ -56,13 +59,6 @@ __all__ = [
 ]
 
 
-class ConfigError(ValueError):
-    """A config file, key or value is wrong; the message names it."""
-
-
-class ResumeError(ConfigError):
-    """A resume that the store's rules refuse (a change it does not allow, a store of
-    an earlier version): the command was well formed, the store says no."""
 
 
 @dataclasses.dataclass(frozen=True)

@@ -157,7 +157,21 @@ def run_job(evaluator, job: Job, worker: str, gate=None) -> Done:
                 worker=f"{worker}/pid{os.getpid()}", node=socket.gethostname())
 
 
-class InProcessPool:
+class _LocalFingerprints:
+    """Fingerprints computed in the calling process: asked for by ``fingerprint`` and
+    answered by the next ``wait`` (the pools below that have no remote workers for it)."""
+
+    _fingerprints: list[tuple[int, DNA, int]]
+
+    def fingerprint(self, cid: int, dna: DNA, d_model: int) -> None:
+        self._fingerprints.append((cid, dna, d_model))
+
+    def _answer_fingerprints(self) -> list[tuple[None, Outcome]]:
+        asked, self._fingerprints = self._fingerprints, []
+        return [(None, compute_fingerprint(*a)) for a in asked]
+
+
+class InProcessPool(_LocalFingerprints):
     """One slot, evaluated in this process when the loop waits: a search without Ray.
 
     A job runs to its end inside ``wait``, so a candidate time-out cannot interrupt it
@@ -180,13 +194,9 @@ class InProcessPool:
             raise RuntimeError(f"in-process pool: slot {slot} is busy or does not exist")
         self._job = job
 
-    def fingerprint(self, cid: int, dna: DNA, d_model: int) -> None:
-        self._fingerprints.append((cid, dna, d_model))
-
     def wait(self, timeout_s: float) -> list[tuple[int | None, Outcome]]:
         if self._fingerprints:
-            asked, self._fingerprints = self._fingerprints, []
-            return [(None, compute_fingerprint(*a)) for a in asked]
+            return self._answer_fingerprints()
         if self._job is None:
             return []
         job, self._job = self._job, None
@@ -229,7 +239,7 @@ def _process_worker(conn, factory, args: tuple, name: str) -> None:
         conn.send(answer)
 
 
-class ProcessPool:
+class ProcessPool(_LocalFingerprints):
     """One slot, evaluated in a child process (``spawn``): no Ray, yet a job past its
     time-out is ended by :meth:`replace` (the child is killed and a new one started),
     and a child that dies (killed, out of memory) is a :class:`Lost` job with
@@ -305,13 +315,9 @@ class ProcessPool:
         self._job = job
         self._conn.send(job)
 
-    def fingerprint(self, cid: int, dna: DNA, d_model: int) -> None:
-        self._fingerprints.append((cid, dna, d_model))
-
     def wait(self, timeout_s: float) -> list[tuple[int | None, Outcome]]:
         if self._fingerprints:
-            asked, self._fingerprints = self._fingerprints, []
-            return [(None, compute_fingerprint(*a)) for a in asked]
+            return self._answer_fingerprints()
         if self._job is None:
             self._check_ready(timeout_s)
             return []
