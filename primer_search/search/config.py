@@ -39,8 +39,6 @@ import dacite
 
 from primer_search.fitness.config import FitnessConfig
 from primer_search.program.dna import DNA
-# The errors live in a module that imports nothing, so that the command line catches them
-# without loading this one (whose imports reach the primitives and JAX).
 from primer_search.search.errors import ConfigError, ResumeError
 from primer_search.search.evolution import EvolutionConfig
 
