@@ -274,6 +274,29 @@ def _fmt_dim(d: Fraction) -> str:
     return "d" if d == 1 else f"{d}d" if d.denominator == 1 else f"({d})d"
 
 
+def _fmt_const(c: float) -> str:
+    """Six significant digits when they are the exact value (``1e-06``, ``0.5``, ``2``),
+    else every digit the float needs (``0.3333333333333333``): the text is exact."""
+    short = f"{c:.6g}"
+    return short if float(short).hex() == c.hex() else repr(c)
+
+
+def _unread(ins: Instruction) -> list[str]:
+    """The fields ``ins`` carries but does not read, where they differ from their
+    defaults, as ``key=value`` (``in2=h3``, ``c=0.5``, ``dim=(1/2)d``, ``target=2``)."""
+    reads = fields_read(ins)
+    out = []
+    if "in2" not in reads and ins.in2 != 0:
+        out.append(f"in2=h{ins.in2}")
+    if "const" not in reads and (ins.const != 0 or math.copysign(1, ins.const) < 0):
+        out.append(f"c={_fmt_const(ins.const)}")
+    if "dim" not in reads and ins.dim != 1:
+        out.append(f"dim={_fmt_dim(ins.dim)}")
+    if "target" not in reads and ins.target != 0:
+        out.append(f"target={ins.target}")
+    return out
+
+
 def format_instruction(i: int, ins: Instruction) -> str:
     """``h{i+2} = OP(h.., h.., c=.., dim=..)``, showing only the fields ``ins`` reads."""
     if ins.is_call:
@@ -286,20 +309,24 @@ def format_instruction(i: int, ins: Instruction) -> str:
     if "in2" in reads:
         args.append(f"h{ins.in2}")
     if "const" in reads:
-        args.append(f"c={ins.const:.6g}")
+        args.append(f"c={_fmt_const(ins.const)}")
     if "dim" in reads:
         args.append(f"dim={_fmt_dim(ins.dim)}")
     return f"h{i + 2} = {ins.op}({', '.join(args)})"
 
 
 def to_text(dna: DNA) -> str:
-    """The program as readable code, one line per instruction."""
+    """The program as readable code, one line per instruction, and exact: every digit
+    of a constant, and the fields an instruction carries but does not read in a
+    ``# unread:`` note after it (none in a canonical program)."""
     lines = []
     for s, sub in enumerate(dna.subprograms):
         name = "main" if s == 0 else f"sub{s}"
         lines.append(f"def {name}(h0, h1):")
         for i, ins in enumerate(sub.instructions):
-            lines.append("    " + format_instruction(i, ins))
+            unread = _unread(ins)
+            note = f"  # unread: {', '.join(unread)}" if unread else ""
+            lines.append("    " + format_instruction(i, ins) + note)
         lines.append(f"    return h{len(sub) + 1}")
         lines.append("")
     return "\n".join(lines).rstrip() + "\n"
