@@ -140,6 +140,13 @@ def candidate_row(c: Candidate) -> dict[str, Any]:
     }
 
 
+def _frame(rows: list[dict]) -> pandas.DataFrame:
+    """Rows as a DataFrame; ids stay integers where a parent or an original is missing."""
+    pd = _pandas()
+    df = pd.DataFrame(rows, columns=list(COLUMNS))
+    return df.astype({"parent": "Int64", "duplicate_of": "Int64"})
+
+
 def _pandas():
     try:
         import pandas
@@ -181,8 +188,7 @@ class Results:
 
     def candidates(self, kind: str = "search") -> pandas.DataFrame:
         """:meth:`rows` as a pandas DataFrame indexed by id (needs pandas)."""
-        pd = _pandas()
-        return pd.DataFrame(self.rows(kind), columns=list(COLUMNS)).set_index("id", drop=False)
+        return _frame(self.rows(kind)).set_index("id", drop=False)
 
     def best(self) -> dict[str, Any] | None:
         """The best finished candidate's row, ranked as ``primer-search top`` ranks (more
@@ -199,10 +205,9 @@ class Results:
 
     def lineage(self, cid: int) -> pandas.DataFrame:
         """Candidate ``cid``, its parent, ... up to its seed, as a DataFrame (needs pandas)."""
-        pd = _pandas()
         with self._open() as store:
             chain = store.lineage(cid)
-        return pd.DataFrame([candidate_row(c) for c in chain], columns=list(COLUMNS))
+        return _frame([candidate_row(c) for c in chain])
 
     def program(self, cid: int) -> DNA:
         """Candidate ``cid``'s program (``print`` it to read it as code)."""

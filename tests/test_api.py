@@ -60,7 +60,8 @@ def test_open_store_reads_candidates_best_lineage_and_programs(searched):
     best = results.best()
     assert best["id"] == summary.best_id and best["fitness"] == summary.best_fitness
     chain = results.lineage(best["id"])
-    assert chain["id"].iloc[0] == best["id"] and chain["parent"].iloc[-1] is None
+    assert chain["id"].iloc[0] == best["id"] and chain["parent"].isna().iloc[-1]
+    assert str(df["parent"].dtype) == "Int64"     # ids stay integers beside missing ones
     assert results.program(1) == seeds.get("primer_ez")
     assert [r["id"] for r in results.top(3)][0] == best["id"]
 
