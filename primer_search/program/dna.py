@@ -23,6 +23,10 @@ parallel on the same arguments, each branch with its own parameters and a width 
 attention, with per-head projections living inside the head subprogram. The callee must
 return a width relative to the unit.
 
+``str(dna)`` prints the program as code (:func:`to_text`), exactly: the parser in
+:mod:`primer_search.program.text` reads it back to the same DNA, and :func:`read_dna`
+reads a file in either form, msgpack or text.
+
 This module imports no JAX: DNA is data. :func:`fields_read` asks the op vocabulary
 (:mod:`primitives`) which fields an op reads, importing it when first used. Checking a
 DNA against the vocabulary (ops known, widths accepted), pruning and the canonical form
@@ -35,7 +39,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from fractions import Fraction
 
 import msgpack
@@ -184,6 +188,14 @@ class DNA:
                                            for i, row in enumerate(sub))))
         return DNA(tuple(parsed))
 
+    @staticmethod
+    def from_text(text: str) -> DNA:
+        """Parse the program as code, as ``str(dna)`` prints it (see
+        :mod:`primer_search.program.text`): ``DNA.from_text(str(dna)) == dna``."""
+        from primer_search.program.text import parse  # builds on this module
+
+        return parse(text)
+
     # ---- reading ---------------------------------------------------------------------
 
     def __str__(self) -> str:
@@ -274,6 +286,29 @@ def _fmt_dim(d: Fraction) -> str:
     return "d" if d == 1 else f"{d}d" if d.denominator == 1 else f"({d})d"
 
 
+def _fmt_const(c: float) -> str:
+    """Six significant digits when they are the exact value (``1e-06``, ``0.5``, ``2``),
+    else every digit the float needs (``0.3333333333333333``): the text is exact."""
+    short = f"{c:.6g}"
+    return short if float(short).hex() == c.hex() else repr(c)
+
+
+def _unread(ins: Instruction) -> list[str]:
+    """The fields ``ins`` carries but does not read, where they differ from their
+    defaults, as ``key=value`` (``in2=h3``, ``c=0.5``, ``dim=(1/2)d``, ``target=2``)."""
+    reads = fields_read(ins)
+    out = []
+    if "in2" not in reads and ins.in2 != 0:
+        out.append(f"in2=h{ins.in2}")
+    if "const" not in reads and (ins.const != 0 or math.copysign(1, ins.const) < 0):
+        out.append(f"c={_fmt_const(ins.const)}")
+    if "dim" not in reads and ins.dim != 1:
+        out.append(f"dim={_fmt_dim(ins.dim)}")
+    if "target" not in reads and ins.target != 0:
+        out.append(f"target={ins.target}")
+    return out
+
+
 def format_instruction(i: int, ins: Instruction) -> str:
     """``h{i+2} = OP(h.., h.., c=.., dim=..)``, showing only the fields ``ins`` reads."""
     if ins.is_call:
@@ -286,20 +321,25 @@ def format_instruction(i: int, ins: Instruction) -> str:
     if "in2" in reads:
         args.append(f"h{ins.in2}")
     if "const" in reads:
-        args.append(f"c={ins.const:.6g}")
+        args.append(f"c={_fmt_const(ins.const)}")
     if "dim" in reads:
         args.append(f"dim={_fmt_dim(ins.dim)}")
     return f"h{i + 2} = {ins.op}({', '.join(args)})"
 
 
 def to_text(dna: DNA) -> str:
-    """The program as readable code, one line per instruction."""
+    """The program as readable code, one line per instruction, and exact:
+    :func:`primer_search.program.text.parse` reads it back to ``dna``. Fields an
+    instruction carries but does not read follow it in a ``# unread:`` note (none in a
+    canonical program)."""
     lines = []
     for s, sub in enumerate(dna.subprograms):
         name = "main" if s == 0 else f"sub{s}"
         lines.append(f"def {name}(h0, h1):")
         for i, ins in enumerate(sub.instructions):
-            lines.append("    " + format_instruction(i, ins))
+            unread = _unread(ins)
+            note = f"  # unread: {', '.join(unread)}" if unread else ""
+            lines.append("    " + format_instruction(i, ins) + note)
         lines.append(f"    return h{len(sub) + 1}")
         lines.append("")
     return "\n".join(lines).rstrip() + "\n"
@@ -313,12 +353,18 @@ def save_dna(dna: DNA, path: str | os.PathLike) -> None:
         f.write(dna.to_bytes())
 
 
-def read_dna(path: str | os.PathLike) -> DNA:
-    """Read and parse a DNA file (its structure is checked; its ops and shapes are not:
-    :func:`primer_search.program.validate.load_dna` does both).
+def read_dna(path: str | os.PathLike, check: Callable[[DNA], object] | None = None) -> DNA:
+    """Read and parse a DNA file: msgpack (:func:`save_dna`) or the program as text (what
+    ``str(dna)`` prints, see :mod:`primer_search.program.text`), told apart by content.
+    The structure is checked; ``check`` (such as
+    :func:`primer_search.program.validate.validate`, as
+    :func:`~primer_search.program.validate.load_dna` does) runs on the DNA, and in a text
+    file its errors name the line.
 
-    Every problem with the file's contents raises :class:`DNAError`.
+    Every problem with the file's contents raises :class:`DNAError` naming the file.
     """
+    from primer_search.program import text  # builds on this module
+
     try:
         with open(path, "rb") as f:
             data = f.read()
@@ -327,6 +373,11 @@ def read_dna(path: str | os.PathLike) -> DNA:
     except IsADirectoryError:
         raise DNAError(f"DNA path {os.fspath(path)!r} is a directory, expected a file") from None
     try:
-        return DNA.from_bytes(data)
+        if text.is_text(data):
+            return text.parse(data.decode("utf-8-sig"), check)
+        dna = DNA.from_bytes(data)
+        if check is not None:
+            check(dna)
+        return dna
     except DNAError as e:
         raise DNAError(f"{os.fspath(path)}: {e}") from None

@@ -102,9 +102,10 @@ def validate(dna: DNA) -> DNA:
 
 
 def load_dna(path: str | os.PathLike) -> DNA:
-    """Read a DNA file and validate it: every problem raises :class:`DNAError` naming the
-    file or the instruction."""
-    return validate(read_dna(path))
+    """Read a DNA file (msgpack, or the program as text) and validate it: every problem
+    raises :class:`DNAError` naming the file and the instruction (in a text file, its
+    line)."""
+    return read_dna(path, check=validate)
 
 
 # ---- pruning and the canonical form -------------------------------------------------

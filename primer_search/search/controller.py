@@ -12,9 +12,11 @@ import math
 import os
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
-from primer_search.fitness.results import Status
+from primer_search.fitness.results import EvalResult, Status
 from primer_search.search.config import SearchConfig, config_from_dict, config_to_dict, resume_overrides
 from primer_search.search.loop import SearchLoop, SearchSummary
 from primer_search.search.store import Store
@@ -23,15 +25,26 @@ __all__ = ["SearchSummary", "resume_search", "run_search"]
 
 log = logging.getLogger(__name__)
 
+# The loop's hook: (the candidate, its status, its result), once per finished candidate.
+OnFinish = Callable[[Any, Status, EvalResult], None]
 
-def _run(config: SearchConfig, store: Store, progress: bool) -> SearchSummary:
+
+def _run(config: SearchConfig, store: Store, progress: bool,
+         on_finish: OnFinish | None = None) -> SearchSummary:
     """The loop over a Ray pool (Ray is already initialised). With ``progress``: a live
     bar on a terminal, else (a job log, nohup, CI) one line per finished candidate on
-    standard error."""
+    standard error. ``on_finish(cand, status, result)`` is the loop's hook (see
+    :class:`~primer_search.search.loop.SearchLoop`), called after the log line."""
     from primer_search.search.ray_pool import RayPool
 
     lines = _LineLog() if progress and not sys.stderr.isatty() else None
-    loop = SearchLoop(config, store, RayPool(config), on_finish=lines)
+    hooks = [h for h in (lines, on_finish) if h is not None]
+
+    def finished(cand, status, result) -> None:
+        for hook in hooks:
+            hook(cand, status, result)
+
+    loop = SearchLoop(config, store, RayPool(config), on_finish=finished if hooks else None)
     display = _Progress(loop) if progress and lines is None else None
     if lines:
         lines.start = loop.start
@@ -85,8 +98,10 @@ def _prepare_data(config: SearchConfig) -> None:
 
 
 def run_search(config: SearchConfig, store_path: str | os.PathLike,
-               progress: bool = True) -> SearchSummary:
-    """Start a new search writing to ``store_path`` (which must not exist)."""
+               progress: bool = True, on_finish: OnFinish | None = None) -> SearchSummary:
+    """Start a new search writing to ``store_path`` (which must not exist);
+    ``on_finish(cand, status, result)`` is called once per finished candidate, after the
+    store has it."""
     if Path(store_path).exists():
         raise FileExistsError(f"store {os.fspath(store_path)!r} exists; resume it with "
                               "--resume, or choose another path")
@@ -95,7 +110,7 @@ def run_search(config: SearchConfig, store_path: str | os.PathLike,
     _prepare_data(config)  # before writing: a corpus that is not there leaves no store
     init_ray(config)  # before writing: an unreachable cluster leaves no empty store behind
     with Store(store_path, config_to_dict(config)) as store:
-        return _run(config, store, progress)
+        return _run(config, store, progress, on_finish)
 
 
 def resume_search(store_path: str | os.PathLike, overrides: dict | None = None,

@@ -1,0 +1,90 @@
+"""The Python API: a search run from Python, as the command runs it, and its store read
+back as rows, a DataFrame, the best, a lineage and programs. The toy evaluator scores
+candidates without training."""
+
+import subprocess
+import sys
+
+import pytest
+
+import primer_search
+from primer_search.api import COLUMNS
+from primer_search.program import seeds
+from primer_search.search.store import Store, StoreError
+
+TOY = ["evaluator='toy'", "fitness.budget.stages=1", "workers=1"]
+
+
+def test_importing_the_package_loads_nothing_heavy():
+    code = ("import sys, primer_search; primer_search.search; primer_search.open_store; "
+            "print(sorted(m for m in ('jax', 'ray', 'pandas', 'optax', 'flax') "
+            "if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+@pytest.fixture(scope="module")
+def searched(tmp_path_factory):
+    """A toy search of 10 candidates from a seed written as text, and its rows as
+    on_result saw them."""
+    import ray
+
+    folder = tmp_path_factory.mktemp("api")
+    seed = folder / "seed.txt"
+    seed.write_text(str(seeds.get("primer_ez")))
+    rows = []
+    summary = primer_search.search("tiny_cpu", store=folder / "s.sqlite",
+                                   overrides=TOY + ["max_candidates=10", f'seeds=["{seed}"]'],
+                                   on_result=rows.append)
+    yield summary, rows
+    ray.shutdown()
+
+
+def test_search_runs_as_the_command_does_and_reports_each_candidate(searched):
+    summary, rows = searched
+    assert summary.finished == len(rows) == 10
+    assert all(tuple(row) == COLUMNS for row in rows)
+    assert rows[0]["mutation"] == f"seed:{summary.store.removesuffix('s.sqlite')}seed.txt"
+    assert {row["status"] for row in rows} <= {"ok", "duplicate", "invalid"}
+    with Store(summary.store, readonly=True) as store:
+        assert sorted(row["id"] for row in rows) == [c.id for c in store.finished()]
+
+
+def test_open_store_reads_candidates_best_lineage_and_programs(searched):
+    summary, rows = searched
+    results = primer_search.open_store(summary.store)
+    df = results.candidates()
+    assert list(df.columns) == list(COLUMNS) and len(df) == 10
+    assert df.loc[rows[-1]["id"], "fitness"] == pytest.approx(rows[-1]["fitness"], nan_ok=True)
+    assert {"recall_accuracy", "context_use", "step_ms", "params"} <= set(df.columns)
+    best = results.best()
+    assert best["id"] == summary.best_id and best["fitness"] == summary.best_fitness
+    chain = results.lineage(best["id"])
+    assert chain["id"].iloc[0] == best["id"] and chain["parent"].isna().iloc[-1]
+    assert str(df["parent"].dtype) == "Int64"     # ids stay integers beside missing ones
+    assert results.program(1) == seeds.get("primer_ez")
+    assert [r["id"] for r in results.top(3)][0] == best["id"]
+
+
+def test_search_takes_a_config_object_with_overrides(tmp_path):
+    from primer_search.search.config import load_config
+
+    config = load_config("tiny_cpu", TOY)
+    summary = primer_search.search(config, store=tmp_path / "c.sqlite",
+                                   overrides=["max_candidates=3"])
+    assert summary.finished == 3
+    assert primer_search.open_store(summary.store).config["max_candidates"] == 3
+
+
+def test_a_missing_store_fails_at_open(tmp_path):
+    with pytest.raises(StoreError):
+        primer_search.open_store(tmp_path / "nothing.sqlite")
+
+
+def test_without_pandas_the_dataframe_says_how_to_get_it(searched, monkeypatch):
+    summary, _ = searched
+    results = primer_search.open_store(summary.store)
+    monkeypatch.setitem(sys.modules, "pandas", None)
+    with pytest.raises(ImportError, match=r"pip install 'primer-search\[dataframe\]'"):
+        results.candidates()
+    assert len(results.rows()) == 10  # rows need no pandas
