@@ -104,6 +104,14 @@ def test_combine_is_perplexity_times_exp_of_the_weighted_recall_loss():
     assert combine(RecallConfig(enabled=True, combine="report"), 8.0, 2.0) == 8.0
     assert combine(on, 8.0, None) == 8.0
     assert combine(on, 8.0, 1e6) == math.inf
+    hinged = RecallConfig(enabled=True, num_values=64, weight=0.2, hinge_weight=2.0,
+                          hinge_fraction=0.9)
+    hinge = 0.9 * math.log(64)
+    assert combine(hinged, 8.0, 2.9) == pytest.approx(8.0 * math.exp(0.2 * 2.9))
+    assert combine(hinged, 8.0, 4.2) == pytest.approx(
+        8.0 * math.exp(0.2 * 4.2 + 2.0 * (4.2 - hinge)))
+    with pytest.raises(ValueError, match="recall.hinge_fraction must be in"):
+        RecallConfig(hinge_fraction=0.0)
 
 
 def test_attention_with_a_depthwise_convolution_recalls_and_local_mixing_does_not(evaluator):

@@ -160,9 +160,10 @@ class BudgetConfig:
 # after the pairs drawn from a power law (Zoology's MQAR; gap_exponent 0 is uniform).
 QUERY_PLACEMENTS = ("compact", "spread")
 
-# How the recall task enters a candidate's fitness (primer_search.fitness.tasks.combine):
-# "weighted": LM perplexity times exp(weight * recall loss), the exponential of a
-# weighted sum of the two tasks' log losses, so that lower is better as before and a
+# How the recall task enters a candidate's fitness (primer_search.fitness.recall.combine):
+# "weighted": LM perplexity times exp(weight * recall loss + hinge_weight * the part of
+# the recall loss above hinge_fraction of chance's), the exponential of a weighted sum of
+# the two tasks' log losses, so that lower is better as before and a
 # block that cannot recall pays for it in every hurdle stage; "report": the fitness is
 # the LM perplexity alone and recall is measured beside it (for comparisons).
 COMBINE_RULES = ("weighted", "report")
@@ -203,9 +204,16 @@ class RecallConfig:
     # Fresh sequences the trained model is scored on (a fixed set, the same for every
     # candidate), rounded up to whole batches.
     eval_sequences: int = 512
-    # One of COMBINE_RULES, and the weight of the recall loss under "weighted".
+    # One of COMBINE_RULES; under "weighted", the weight of the recall loss, and the
+    # extra weight of the part of it above hinge_fraction of the loss at chance
+    # (ln num_values): a block that recalls (nearly) nothing pays hinge_weight on top,
+    # while blocks that all recall pay only weight on their differences, so that seed
+    # noise in recall does not outweigh their language modelling (README, "The recall
+    # task"). hinge_weight 0: the plain weighted sum.
     combine: str = "weighted"
     weight: float = 1.0
+    hinge_weight: float = 0.0
+    hinge_fraction: float = 0.9
 
     def __post_init__(self):
         for name in ("num_keys", "num_values", "pairs", "eval_sequences"):
@@ -230,6 +238,11 @@ class RecallConfig:
                              f"{self.combine!r}")
         if not self.weight >= 0:
             raise ValueError(f"recall.weight must be >= 0, got {self.weight}")
+        if not self.hinge_weight >= 0:
+            raise ValueError(f"recall.hinge_weight must be >= 0, got {self.hinge_weight}")
+        if not 0.0 < self.hinge_fraction <= 1.0:
+            raise ValueError(f"recall.hinge_fraction must be in (0, 1], got "
+                             f"{self.hinge_fraction}")
 
     @property
     def num_queries(self) -> int:
