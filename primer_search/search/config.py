@@ -119,6 +119,15 @@ class SearchConfig:
     # worker is free (every proposal then sees every result before it; a resumed search
     # proposes exactly what an uninterrupted one would have).
     prepare_ahead: int = 1
+    # Reproducible proposals. With an integer k >= 1, proposal n (counting from 1) sees
+    # exactly the results of candidates 1 .. n-k, fed to evolution and the hurdles in
+    # proposal order, and waits for a late one; so two runs of one config make the same
+    # candidates with the same fitness whatever the timing of results (the trainer is
+    # deterministic on a CPU; a budget in seconds is refused, and a time-out still
+    # depends on speed). A k of at least workers x (1 + prepare_ahead) keeps every worker
+    # busy while results come back in order. None: each proposal sees whatever has come
+    # back (the fastest, and not repeatable with more than one worker).
+    reproducible_lag: int | None = None
     # Keep the trained weights of the best K candidates beside the store (STORE.weights/),
     # so that `primer-search export` can write them; 0 keeps none.
     keep_weights: int = 10
@@ -161,6 +170,15 @@ class SearchConfig:
             if ratio <= 0:
                 raise ConfigError(f"seed_d_ff must be a positive number such as 4 or \"8/3\", "
                                   f"got {self.seed_d_ff!r}")
+        if self.reproducible_lag is not None:
+            if self.reproducible_lag < 1:
+                raise ConfigError(f"reproducible_lag must be >= 1 or None, got "
+                                  f"{self.reproducible_lag}")
+            if self.fitness.budget.seconds is not None:
+                raise ConfigError(
+                    f"reproducible_lag = {self.reproducible_lag} needs a budget in steps: "
+                    f"fitness.budget.seconds = {self.fitness.budget.seconds:g} makes a "
+                    "candidate's fitness depend on how fast its worker ran; set it to None")
         if self.hurdle_window is not None and self.hurdle_window < 1:
             raise ConfigError(f"hurdle_window must be >= 1 or None, got {self.hurdle_window}")
 

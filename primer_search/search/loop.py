@@ -27,10 +27,18 @@ reusable result (:meth:`~primer_search.fitness.results.Status.is_reusable`) take
 (status ``duplicate``) without training; one that matches a candidate still in flight
 waits for it, and is queued for training if that one fails for a reason of the moment.
 A candidate counts as in flight from the moment it is ready for a worker.
+
+Reproducible mode (``reproducible_lag = k``): results still arrive in any order and are
+stored at once, but evolution and the hurdles hear of them in proposal order, k behind:
+proposal n is made only once candidates 1 .. n-k have finished, from a population and
+hurdles built from exactly those, and fingerprinted candidates go through dedup in
+proposal order. What a run proposes then depends on the seed and the results, never on
+which worker was faster, and a resume continues the same stream.
 """
 
 from __future__ import annotations
 
+import bisect
 import dataclasses
 import os
 import time
@@ -78,6 +86,9 @@ class _Pending:
     fingerprint: str | None
     parent_id: int | None = None
     mutation: str = ""
+    # Reproducible mode: the hurdles set when it was proposed (None: the hurdles of the
+    # moment it is dispatched).
+    thresholds: tuple[float | None, ...] | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -137,9 +148,16 @@ class SearchLoop:
         self.clock = clock
         self.evolution = RegularizedEvolution(config.evolution, seed_dnas(config),
                                               seed=config.seed)
-        budget = config.fitness.budget
-        self.hurdles = HurdleTracker(budget.stages, budget.pass_rate, config.hurdle_min_history,
-                                     config.hurdle_window_size)
+        self.hurdles = self._new_hurdles()
+        # Reproducible mode: the search's candidate ids in proposal order, the finished
+        # ones as evolution and the hurdles will hear of them, how many of the proposal
+        # order have been fed to them, and fingerprinted candidates held back until every
+        # earlier one has been through dedup.
+        self.lag = config.reproducible_lag
+        self.order: list[int] = []
+        self.outcomes: dict[int, tuple[Member, tuple[float, ...] | None]] = {}
+        self.fed = 0
+        self.held: list[_Pending] = []
         # A candidate on its way: queued (resumed, or released by a failed original) ->
         # fingerprinting -> deduplicated -> ready -> running in a slot.
         self.queue: list[_Pending] = []
@@ -157,17 +175,72 @@ class SearchLoop:
         self.fingerprint_s = 0.0
         self._recover()
 
+    def _new_hurdles(self) -> HurdleTracker:
+        budget = self.cfg.fitness.budget
+        return HurdleTracker(budget.stages, budget.pass_rate, self.cfg.hurdle_min_history,
+                             self.cfg.hurdle_window_size)
+
     # ---- state from the store -------------------------------------------------------
 
     def _recover(self) -> None:
         finished = self.store.finished()
+        queued = self.store.pending()
+        if self.lag is not None:
+            # Nothing is fed yet: _gate_open feeds the finished rows in proposal order.
+            self.evolution.recover([], num_proposed=self.store.count(kind="search"))
+            self.order = self.store.ids()
+            for c in finished:
+                self._remember(c.id, c.dna, c.status, c.result)
+            self.queue = [self._pending(c, self._thresholds_before(c.id)) for c in queued]
+            return
         self.evolution.recover([_member(c.id, c.dna, c.result) for c in finished],
                                num_proposed=self.store.count(kind="search"))
         for c in finished:
             if c.status != Status.DUPLICATE and c.result is not None:
                 self.hurdles.record(c.result.stage_fitness)
-        self.queue = [_Pending(c.id, c.dna, c.dna_hash, c.fingerprint, c.parent_id, c.mutation)
-                      for c in self.store.pending()]
+        self.queue = [self._pending(c) for c in queued]
+
+    @staticmethod
+    def _pending(c, thresholds=None) -> _Pending:
+        return _Pending(c.id, c.dna, c.dna_hash, c.fingerprint, c.parent_id, c.mutation,
+                        thresholds)
+
+    # ---- reproducible mode: results fed in proposal order ----------------------------
+
+    def _remember(self, cid: int, dna: DNA, status: Status, result: EvalResult | None) -> None:
+        """Keep a finished candidate until its turn in proposal order comes."""
+        stages = None if status == Status.DUPLICATE or result is None else result.stage_fitness
+        self.outcomes[cid] = (_member(cid, dna, result), stages)
+
+    def _feed(self, tracker: HurdleTracker, cid: int, evolution=True) -> None:
+        member, stages = self.outcomes[cid]
+        if evolution:
+            self.evolution.feedback(member)
+        if stages is not None:
+            tracker.record(stages)
+
+    def _gate_open(self) -> bool:
+        """Whether the next proposal may be made: every candidate at least ``lag`` before
+        it in proposal order has finished. Feeds those it may see, in order."""
+        if self.lag is None:
+            return True
+        need = self.evolution.num_proposed - self.lag + 1
+        while self.fed < need:
+            cid = self.order[self.fed]
+            if cid not in self.outcomes:
+                return False
+            self._feed(self.hurdles, cid)
+            self.fed += 1
+        return True
+
+    def _thresholds_before(self, cid: int) -> tuple[float | None, ...]:
+        """The hurdles of a resumed candidate as they were when it was proposed: from
+        the results of the candidates at least ``lag`` before it, in proposal order
+        (they finished before it was proposed, so the store has them all)."""
+        tracker = self._new_hurdles()
+        for earlier in self.order[: max(0, self.order.index(cid) - self.lag + 1)]:
+            self._feed(tracker, earlier, evolution=False)
+        return tuple(tracker.thresholds())
 
     # ---- the loop -------------------------------------------------------------------
 
@@ -194,10 +267,11 @@ class SearchLoop:
 
     def _busy(self) -> bool:
         return (any(s is not None for s in self.slots) or bool(self.fingerprinting)
-                or bool(self.ready))
+                or bool(self.ready) or bool(self.held))
 
     def _preparing(self) -> int:
-        return len(self.ready) + sum(len(c) for c in self.fingerprinting.values())
+        return (len(self.ready) + len(self.held)
+                + sum(len(c) for c in self.fingerprinting.values()))
 
     def _limits_reached(self) -> bool:
         """True when no new proposal may be made (queued candidates always may go on)."""
@@ -224,7 +298,7 @@ class SearchLoop:
             t = time.perf_counter()
             if self.queue:
                 self._route(self.queue.pop(0))
-            elif self._limits_reached():
+            elif self._limits_reached() or not self._gate_open():
                 self.controller_s += time.perf_counter() - t
                 break
             else:
@@ -233,8 +307,9 @@ class SearchLoop:
         for index, running in enumerate(self.slots):
             if running is None and self.ready and self.pool.available(index):
                 cand = self.ready.pop(0)
-                job = Job(cand.id, cand.dna, tuple(self.hurdles.thresholds()),
-                          want_weights=self.cfg.keep_weights > 0)
+                thresholds = (cand.thresholds if cand.thresholds is not None
+                              else tuple(self.hurdles.thresholds()))
+                job = Job(cand.id, cand.dna, thresholds, want_weights=self.cfg.keep_weights > 0)
                 self.pool.submit(index, job)
                 self.slots[index] = _Running(cand, self.clock())
 
@@ -245,7 +320,11 @@ class SearchLoop:
         fp = self.fingerprints.get(digest)
         cid = self.store.add(dna=prop.dna, parent_id=prop.parent_id, mutation=prop.mutation,
                              dna_hash=digest, fingerprint=fp, seed=self.cfg.fitness.seed)
-        return _Pending(cid, prop.dna, digest, fp, prop.parent_id, prop.mutation)
+        thresholds = None
+        if self.lag is not None:
+            self.order.append(cid)
+            thresholds = tuple(self.hurdles.thresholds())
+        return _Pending(cid, prop.dna, digest, fp, prop.parent_id, prop.mutation, thresholds)
 
     def _route(self, cand: _Pending) -> None:
         """Send ``cand`` to be fingerprinted, or, with its fingerprint known, to dedup and
@@ -259,13 +338,27 @@ class SearchLoop:
                 self.fingerprinting.setdefault(cand.dna_hash, []).append(cand)
                 return
             known = self.fingerprints[cand.dna_hash]
-            if known is None:  # the probe could not run this program: no dedup
+            if known is not None:  # None: the probe could not run this program: no dedup
+                self.store.set_fingerprint(cand.id, known)
+                cand = dataclasses.replace(cand, fingerprint=known)
+        self._place(cand)
+
+    def _place(self, cand: _Pending) -> None:
+        """Dedup ``cand`` (its fingerprint is known, or cannot be) and make it ready if it
+        needs a worker. In reproducible mode it waits until every earlier candidate still
+        being fingerprinted has been placed, so that which of two equal programs trains
+        and which copies its result never depends on whose probe came back first."""
+        if self.lag is None:
+            if not self._dedup(cand):
                 self.ready.append(cand)
-                return
-            self.store.set_fingerprint(cand.id, known)
-            cand = dataclasses.replace(cand, fingerprint=known)
-        if not self._dedup(cand):
-            self.ready.append(cand)
+            return
+        bisect.insort(self.held, cand, key=lambda c: c.id)
+        earliest = min((c.id for cands in self.fingerprinting.values() for c in cands),
+                       default=None)
+        while self.held and (earliest is None or self.held[0].id < earliest):
+            cand = self.held.pop(0)
+            if not self._dedup(cand):
+                self.ready.append(cand)
 
     def _fingerprinted(self, outcome: Fingerprinted) -> None:
         t = time.perf_counter()
@@ -280,8 +373,7 @@ class SearchLoop:
             if fp is not None:
                 self.store.set_fingerprint(cand.id, fp)
                 cand = dataclasses.replace(cand, fingerprint=fp)
-            if not self._dedup(cand):
-                self.ready.append(cand)
+            self._place(cand)
         self.controller_s += time.perf_counter() - t
 
     def _dedup(self, cand: _Pending) -> bool:
@@ -301,7 +393,10 @@ class SearchLoop:
 
     def _finish_duplicate(self, cand: _Pending, of: int, result: EvalResult) -> None:
         self.store.mark_duplicate(cand.id, of, result)
-        self.evolution.feedback(_member(cand.id, cand.dna, result))
+        if self.lag is not None:
+            self._remember(cand.id, cand.dna, Status.DUPLICATE, result)
+        else:
+            self.evolution.feedback(_member(cand.id, cand.dna, result))
         if self.on_finish:
             self.on_finish(cand, Status.DUPLICATE, result)
 
@@ -334,10 +429,13 @@ class SearchLoop:
         cand = running.cand
         self.evaluation_s += self.clock() - running.started
         self.store.finish(cand.id, result, worker=worker, node=node)  # first: never lost
-        self.evolution.feedback(_member(cand.id, cand.dna, result))
+        if self.lag is not None:
+            self._remember(cand.id, cand.dna, result.status, result)
+        else:
+            self.evolution.feedback(_member(cand.id, cand.dna, result))
+            self.hurdles.record(result.stage_fitness)
         if self.on_finish:
             self.on_finish(cand, result.status, result)
-        self.hurdles.record(result.stage_fitness)
         self.slots[index] = None
         for waiting in self.waiting.pop(cand.fingerprint, []) if cand.fingerprint else []:
             if result.status.is_reusable():

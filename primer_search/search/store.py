@@ -537,9 +537,16 @@ class Store:
             raise StoreError(f"candidate {cid} is not in store {self.path}")
         return rows[0]
 
-    def pending(self) -> list[Candidate]:
-        """Unfinished candidates (those in flight at a crash), in id order."""
-        return self._select("status = ?", (Status.PENDING,))
+    def pending(self, kind: str = "search") -> list[Candidate]:
+        """Unfinished candidates of ``kind`` (those in flight at a crash), in id order. A
+        search resumes its own; a retrain finds its own by budget (:meth:`retrain_rows`)."""
+        return self._select("kind = ? AND status = ?", (kind, Status.PENDING))
+
+    def ids(self, kind: str = "search") -> list[int]:
+        """The ids of every candidate of ``kind``, finished or not, in id order: for a
+        search, the order its proposals were made in."""
+        return [r[0] for r in self._query(
+            "SELECT id FROM candidates WHERE kind = ? ORDER BY id", (kind,))]
 
     def finished(self, kind: str = "search") -> list[Candidate]:
         """Finished candidates of ``kind`` (duplicates included) in finishing order."""
