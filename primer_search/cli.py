@@ -206,8 +206,40 @@ def _print_retrained(rows: list[dict]) -> None:
               f"{r['std_fitness']:>8.3g}  {r['budget'] or '-'}")
 
 
-def _print_top(path, n: int, retrained: bool) -> None:
+def _ladder_rows(rungs: list[dict], n: int | None = None, only: int | None = None) -> list[dict]:
+    """One row per (rung, candidate) of :func:`~primer_search.search.ladder.ladder_results`, the
+    best ``n`` of each rung (or candidate ``only``'s rows), for tables and --json."""
+    rows = []
+    for rung in rungs:
+        ranked = list(rung["candidates"].items())
+        for place, (cid, r) in enumerate(ranked[:n] if n else ranked, start=1):
+            if only is None or cid == only:
+                rows.append({"rung": rung["rung"], "label": rung["label"], "place": place,
+                             "id": cid, **r})
+    return rows
+
+
+def _print_ladder(rows: list[dict]) -> None:
+    print(f"{'rung':<28} {'#':>3} {'id':>6} {'seeds':>5} {'mean fitness':>13} {'std':>8} "
+          f"{'LM ppl':>9} {'bits/B':>7} {'recall':>6} {'steps':>6}")
+    for r in rows:
+        print(f"{r['label'][:28]:<28} {r['place']:>3} {r['id']:>6} {len(r['seeds']):>5} "
+              f"{r['mean_fitness']:>13.4f} {r['std_fitness']:>8.3g} {r['perplexity']:>9.4g} "
+              f"{r['bits_per_byte']:>7.4f} {_fmt_nan(r['recall_accuracy'], '6.3f')} "
+              f"{r['steps']:>6}")
+
+
+def _fmt_nan(x: float, spec: str) -> str:
+    return _fmt(None if x is None or math.isnan(x) else x, spec)
+
+
+def _print_top(path, n: int, retrained: bool, ladder: bool = False) -> None:
     with _open_store(path) as store:
+        if ladder:
+            from primer_search.search.ladder import ladder_results
+
+            _print_ladder(_ladder_rows(ladder_results(store), n))
+            return
         if retrained:
             _print_retrained(store.retrain_summary()[:n])
             return
@@ -249,20 +281,29 @@ def cmd_prepare(args) -> int:
 def cmd_top(args) -> int:
     if args.json:
         with _open_store(args.store) as store:
-            rows = store.retrain_summary()[:args.n] if args.retrained else \
-                [_candidate_row(c) for c in store.top(args.n)]
+            if args.ladder:
+                from primer_search.search.ladder import ladder_results
+
+                rows = _ladder_rows(ladder_results(store), args.n)
+            elif args.retrained:
+                rows = store.retrain_summary()[:args.n]
+            else:
+                rows = [_candidate_row(c) for c in store.top(args.n)]
         print(json.dumps(rows, default=_json_float))
     else:
-        _print_top(args.store, args.n, args.retrained)
+        _print_top(args.store, args.n, args.retrained, args.ladder)
     return 0
 
 
 def cmd_show(args) -> int:
     import difflib
 
+    from primer_search.search.ladder import ladder_results
+
     with _open_store(args.store) as store:
         c = store.get(args.id)
         parent = store.get(c.parent_id) if c.parent_id is not None else None
+        rungs = _ladder_rows(ladder_results(store), only=c.id)
     diff = list(difflib.unified_diff(
         parent.dna_text.splitlines() if parent else [], c.dna_text.splitlines(),
         f"#{parent.id}" if parent else "(none)", f"#{c.id}", lineterm="", n=1)) if parent else []
@@ -270,7 +311,8 @@ def cmd_show(args) -> int:
         print(json.dumps({**_candidate_row(c), "reason": c.result.reason if c.result else "",
                           "metrics": c.result.to_dict() if c.result else None,
                           "dna": c.dna_text, "diff_to_parent": "\n".join(diff),
-                          "duplicate_of": c.duplicate_of}, default=_json_float))
+                          "duplicate_of": c.duplicate_of, "ladder": rungs},
+                         default=_json_float))
         return 0
     print(f"candidate #{c.id}  status {c.status}  fitness {c.fitness}  parent "
           f"{'#' + str(c.parent_id) if c.parent_id is not None else '-'}")
@@ -290,6 +332,9 @@ def cmd_show(args) -> int:
         if r.position_loss:
             print(f"context use {r.context_use:+.3f} nats  loss by position (8 spans, first "
                   f"to last): {' '.join(f'{x:.3f}' for x in r.position_loss)}")
+    if rungs:
+        print("\nladder (place at each rung; `top STORE --ladder` for all):")
+        _print_ladder(rungs)
     print()
     print(c.dna_text, end="")
     if diff:
@@ -299,11 +344,30 @@ def cmd_show(args) -> int:
 
 
 def cmd_retrain(args) -> int:
-    from primer_search.retrain import retrain
+    from primer_search.retrain import climb_ladder, retrain
 
     def report(cid, seed, result):
         if not args.json:
             print(f"#{cid} seed {seed}: {result.status} fitness {result.fitness:.4g}")
+
+    if args.ladder or args.ladder_from:
+        ladder = None
+        if args.ladder_from:
+            from primer_search.search.config import load_config
+
+            ladder = load_config(args.ladder_from).ladder
+        climbed = climb_ladder(
+            args.store, ladder, workers=args.workers, address=args.address,
+            on_result=lambda label, cid, seed, r: report(cid, f"{seed} at {label}", r))
+        rows = _ladder_rows(climbed)
+        if args.json:
+            print(json.dumps({"winner": climbed[-1]["promoted"][:1], "rungs": rows},
+                             default=_json_float))
+        else:
+            _print_ladder(rows)
+            winner = climbed[-1]["promoted"]
+            print(f"winner: #{winner[0]}" if winner else "no candidate finished the top rung")
+        return 0
 
     rows = retrain(args.store, args.top, args.seeds, steps=args.steps, seconds=args.seconds,
                    on_result=report, workers=args.workers, address=args.address,
@@ -446,6 +510,8 @@ def build_parser() -> argparse.ArgumentParser:
         c.add_argument("store")
         c.add_argument("-n", type=int, default=10)
         c.add_argument("--retrained", action="store_true", help="rank by retraining results")
+        c.add_argument("--ladder", action="store_true",
+                       help="the best N at each rung of the final-selection ladder")
         c.add_argument("--json", action="store_true")
         c.set_defaults(fn=fn)
     for name, fn, text in (("show", cmd_show, "one candidate: program, metrics, diff to parent"),
@@ -470,6 +536,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="end a run that takes longer (recorded as timeout; the others go "
                         "on); default: the search's candidate_timeout_s, scaled by how much "
                         "longer the retraining budget is")
+    r.add_argument("--ladder", action="store_true",
+                   help="final selection up the search config's ladder ([[ladder.rungs]]): "
+                        "each rung trains the best of the one below under larger settings; "
+                        "--top, --seeds, --steps and --seconds do not apply")
+    r.add_argument("--ladder-from", default=None, metavar="CONFIG",
+                   help="climb the ladder of this config (a name or a TOML path) instead")
     r.add_argument("--json", action="store_true")
     r.set_defaults(fn=cmd_retrain)
 

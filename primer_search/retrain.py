@@ -13,6 +13,12 @@ per-candidate time-out has its worker replaced and is recorded as ``timeout``; t
 go on. Already finished (candidate, seed) pairs are skipped, so an interrupted retrain
 resumes; a retrain holds the store's writer lease while it runs.
 
+:func:`climb_ladder` is final selection up a ladder of larger settings (the config's
+``[ladder]``, :mod:`primer_search.search.ladder`): each rung trains the best of the rung
+below (successive halving), every run is a ``retrain`` row named by its rung
+(``"rung 2: NAME"``), and :func:`~primer_search.search.ladder.ladder_results` reads them
+back by candidate, rung and seed for ``top --ladder`` and ``show``.
+
 The trained weights of the best seed of each candidate under each budget are kept in
 ``STORE.weights/retrained/ROW.msgpack`` (ROW: the retrain row's id);
 :func:`best_retrained_weights` finds them for ``primer-search export --retrained``.
@@ -20,6 +26,7 @@ The trained weights of the best seed of each candidate under each budget are kep
 
 from __future__ import annotations
 
+import dataclasses
 import socket
 import time
 from pathlib import Path
@@ -27,13 +34,14 @@ from typing import Callable
 
 from primer_search.fitness.config import BudgetConfig
 from primer_search.fitness.results import EvalResult, Status
-from primer_search.search.config import config_from_dict
+from primer_search.search.config import SearchConfig, config_from_dict, rung_fitness
+from primer_search.search.ladder import LadderConfig, ladder_results, promote, rung_label
 from primer_search.search.loop import save_weights, weights_folder
 from primer_search.search.pool import Done, Job, Lost, WorkerPool
 from primer_search.search.store import Candidate, Store
 
-__all__ = ["best_retrained_weights", "budget_label", "retrain", "retrain_timeout",
-           "retrained_weights_folder", "run_jobs"]
+__all__ = ["best_retrained_weights", "budget_label", "climb_ladder", "retrain",
+           "retrain_timeout", "retrained_weights_folder", "rung_timeout", "run_jobs"]
 
 
 def retrained_weights_folder(store_path) -> Path:
@@ -146,6 +154,27 @@ def retrain_timeout(search_timeout_s: float | None, search: BudgetConfig,
     return search_timeout_s * max([1.0, *ratios])
 
 
+def _make_pool(cfg: SearchConfig, workers: int, address: str | None,
+               timeout_s: float | None) -> WorkerPool:
+    """Where retraining runs: ``workers`` > 0 Ray workers with the search's resources each
+    (on the cluster at ``address``, or the search's), else one slot in a child process
+    when there is a time-out (so that a hung run can be ended), else in this process."""
+    if workers > 0:
+        from primer_search.search.ray_pool import RayPool, init_ray
+
+        cfg = dataclasses.replace(cfg, workers=workers, address=address or cfg.address)
+        init_ray(cfg)
+        return RayPool(cfg)
+    if timeout_s is not None:
+        from primer_search.search.pool import ProcessPool
+
+        return ProcessPool((cfg.fitness, cfg.evaluator, cfg.toy_sleep_s), name="retrain")
+    from primer_search.search.pool import InProcessPool, make_evaluator
+
+    return InProcessPool(make_evaluator(cfg.fitness, cfg.evaluator, cfg.toy_sleep_s),
+                         name="retrain")
+
+
 def retrain(store_path, top: int, seeds: int, steps: int | None = None,
             seconds: float | None = None,
             on_result: Callable[[int, int, object], None] | None = None,
@@ -184,23 +213,8 @@ def retrain(store_path, top: int, seeds: int, steps: int | None = None,
         if not jobs:
             return store.retrain_summary(label)
         owned = pool is None
-        if pool is None and workers > 0:
-            import dataclasses
-
-            from primer_search.search.ray_pool import RayPool, init_ray
-
-            cfg = dataclasses.replace(cfg, workers=workers, address=address or cfg.address)
-            init_ray(cfg)
-            pool = RayPool(cfg)
-        elif pool is None and timeout_s is not None:
-            from primer_search.search.pool import ProcessPool
-
-            pool = ProcessPool((cfg.fitness, cfg.evaluator, cfg.toy_sleep_s), name="retrain")
-        elif pool is None:
-            from primer_search.search.pool import InProcessPool, make_evaluator
-
-            pool = InProcessPool(make_evaluator(cfg.fitness, cfg.evaluator, cfg.toy_sleep_s),
-                                 name="retrain")
+        if pool is None:
+            pool = _make_pool(cfg, workers, address, timeout_s)
 
         def save(job: Job, done: Done) -> None:
             store.finish(job.cid, done.result, worker=done.worker or "retrain",
@@ -216,3 +230,123 @@ def retrain(store_path, top: int, seeds: int, steps: int | None = None,
             if owned:
                 pool.close()
         return store.retrain_summary(label)
+
+
+# ---------------------------------------------------------------------------------------
+# The ladder
+
+def rung_timeout(search_timeout_s: float | None, search, rung) -> float | None:
+    """A rung's per-run time-out: the search's ``candidate_timeout_s`` scaled by how much
+    more a run of the rung computes (steps, tokens per step, and width squared: a
+    generous bound, since it only ends runs that hang). None when the search had none."""
+    if search_timeout_s is None:
+        return None
+    ratio = 1.0
+    if search.budget.steps and rung.budget.steps:
+        ratio *= rung.budget.steps / search.budget.steps
+    if search.budget.seconds and rung.budget.seconds:
+        ratio *= rung.budget.seconds / search.budget.seconds
+    ratio *= (rung.data.seq_len * rung.data.batch_size) / (
+        search.data.seq_len * search.data.batch_size)
+    ratio *= (rung.model.d_model / search.model.d_model) ** 2
+    ratio *= rung.model.num_layers / search.model.num_layers
+    return search_timeout_s * max(1.0, ratio)
+
+
+def _seed_copies(store) -> list[Candidate]:
+    """The first trained copy of each seed block in a search (its mutation is exactly
+    ``seed:NAME``), in id order."""
+    first: dict[str, Candidate] = {}
+    for c in store._select("kind = 'search' AND mutation LIKE 'seed:%' AND status = ?",
+                           (Status.OK,)):
+        if ";" not in c.mutation:
+            first.setdefault(c.mutation, c)
+    return sorted(first.values(), key=lambda c: c.id)
+
+
+def climb_ladder(store_path, ladder: LadderConfig | None = None,
+                 on_result: Callable[[str, int, int, EvalResult], None] | None = None,
+                 workers: int = 0, address: str | None = None,
+                 pool_for: Callable[[SearchConfig, float | None], WorkerPool] | None = None
+                 ) -> list[dict]:
+    """Final selection up ``ladder`` (default: the stored config's ``[ladder]``): rung 1
+    trains the search's best ``rungs[0].candidates``, each later rung the best of the one
+    below by mean fitness over its seeds, plus the seed blocks at every rung when
+    ``include_seeds``. Finished (candidate, rung, seed) runs are kept, so an interrupted
+    climb resumes. Returns :func:`ladder_results` with ``entrants`` (the ids trained at
+    each rung, in entry order) and ``promoted`` (those it sends up) added; the winner is
+    the first of the top rung's ``candidates`` that is not a seed copy.
+
+    ``on_result(label, candidate_id, seed, result)`` hears of each run as it ends.
+    ``pool_for(config, timeout_s)`` makes the pool of a rung (its config's fitness is the
+    rung's); the default is that of :func:`retrain`: ``workers`` Ray workers, or one slot
+    in this process (a child process when a time-out applies)."""
+    with Store(store_path) as store:
+        cfg = config_from_dict(store.config, source=f"{store_path} (stored config)")
+        ladder = ladder or cfg.ladder
+        if not ladder.rungs:
+            raise ValueError(
+                f"{store_path}: the search's config has no ladder ([[ladder.rungs]]); give "
+                "one with --ladder-from CONFIG, or set it when the search starts")
+        for rung in ladder.rungs:
+            rung_fitness(cfg, rung)  # every rung valid before any trains
+        seeds = [c.id for c in _seed_copies(store)] if ladder.include_seeds else []
+        entrants = [c.id for c in store.top(ladder.rungs[0].candidates + len(seeds))
+                    if c.id not in seeds][:ladder.rungs[0].candidates]
+        climbed = []
+        for index, rung in enumerate(ladder.rungs):
+            if index > 0:
+                below = climbed[-1]
+                scores = {cid: below["candidates"][cid]["fitnesses"]
+                          for cid in below["entrants"] if cid in below["candidates"]}
+                entrants = promote(scores, rung.candidates, below["entrants"])
+                below["promoted"] = entrants
+            label = rung_label(index, rung)
+            fitness = rung_fitness(cfg, rung)
+            rung_cfg = dataclasses.replace(cfg, fitness=fitness)
+            _train_rung(store, rung_cfg, label, entrants + seeds, rung.seeds,
+                        rung_timeout(cfg.candidate_timeout_s, cfg.fitness, fitness),
+                        on_result, pool_for or (lambda c, t: _make_pool(c, workers, address, t)))
+            result = next(r for r in ladder_results(store) if r["label"] == label)
+            result["entrants"] = entrants
+            result["seed_copies"] = seeds
+            climbed.append(result)
+        climbed[-1]["promoted"] = promote(
+            {cid: climbed[-1]["candidates"][cid]["fitnesses"] for cid in entrants
+             if cid in climbed[-1]["candidates"]}, 1, entrants)
+        return climbed
+
+
+def _train_rung(store: Store, cfg: SearchConfig, label: str, ids: list[int], seeds: int,
+                timeout_s: float | None, on_result, pool_for) -> None:
+    """Train ``ids`` with ``seeds`` seeds each under ``cfg.fitness`` (one rung), as
+    ``retrain`` rows named ``label``; finished runs are skipped, stale pending ones reused."""
+    rows = store.retrain_rows(label)
+    done = {(c.parent_id, c.seed) for c in rows if c.status != Status.PENDING}
+    stale = {(c.parent_id, c.seed): c.id for c in rows if c.status == Status.PENDING}
+    jobs, parents = [], {}
+    for cid in ids:
+        cand = store.get(cid)
+        for seed in range(seeds):
+            if (cid, seed) in done:
+                continue
+            row = stale.get((cid, seed)) or store.add(
+                dna=cand.dna, parent_id=cid, mutation=f"{label} of {cid}",
+                dna_hash=cand.dna_hash, fingerprint=cand.fingerprint, kind="retrain",
+                seed=seed, budget=label)
+            jobs.append(Job(row, cand.dna, seed=seed))
+            parents[row] = cid
+    if not jobs:
+        return
+    pool = pool_for(cfg, timeout_s)
+
+    def save(job: Job, done: Done) -> None:
+        store.finish(job.cid, done.result, worker=done.worker or "retrain",
+                     node=done.node or socket.gethostname())
+        if on_result:
+            on_result(label, parents[job.cid], job.seed, done.result)
+
+    try:
+        run_jobs(pool, jobs, on_done=save, retries=cfg.max_retries, timeout_s=timeout_s)
+    finally:
+        pool.close()

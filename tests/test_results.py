@@ -26,6 +26,8 @@ def test_reading_a_store_imports_no_jax(tmp_path):
         from primer_search.cli import main
         assert main(["top", {str(path)!r}]) == 0
         assert main(["top", {str(path)!r}, "--json"]) == 0
+        assert main(["top", {str(path)!r}, "--ladder"]) == 0
+        assert main(["show", {str(path)!r}, "2"]) == 0
         heavy = sorted(m for m in ("jax", "optax", "flax", "ray") if m in sys.modules)
         print("HEAVY", heavy)
     """)

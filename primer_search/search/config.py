@@ -12,11 +12,11 @@ Dict-to-dataclass conversion uses ``dacite`` in strict mode.
 
 A resumed search keeps its word (:func:`resume_overrides`): overrides are merged key by
 key into the stored config, and only the keys in :data:`RESUMABLE_KEYS` (limits, workers,
-resources, the cluster address) may change. Everything else defines what a fitness
-means or what the population is (the fitness task and budget, the seeds, evolution,
-hurdles, dedup, the search seed); changing it halfway would rank candidates scored under
-different rules against each other, so it is refused with an error that says how to
-start a new search from this one's best instead.
+resources, the cluster address) and the final-selection ladder may change. Everything
+else defines what a fitness means or what the population is (the fitness task and
+budget, the seeds, evolution, hurdles, dedup, the search seed); changing it halfway
+would rank candidates scored under different rules against each other, so it is refused
+with an error that says how to start a new search from this one's best instead.
 """
 
 from __future__ import annotations
@@ -41,6 +41,7 @@ from primer_search.fitness.config import FitnessConfig
 from primer_search.program.dna import DNA
 from primer_search.search.errors import ConfigError, ResumeError
 from primer_search.search.evolution import EvolutionConfig
+from primer_search.search.ladder import LadderConfig, Rung
 
 __all__ = [
     "RESUMABLE_KEYS",
@@ -53,6 +54,7 @@ __all__ = [
     "load_config",
     "merge",
     "resume_overrides",
+    "rung_fitness",
     "seed_dnas",
 ]
 
@@ -135,6 +137,9 @@ class SearchConfig:
     address: str | None = None
     # The search's random seed (proposals); fitness.seed seeds training.
     seed: int = 0
+    # Final selection up a ladder of larger settings ([[ladder.rungs]] tables; see
+    # primer_search.search.ladder): what `primer-search retrain --ladder` climbs.
+    ladder: LadderConfig = LadderConfig()
 
     def __post_init__(self):
         if self.evaluator not in ("train", "toy"):
@@ -181,6 +186,8 @@ class SearchConfig:
                     "candidate's fitness depend on how fast its worker ran; set it to None")
         if self.hurdle_window is not None and self.hurdle_window < 1:
             raise ConfigError(f"hurdle_window must be >= 1 or None, got {self.hurdle_window}")
+        for rung in self.ladder.rungs:
+            rung_fitness(self, rung)  # a bad key or value names the rung
 
     @property
     def seed_d_ff_ratio(self) -> Fraction | None:
@@ -190,6 +197,21 @@ class SearchConfig:
     @property
     def hurdle_window_size(self) -> int:
         return self.hurdle_window or self.evolution.population_size
+
+
+def rung_fitness(config: SearchConfig, rung: Rung) -> FitnessConfig:
+    """A ladder rung's fitness config: the search's, with the rung's tables merged in key
+    by key. A key the fitness config has no field for, or a bad value, is a
+    :class:`ConfigError` naming the rung."""
+    where = f"ladder rung {rung.name!r}: fitness"
+    unknown = unknown_keys(rung.fitness, FitnessConfig, "fitness.")
+    if unknown:
+        raise ConfigError(f"{where}: " + "; ".join(unknown))
+    base = config_to_dict(config)["fitness"]
+    try:
+        return dacite.from_dict(FitnessConfig, merge(base, rung.fitness), config=_DACITE)
+    except (dacite.DaciteError, ValueError, TypeError) as e:
+        raise ConfigError(f"{where}: {e}") from None
 
 
 def seed_dnas(config: SearchConfig) -> list[tuple[str, DNA]]:
@@ -246,7 +268,20 @@ def unknown_keys(data: dict, cls: type = SearchConfig, prefix: str = "") -> list
                        + f"; {table} takes {', '.join(fields)}")
         elif isinstance(value, dict) and dataclasses.is_dataclass(hints[key]):
             out += unknown_keys(value, hints[key], f"{name}.")
+        elif isinstance(value, list) and (item := _item_dataclass(hints[key])):
+            for i, entry in enumerate(value):
+                if isinstance(entry, dict):
+                    out += unknown_keys(entry, item, f"{name}[{i}].")
     return out
+
+
+def _item_dataclass(hint) -> type | None:
+    """X for a field typed ``tuple[X, ...]`` where X is a config dataclass, else None."""
+    args = typing.get_args(hint)
+    if (typing.get_origin(hint) in (tuple, list) and args
+            and dataclasses.is_dataclass(args[0])):
+        return args[0]
+    return None
 
 
 def _is_sequence_type(hint) -> bool:
@@ -355,13 +390,15 @@ def resume_overrides(stored: dict, overrides: dict, store_path: str = "STORE") -
     config_from_dict(merged, source=f"{store_path} (stored config with overrides)")
     before, after = _leaves(stored), _leaves(merged)
     for key in sorted(after):
-        if key in RESUMABLE_KEYS or before.get(key, _MISSING) == after[key]:
+        if (key in RESUMABLE_KEYS or key.startswith("ladder.")
+                or before.get(key, _MISSING) == after[key]):
             continue
         raise ResumeError(
             f"a resume cannot change {key} (stored {before.get(key, '(unset)')!r}, given "
             f"{after[key]!r}): it defines how candidates are scored or what the population "
             f"is, and the search would compare candidates judged under different rules. "
-            f"A resume may change only {', '.join(sorted(RESUMABLE_KEYS))}. To search under "
+            f"A resume may change only {', '.join(sorted(RESUMABLE_KEYS))} and the ladder. "
+            f"To search under "
             f"new rules, start a new search from this one's best: `primer-search top "
             f"{store_path}` gives its id, `primer-search export {store_path} ID --out DIR` "
             f"writes DIR/program.dna, then `primer-search search CONFIG --set "
