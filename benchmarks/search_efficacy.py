@@ -46,6 +46,20 @@ store per search, resumable with ``primer-search search --resume``), ``retrains.
     python benchmarks/search_efficacy.py --profile cpu --out efficacy-cpu   # ~60-90 min
     python benchmarks/search_efficacy.py --profile gpu --out efficacy-gpu   # one GPU
 
+**Up a ladder** (``--ladder``, the ``cpu-ladder`` profile): phase 2 is final selection
+up the search config's transfer ladder (``[[ladder.rungs]]``) instead of a longer
+retrain at the same setting: each search's best climb the rungs by successive halving
+(:func:`primer_search.retrain.climb_ladder`, every run a row of the search's store), and
+the references climb every rung in a store of their own (``stores/references.sqlite``).
+Searches run with ``reproducible_lag`` so that an arm's result depends on its seed and
+not on timing, with 5 search seeds per arm. The report gives, per rung, each reference's
+and each search winner's language-model perplexity; per arm the median and spread over
+search seeds at the top rung; a paired Wilcoxon test between arms (same search seeds)
+with its p-value; the compute ratio of the evolution arm's best winner against the
+Transformer at the top rung with a bootstrap interval over training seeds; and the
+fidelity to the top rung (Spearman) of the search fitness and of each lower rung, over
+the candidates that trained at both.
+
 ``--searches-only`` runs phase 1 alone and reports each search (candidates, best search
 fitness, trained per hour; also ``searches.json``), with no retraining and no figures:
 ``--arms evolution --search-seeds 1 --searches-only --set max_hours=0.05`` is a profile's
@@ -73,6 +87,8 @@ from primer_search.program.describe import diff, keeps_attention, modifications
 from primer_search.program.dna import save_dna
 from primer_search.program.validate import dna_hash
 from primer_search.search.config import load_config
+from primer_search.stats import compute_ratio as bootstrap_ratio
+from primer_search.stats import paired_test, spread, steps_to_reach
 
 ARMS = ("evolution", "no_selection", "random")
 # Each arm's overrides of the profile's search config.
@@ -97,6 +113,8 @@ class Profile:
     fidelity_top: int = 10
     fidelity_sample: int = 5
     overrides: tuple[str, ...] = ()
+    # Final selection up the config's [[ladder.rungs]] instead of --factor x the budget.
+    ladder: bool = False
 
 
 PROFILES = {
@@ -104,6 +122,11 @@ PROFILES = {
     "cpu": Profile("efficacy_cpu"),
     # One lent H100-class GPU, within 30 minutes (four workers share it).
     "gpu": Profile("efficacy_gpu", fidelity_top=20, fidelity_sample=10),
+    # The CPU profile with final selection up its ladder: reproducible searches, 5 search
+    # seeds per arm. The searches and the climb are separate commands (--searches-only,
+    # then the same command without it), each meant to fit in 90 minutes.
+    "cpu-ladder": Profile("efficacy_cpu", search_seeds=5, ladder=True,
+                          overrides=("reproducible_lag=4",)),
     # Seconds, for the smoke test: a tiny model, a few candidates, one search per arm.
     "smoke": Profile("efficacy_cpu", search_seeds=1, top=2, retrain_seeds=2, factor=2,
                      curve_points=2, fidelity_top=3, fidelity_sample=2, overrides=(
@@ -113,6 +136,14 @@ PROFILES = {
                          "fitness.data.seq_len=16", "fitness.data.batch_size=4",
                          "fitness.data.eval_tokens=64", "fitness.budget.steps=4")),
 }
+# The smoke profile up a two-rung ladder of its own tiny settings, two search seeds.
+PROFILES["smoke-ladder"] = dataclasses.replace(
+    PROFILES["smoke"], search_seeds=2, ladder=True, overrides=PROFILES["smoke"].overrides + (
+        "reproducible_lag=2",
+        'ladder.rungs=[{name="2x steps", candidates=2, seeds=2, fitness={budget={steps=8, '
+        'stages=2, pass_rate=1.0}}}, {name="2x width", candidates=1, seeds=2, fitness={'
+        'model={d_model=32}, data={seq_len=32}, budget={steps=12, stages=3, '
+        'pass_rate=1.0}, recall={pairs=2}}}]'))
 
 
 def log(msg: str) -> None:
@@ -150,21 +181,6 @@ def spearman(xs: list[float], ys: list[float]) -> float | None:
     if sxx == 0 or syy == 0:
         return None
     return sxy / math.sqrt(sxx * syy)
-
-
-def steps_to_reach(curve: list[tuple[int, float]], target: float) -> float | None:
-    """First step at which a (step, perplexity) curve reaches ``target``, interpolating
-    linearly between recorded points (the first point stands alone: a curve already at
-    or below the target there reaches it at that step, an upper bound). None if never."""
-    prev = None
-    for step, value in curve:
-        if value <= target:
-            if prev is None or prev[1] == value:
-                return float(step)
-            s0, v0 = prev
-            return s0 + (step - s0) * (v0 - target) / (v0 - value)
-        prev = (step, value)
-    return None
 
 
 def best_so_far(fitness: list[float]) -> list[float]:
@@ -499,10 +515,10 @@ def verdict(report: dict) -> dict:
     out = {}
     win = evo.get("winner")
     if win and ref_t:
-        spread = max(ref_t["ppl_std"], win["ppl_std"])
+        noise = max(ref_t["ppl_std"], win["ppl_std"])
         margin = ref_t["ppl_mean"] - win["ppl_mean"]
-        out["winner_beats_transformer"] = {"margin": margin, "spread": spread,
-                                           "pass": margin > 2 * spread}
+        out["winner_beats_transformer"] = {"margin": margin, "spread": noise,
+                                           "pass": margin > 2 * noise}
         if math.isfinite(ref_t["recall_accuracy"]):
             ref_ez = report["references"].get("primer_ez") or {}
             out["winner_recalls_as_transformer"] = {
@@ -560,6 +576,247 @@ def plot(curves: dict, report: dict, out: Path) -> None:
     fig.tight_layout()
     fig.savefig(out / "retrain_curves.png", dpi=120)
     plt.close(fig)
+
+
+# ---------------------------------------------------------------------------------------
+# Phase 2 and 3 up a ladder
+
+
+def reference_store(profile: Profile, out: Path, extra: list[str]) -> Path:
+    """``stores/references.sqlite``: the reference blocks as candidates, each evaluated
+    once at the search budget (their search fitness), so that they climb the ladder in a
+    store like any search's best."""
+    from primer_search.retrain import run_jobs
+    from primer_search.search.config import config_to_dict
+    from primer_search.search.pool import Job
+    from primer_search.search.ray_pool import RayPool, init_ray
+    from primer_search.search.store import Store
+
+    path = out / "stores" / "references.sqlite"
+    cfg = search_config(profile, "evolution", 0, extra)
+    with Store(path, config_to_dict(cfg) if not path.exists() else None) as store:
+        have = {c.mutation for c in store.all()}
+        jobs = []
+        for name in REFERENCES:
+            if f"seed:{name}" in have:
+                continue
+            dna = seed_library.get(name)
+            cid = store.add(dna=dna, parent_id=None, mutation=f"seed:{name}",
+                            dna_hash=dna_hash(dna))
+            jobs.append(Job(cid, dna))
+        for c in store.pending():
+            if all(j.cid != c.id for j in jobs):
+                jobs.append(Job(c.id, c.dna))
+        if jobs:
+            init_ray(cfg)
+            pool = RayPool(cfg)
+            try:
+                run_jobs(pool, jobs, on_done=lambda job, done: store.finish(
+                    job.cid, done.result, worker=done.worker, node=done.node))
+            finally:
+                pool.close()
+    return path
+
+
+def climb(profile: Profile, stores: dict, out: Path, extra: list[str]) -> dict:
+    """Every search's best up the ladder, and the references up every rung; returns the
+    climbs by (arm, seed), with the references' under ("references", 0)."""
+    from primer_search.retrain import climb_ladder
+    from primer_search.search.ladder import LadderConfig
+
+    cfg = search_config(profile, "evolution", 0, extra)
+    if not cfg.ladder.rungs:
+        raise SystemExit(f"--ladder: config {profile.config} has no [[ladder.rungs]]")
+    workers = cfg.workers
+
+    def report(label, cid, seed, r):
+        log(f"  {label}: #{cid} seed {seed}: {r.status.value} fitness {r.fitness:.4g} "
+            f"ppl {r.perplexity:.4g} ({r.train_s:.0f} s)")
+
+    climbs = {}
+    refs = reference_store(profile, out, extra)
+    # The references climb every rung: as many candidates as there are references.
+    ref_ladder = LadderConfig(rungs=tuple(dataclasses.replace(r, candidates=len(REFERENCES))
+                                          for r in cfg.ladder.rungs), include_seeds=False)
+    log("ladder: references")
+    climbs["references", 0] = climb_ladder(refs, ref_ladder, on_result=report, workers=workers)
+    ladder = dataclasses.replace(cfg.ladder, include_seeds=False)
+    for (arm, seed), path in sorted(stores.items(), key=lambda kv: (kv[0][1], kv[0][0])):
+        log(f"ladder: {arm} seed {seed}")
+        climbs[arm, seed] = climb_ladder(path, ladder, on_result=report, workers=workers)
+    return climbs
+
+
+def _curves(store_path: Path, label: str, cid: int) -> list[list[tuple[int, float]]]:
+    """The per-seed language-model perplexity curves of candidate ``cid`` at a rung."""
+    from primer_search.search.store import Store
+
+    with Store(store_path, readonly=True) as store:
+        rows = [r for r in store.retrain_rows(label) if r.parent_id == cid
+                and r.result is not None and not r.result.failed]
+    out = []
+    for r in rows:
+        values = r.result.stage_perplexity or r.result.stage_fitness
+        n = len(values)
+        out.append([(round(r.result.steps * (k + 1) / n), v) for k, v in enumerate(values)])
+    return out
+
+
+def analyse_ladder(profile: Profile, stores: dict, climbs: dict, out: Path) -> dict:
+    transformer = seed_library.get("transformer")
+    refs = climbs["references", 0]
+    ref_path = out / "stores" / "references.sqlite"
+    from primer_search.search.store import Store
+
+    with Store(ref_path, readonly=True) as store:
+        ref_ids = {c.mutation.removeprefix("seed:"): c.id for c in store.all()
+                   if c.kind == "search"}
+    labels = [r["label"] for r in refs]
+    report = {"profile": dataclasses.asdict(profile), "rungs": labels, "references": {},
+              "searches": [], "arms": {}}
+    for name, cid in ref_ids.items():
+        report["references"][name] = [rung["candidates"].get(cid) for rung in refs]
+    for (arm, seed), path in sorted(stores.items()):
+        cl = climbs[arm, seed]
+        cands, stages = search_rows(path)
+        by_id = {c.id: c for c in cands}
+        winner = (cl[-1]["promoted"] or [None])[0]
+        rungs = [{"label": r["label"], "entrants": r["entrants"],
+                  "winner": r["candidates"].get(winner) if winner else None}
+                 for r in cl]
+        # Fidelity to the top rung: the search fitness, and each lower rung's fitness,
+        # over the candidates that trained at both.
+        top = cl[-1]["candidates"]
+        fid = []
+        xs = [(full_fitness(by_id[c], stages), top[c]["mean_fitness"]) for c in top
+              if c in by_id]
+        fid.append({"proxy": "search fitness", "spearman": spearman(
+            [x for x, _ in xs], [y for _, y in xs]), "n": len(xs)})
+        for r in cl[:-1]:
+            pairs = [(r["candidates"][c]["mean_fitness"], top[c]["mean_fitness"])
+                     for c in top if c in r["candidates"]]
+            fid.append({"proxy": r["label"], "spearman": spearman(
+                [x for x, _ in pairs], [y for _, y in pairs]), "n": len(pairs)})
+        report["searches"].append({
+            "arm": arm, "seed": seed, "store": str(path), "candidates": len(cands),
+            "best_search_fitness": min((full_fitness(c, stages) for c in cands),
+                                       default=math.inf),
+            "winner": winner, "rungs": rungs, "fidelity": fid,
+            "winner_keeps_attention": bool(winner and keeps_attention(by_id[winner].dna)),
+            "modifications": modifications(by_id[winner].dna, transformer) if winner else []})
+    top_t = report["references"].get("transformer", [None])[-1]
+    for arm in profile.arms:
+        runs = sorted((s for s in report["searches"] if s["arm"] == arm),
+                      key=lambda s: s["seed"])
+        ppl = [(s["rungs"][-1]["winner"] or {}).get("perplexity", math.inf) for s in runs]
+        best = min(range(len(runs)), key=lambda i: ppl[i], default=None)
+        entry = {"top_rung_perplexity": ppl, "spread": spread(ppl),
+                 "best_seed": runs[best]["seed"] if best is not None else None}
+        if best is not None and runs[best]["winner"] and top_t:
+            s = runs[best]
+            curves = _curves(Path(s["store"]), labels[-1], s["winner"])
+            ref_curves = _curves(ref_path, labels[-1], ref_ids["transformer"])
+            if curves and ref_curves:
+                entry["compute_ratio"] = bootstrap_ratio(curves, ref_curves)
+            win = s["rungs"][-1]["winner"]
+            entry["beats_transformer"] = {
+                "winner": win["perplexity"], "transformer": top_t["perplexity"],
+                "margin": top_t["perplexity"] - win["perplexity"],
+                "spread": max(_ppl_std(win), _ppl_std(top_t))}
+            dna = by_dna(Path(s["store"]), s["winner"])
+            (out / "winners").mkdir(exist_ok=True)
+            save_dna(dna, out / "winners" / f"{arm}.dna")
+        report["arms"][arm] = entry
+    if "evolution" in report["arms"] and "no_selection" in report["arms"]:
+        report["selection_test"] = paired_test(
+            report["arms"]["evolution"]["top_rung_perplexity"],
+            report["arms"]["no_selection"]["top_rung_perplexity"], alternative="less")
+    report["verdict"] = ladder_verdict(report)
+    return report
+
+
+def _ppl_std(summary: dict) -> float:
+    values = [v for v in summary["perplexities"] if math.isfinite(v)]
+    return statistics.stdev(values) if len(values) > 1 else 0.0
+
+
+def by_dna(path: Path, cid: int):
+    from primer_search.search.store import Store
+
+    with Store(path, readonly=True) as store:
+        return store.get(cid).dna
+
+
+def ladder_verdict(report: dict) -> dict:
+    out = {}
+    evo = report["arms"].get("evolution", {})
+    beat = evo.get("beats_transformer")
+    if beat:
+        out["winner_beats_transformer_at_top_rung"] = {
+            **beat, "pass": beat["margin"] > 2 * beat["spread"]}
+    ratio = (evo.get("compute_ratio") or {}).get("ratio")
+    out["half_the_steps_at_top_rung"] = {
+        "ratio": ratio, "low": (evo.get("compute_ratio") or {}).get("low"),
+        "pass": ratio is not None and ratio >= 2.0}
+    ez, tr = report["references"].get("primer_ez"), report["references"].get("transformer")
+    if ez and tr:
+        ranks = [bool(a and b and a["perplexity"] < b["perplexity"]) for a, b in zip(ez, tr)]
+        out["primer_ez_above_transformer_every_rung"] = {"rungs": ranks, "pass": all(ranks)}
+    test = report.get("selection_test")
+    if test:
+        evo_med = report["arms"]["evolution"]["spread"]["median"]
+        nos_med = report["arms"]["no_selection"]["spread"]["median"]
+        out["selection_helps"] = {"evolution_median": evo_med, "no_selection_median": nos_med,
+                                  "p_value": test["p_value"], "pass": evo_med < nos_med}
+    return out
+
+
+def print_ladder_table(report: dict) -> None:
+    labels = report["rungs"]
+    print("| program | " + " | ".join(labels) + " |")
+    print("|---|" + "---:|" * len(labels))
+    for name, rungs in report["references"].items():
+        print(f"| {name} | " + " | ".join(
+            f"{_f(r and r['perplexity'])} ± {_f(r and _ppl_std(r))}" for r in rungs) + " |")
+    for s in report["searches"]:
+        cells = []
+        for r in s["rungs"]:
+            w = r["winner"]
+            cells.append(f"{_f(w and w['perplexity'])} ± {_f(w and _ppl_std(w))}")
+        print(f"| {s['arm']} seed {s['seed']} winner (#{s['winner']}) | " + " | ".join(cells)
+              + " |")
+    print()
+    print("| arm | top-rung perplexity per search seed | median | q1-q3 | best seed | "
+          "compute ratio (90% interval) |")
+    print("|---|---|---:|---:|---:|---:|")
+    for arm, a in report["arms"].items():
+        sp = a["spread"]
+        cr = a.get("compute_ratio") or {}
+        ratio = (f"{_f(cr.get('ratio'), '.2f')}x ({_f(cr.get('low'), '.2f')}-"
+                 f"{_f(cr.get('high'), '.2f')})") if cr else "-"
+        print(f"| {arm} | {', '.join(_f(x) for x in a['top_rung_perplexity'])} | "
+              f"{_f(sp['median'])} | {_f(sp['q1'])}-{_f(sp['q3'])} | {a['best_seed']} | "
+              f"{ratio} |")
+    test = report.get("selection_test")
+    if test:
+        print(f"\nevolution vs no_selection, paired by search seed (Wilcoxon, one-sided): "
+              f"{test['wins']} of {test['n']} seeds better, median difference "
+              f"{_f(test['median_difference'])}, p = {_f(test['p_value'], '.3f')}")
+    print()
+    print("| search | proxy | Spearman with the top rung | candidates |")
+    print("|---|---|---:|---:|")
+    for s in report["searches"]:
+        for f in s["fidelity"]:
+            print(f"| {s['arm']} seed {s['seed']} | {f['proxy']} | "
+                  f"{_f(f['spearman'], '.2f')} | {f['n']} |")
+    print()
+    for name, v in report["verdict"].items():
+        numbers = ", ".join(f"{k}={x if isinstance(x, list) else _f(x)}"
+                            for k, x in v.items() if k != "pass")
+        print(f"{name}: {'PASS' if v['pass'] else 'MISS'} ({numbers})")
+    for s in report["searches"]:
+        print(f"{s['arm']} seed {s['seed']} winner #{s['winner']}: keeps attention "
+              f"{s['winner_keeps_attention']}; {'; '.join(s['modifications']) or 'same ops'}")
 
 
 # ---------------------------------------------------------------------------------------
@@ -670,6 +927,15 @@ def main(argv=None) -> int:
             for r in rows:
                 print(" | ".join(_f(r.get(c)) if isinstance(r.get(c), float) else
                                  str(r.get(c, "-")) for c in cols))
+        return 0
+    if profile.ladder:
+        climbs = climb(profile, stores, out, args.set)
+        report = analyse_ladder(profile, stores, climbs, out)
+        (out / "report.json").write_text(json.dumps(report, indent=1, default=str))
+        if args.json:
+            print(json.dumps(report, indent=1, default=str))
+        else:
+            print_ladder_table(report)
         return 0
     plan = plan_retrains(profile, stores)
     done = run_retrains(profile, plan, out, args.set)

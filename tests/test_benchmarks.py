@@ -246,6 +246,39 @@ def test_search_efficacy_smoke_runs_both_arms_and_resumes(tmp_path):
     assert json.loads(again.stdout)["arms"] == report["arms"]
 
 
+@pytest.mark.slow
+def test_search_efficacy_up_a_ladder_smoke(tmp_path):
+    """``--profile smoke-ladder``: two reproducible searches per arm, the references and
+    each search's best up a two-rung ladder, with the statistics; a rerun trains nothing
+    and reports the same (a few minutes: slow)."""
+    out = tmp_path / "eff"
+    cmd = [sys.executable, os.path.join(BENCH, "search_efficacy.py"), "--profile",
+           "smoke-ladder", "--out", str(out), "--json"]
+    proc = subprocess.run(cmd, check=False, cwd=ROOT, capture_output=True, text=True,
+                          timeout=1800)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    report = json.loads(proc.stdout)
+    assert report["rungs"] == ["rung 1: 2x steps", "rung 2: 2x width"]
+    assert set(report["references"]) == {"transformer", "primer_ez"}
+    for rungs in report["references"].values():
+        assert len(rungs) == 2 and all(len(r["perplexities"]) == 2 for r in rungs)
+    assert len(report["searches"]) == 4
+    for s in report["searches"]:
+        assert len(s["rungs"][0]["entrants"]) <= 2 and len(s["rungs"][1]["entrants"]) <= 1
+        assert [f["proxy"] for f in s["fidelity"]] == ["search fitness", "rung 1: 2x steps"]
+    for arm in ("evolution", "no_selection"):
+        assert len(report["arms"][arm]["top_rung_perplexity"]) == 2
+    assert report["selection_test"]["n"] <= 2
+    assert set(report["verdict"]) >= {"half_the_steps_at_top_rung",
+                                      "primer_ez_above_transformer_every_rung",
+                                      "selection_helps"}
+    again = subprocess.run(cmd, check=False, cwd=ROOT, capture_output=True, text=True,
+                           timeout=900)
+    assert again.returncode == 0, again.stderr[-4000:]
+    assert " seed 0: ok" not in again.stderr        # nothing retrained
+    assert json.loads(again.stdout)["arms"] == report["arms"]
+
+
 def test_recall_calibration_separates_and_times_the_tasks():
     """``recall_calibration.py`` at a toy size: every block gets a recall accuracy, a
     perplexity and the cost of the recall task."""
