@@ -5,12 +5,14 @@ parser (:func:`primer_search.cli.build_parser`), the configuration reference fro
 config dataclasses (:class:`~primer_search.search.config.SearchConfig` and the tables it
 composes: each key's type and default from the field, its meaning from the comment
 above the field in the source), the primitive reference from the registry
-(:mod:`primitives`), the seed reference from the seed zoo and the shipped configs from
-``primer_search/search_configs/``. ``docs/hooks.py`` adds :func:`pages` to the site at
-build time; ``tests/test_docs.py`` checks the pages against the same sources.
+(:mod:`primitives`), the seed reference from the seed zoo, the shipped configs from
+``primer_search/search_configs/`` and the Python API from :mod:`primer_search.api`.
+``docs/hooks.py`` adds :func:`pages` to the site at build time; ``tests/test_docs.py``
+checks the pages against the same sources.
 
-Importing this module loads nothing heavy; :func:`primitive_reference` and
-:func:`seed_reference` import JAX (through the registry).
+Importing this module loads nothing heavy; each generator imports what it reads (the
+registry, and with it JAX, for the primitives, the seeds and the config's mutation
+settings).
 """
 
 from __future__ import annotations
@@ -28,10 +30,12 @@ import types
 import typing
 from typing import Any
 
-__all__ = ["ConfigKey", "cli_reference", "config_keys", "config_reference", "configs_reference",
-           "field_comments", "format_default", "pages", "primitive_reference", "seed_reference"]
+__all__ = ["ConfigKey", "api_reference", "cli_reference", "config_keys", "config_reference",
+           "configs_reference", "field_comments", "format_default", "pages",
+           "primitive_reference", "seed_reference"]
 
 # Where each page lands in the site (paths relative to docs/).
+API_PAGE = "reference/api.md"
 CLI_PAGE = "reference/cli.md"
 CONFIG_PAGE = "reference/config.md"
 CONFIGS_PAGE = "reference/shipped-configs.md"
@@ -497,8 +501,81 @@ def seed_reference() -> str:
     return "\n".join(out).rstrip() + "\n"
 
 
+def _signature(obj) -> str:
+    """``obj``'s signature as it is written in the source (annotations unquoted, no
+    ``self``)."""
+    sig = inspect.signature(obj)
+    params = []
+    for p in sig.parameters.values():
+        if p.name == "self":
+            continue
+        text = p.name if p.kind is not p.VAR_POSITIONAL else f"*{p.name}"
+        if p.kind is p.VAR_KEYWORD:
+            text = f"**{p.name}"
+        if p.annotation is not p.empty:
+            hint = p.annotation
+            text += f": {hint if isinstance(hint, str) else _type_name(hint)}"
+        if p.default is not p.empty:
+            text += f" = {p.default!r}"
+        params.append(text)
+    ret = sig.return_annotation
+    arrow = "" if ret is sig.empty else f" -> {ret}"
+    one_line = f"{obj.__name__}({', '.join(params)}){arrow}"
+    if len(one_line) <= 88:
+        return one_line
+    return f"{obj.__name__}(\n" + "".join(f"    {p},\n" for p in params) + f"){arrow}"
+
+
+def _api_entry(title: str, name: str, obj) -> list[str]:
+    return [f"{title} `{name}`", "", "```python", _signature(obj), "```", ""] + _docstring(
+        obj.__doc__)
+
+
+def api_reference() -> str:
+    """The public Python API (``primer_search.api.__all__``): each function and class
+    with its signature and docstring, and each public method or property of a class."""
+    from primer_search import api
+
+    out = [_GENERATED.format(source="primer_search/api.py"),
+           "# Python API", "",
+           "What `import primer_search` offers, read from `primer_search/api.py`. How to "
+           "use it: [the Python API](../how-to/python-api.md).", ""]
+    for name in api.__all__:
+        obj = getattr(api, name)
+        if inspect.isfunction(obj):
+            out += _api_entry("##", name, obj)
+        elif inspect.isclass(obj):
+            out += [f"## class `{name}`", ""] + _docstring(obj.__doc__)
+            for member, value in vars(obj).items():
+                if member.startswith("_"):
+                    continue
+                if isinstance(value, property):
+                    out += [f"### `{name}.{member}` (property)", ""]
+                    out += _docstring(value.fget.__doc__)
+                elif inspect.isfunction(value):
+                    out += _api_entry("###", f"{name}.{member}", value)
+        else:
+            out += [f"## `{name}`", "", "```python", f"{name} = {value_repr(obj)}", "```", ""]
+    return "\n".join(out).rstrip() + "\n"
+
+
+def value_repr(value) -> str:
+    text = repr(value)
+    if len(text) <= 88 or not isinstance(value, tuple):
+        return text
+    lines, line = ["("], "    "
+    for item in value:
+        piece = f"{item!r}, "
+        if len(line) + len(piece) > 88:
+            lines.append(line.rstrip())
+            line = "    "
+        line += piece
+    lines += [line.rstrip(), ")"]
+    return "\n".join(lines)
+
+
 def pages() -> dict[str, str]:
     """Every generated page: its path under docs/ and its Markdown."""
     return {CLI_PAGE: cli_reference(), CONFIG_PAGE: config_reference(),
             CONFIGS_PAGE: configs_reference(), PRIMITIVES_PAGE: primitive_reference(),
-            SEEDS_PAGE: seed_reference()}
+            SEEDS_PAGE: seed_reference(), API_PAGE: api_reference()}
