@@ -313,6 +313,8 @@ def format_default(value: Any) -> str:
         return "[" + ", ".join(format_default(v) for v in value) + "]"
     if isinstance(value, dict):
         return "{" + ", ".join(f"{k} = {format_default(v)}" for k, v in value.items()) + "}"
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return format_default({f.name: getattr(value, f.name) for f in dataclasses.fields(value)})
     return repr(value)
 
 
@@ -322,9 +324,23 @@ def _sections(cls: type, prefix: str = "", comment: str = ""):
     hints = typing.get_type_hints(cls)
     comments = field_comments(cls)
     for field in dataclasses.fields(cls):
-        if dataclasses.is_dataclass(hints[field.name]):
-            yield from _sections(hints[field.name], f"{prefix}{field.name}.",
-                                 comments.get(field.name, ""))
+        hint = hints[field.name]
+        if dataclasses.is_dataclass(hint):
+            yield from _sections(hint, f"{prefix}{field.name}.", comments.get(field.name, ""))
+        elif (item := _table_item(hint)) is not None:  # a list of tables, [[key]] in TOML
+            yield from _sections(item, f"{prefix}{field.name}[].", comments.get(field.name, ""))
+
+
+def _table_item(hint) -> type | None:
+    """The dataclass of each item of a field typed as a sequence of them (maybe None)."""
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        items = [_table_item(h) for h in typing.get_args(hint) if h is not type(None)]
+        return items[0] if len(items) == 1 else None
+    if typing.get_origin(hint) in (tuple, list):
+        args = [a for a in typing.get_args(hint) if a is not Ellipsis]
+        if len(args) == 1 and dataclasses.is_dataclass(args[0]):
+            return args[0]
+    return None
 
 
 def config_keys(root: type | None = None) -> list[ConfigKey]:
@@ -378,7 +394,11 @@ def config_reference(root: type | None = None) -> str:
         rows = [k for k in keys if k.section == section]
         if not rows:
             continue
-        title = f"`[{section}]`" if section else "Top level"
+        title = "Top level"
+        if section.endswith("[]"):
+            title = f"`[[{section[:-2]}]]`"
+        elif section:
+            title = f"`[{section}]`"
         out += [f"## {title}", ""]
         cls_doc = _first_paragraph(cls.__doc__)
         if comment:

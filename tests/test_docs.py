@@ -157,6 +157,46 @@ def test_field_comments_read_the_source():
     }
 
 
+@dataclasses.dataclass(frozen=True)
+class _Step:
+    """One rung."""
+
+    # Width of this rung.
+    width: int
+    # Steps at it.
+    steps: int = 100
+
+
+@dataclasses.dataclass(frozen=True)
+class _Inner:
+    """A nested table."""
+
+    # How deep.
+    depth: int = 2
+
+
+@dataclasses.dataclass(frozen=True)
+class _Root:
+    """A config with a table and a list of tables."""
+
+    # A nested table.
+    inner: _Inner = _Inner()
+    # The rungs, in order.
+    ladder: tuple[_Step, ...] = (_Step(64), _Step(128, 300))
+    # A plain key.
+    name: str = "x"
+
+
+def test_config_reference_walks_tables_and_lists_of_tables():
+    page = docs_reference.config_reference(_Root)
+    assert "## `[inner]`" in page and "| `inner.depth` | `int` | `2` | How deep. |" in page
+    assert ('| `ladder` | `tuple[_Step, ...]` | `[{width = 64, steps = 100}, '
+            '{width = 128, steps = 300}]` | The rungs, in order. |') in page
+    assert "## `[[ladder]]`" in page
+    assert "| `ladder[].width` | `int` | `(required)` | Width of this rung. |" in page
+    assert "| `name` | `str` | `\"x\"` | A plain key. |" in page
+
+
 def test_primitive_reference_names_every_primitive():
     import primitives
 
