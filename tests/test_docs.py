@@ -237,10 +237,13 @@ def test_mkdocs_build_strict(tmp_path):
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get(
         "PYTHONPATH", "")]), "NO_MKDOCS_2_WARNING": "1"}
     site = tmp_path / "site"
-    proc = subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "--quiet",
+    # Not --quiet: MkDocs counts the warnings that --strict turns into a failure only
+    # among those it logs, so --quiet would let a broken link pass.
+    proc = subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict",
                            "--site-dir", str(site)], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "WARNING" not in proc.stderr, proc.stderr
     cli = (site / "reference" / "cli" / "index.html").read_text()
     assert "primer-search search" in cli and "--resume" in cli
     assert "fitness.recall.hinge_weight" in (site / "reference" / "config" / "index.html").read_text()
@@ -248,6 +251,12 @@ def test_mkdocs_build_strict(tmp_path):
     assert "SQUARE" in seed_page and "--8&lt;--" not in seed_page  # the file was included
     # Nothing in the built site reaches for the network at view time (fonts are off).
     assert "fonts.googleapis.com" not in (site / "index.html").read_text()
+
+
+def test_ci_builds_the_site_strictly():
+    ci = (ROOT / ".ci" / "run").read_text()
+    build = [line for line in ci.splitlines() if "mkdocs build" in line]
+    assert build and "--strict" in build[0] and "--quiet" not in build[0], build
 
 
 def test_hand_written_seed_in_the_docs_loads_and_seeds_a_search(tmp_path):
