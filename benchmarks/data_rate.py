@@ -47,7 +47,7 @@ from primer_search.fitness.data import (
     load_dataset,
 )
 
-H100_TOKENS_PER_S = 4096 / 10.9e-3  # primer_lm1b's step on an H100 (README, "Measured")
+H100_TOKENS_PER_S = 4096 / 10.9e-3  # primer_lm1b's step on an H100 (docs/benchmarks)
 
 
 def ptb_lm1b_tree(parent: Path, shards: int, shard_sentences: int) -> Path:

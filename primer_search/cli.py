@@ -507,23 +507,23 @@ def build_parser() -> argparse.ArgumentParser:
 
     for name, fn, text in (("top", cmd_top, "the best candidates of a store"),):
         c = sub.add_parser(name, help=text)
-        c.add_argument("store")
-        c.add_argument("-n", type=int, default=10)
+        c.add_argument("store", help="the search's SQLite file")
+        c.add_argument("-n", type=int, default=10, help="how many candidates (default 10)")
         c.add_argument("--retrained", action="store_true", help="rank by retraining results")
         c.add_argument("--ladder", action="store_true",
                        help="the best N at each rung of the final-selection ladder")
-        c.add_argument("--json", action="store_true")
+        c.add_argument("--json", action="store_true", help="print the rows as JSON")
         c.set_defaults(fn=fn)
     for name, fn, text in (("show", cmd_show, "one candidate: program, metrics, diff to parent"),
                            ("lineage", cmd_lineage, "a candidate's ancestors up to its seed")):
         c = sub.add_parser(name, help=text)
-        c.add_argument("store")
-        c.add_argument("id", type=int)
-        c.add_argument("--json", action="store_true")
+        c.add_argument("store", help="the search's SQLite file")
+        c.add_argument("id", type=int, help="the candidate's id (see top)")
+        c.add_argument("--json", action="store_true", help="print it as JSON")
         c.set_defaults(fn=fn)
 
     r = sub.add_parser("retrain", help="retrain the top K longer with several seeds")
-    r.add_argument("store")
+    r.add_argument("store", help="the search's SQLite file; runs are recorded in it")
     r.add_argument("--top", type=int, default=10, help="how many candidates (default 10)")
     r.add_argument("--seeds", type=int, default=3, help="training seeds each (default 3)")
     r.add_argument("--steps", type=int, default=None, help="step budget (default: the search's)")
@@ -542,17 +542,17 @@ def build_parser() -> argparse.ArgumentParser:
                         "--top, --seeds, --steps and --seconds do not apply")
     r.add_argument("--ladder-from", default=None, metavar="CONFIG",
                    help="climb the ladder of this config (a name or a TOML path) instead")
-    r.add_argument("--json", action="store_true")
+    r.add_argument("--json", action="store_true", help="print the summary rows as JSON")
     r.set_defaults(fn=cmd_retrain)
 
     pl = sub.add_parser("plot", help="write a search's figures as PNG files")
-    pl.add_argument("store")
+    pl.add_argument("store", help="the search's SQLite file")
     pl.add_argument("--out", required=True, help="output folder")
     pl.set_defaults(fn=cmd_plot)
 
     e = sub.add_parser("export", help="write a block as a standalone Flax module")
     e.add_argument("store", nargs="?", help="a search store (with ID), or use --dna")
-    e.add_argument("id", nargs="?", type=int)
+    e.add_argument("id", nargs="?", type=int, help="the candidate's id, with STORE")
     e.add_argument("--dna", default="seeds:primer_ez", help="seeds:NAME or a DNA file")
     e.add_argument("--d-model", type=int, default=None,
                    help="model width (default: the search's, or 128 with --dna)")

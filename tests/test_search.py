@@ -1,7 +1,7 @@
 """The search controller on Ray: end to end, crash safety, fault tolerance.
 
 These tests use the toy evaluator (no training), so they test the machinery; the real
-training path is covered by tests/test_evaluate.py and the README's tiny_cpu search.
+training path is covered by tests/test_evaluate.py and the quick start's tiny_cpu search.
 """
 
 import json

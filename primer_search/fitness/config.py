@@ -40,8 +40,8 @@ class OptimConfig:
     """Optimiser and learning-rate schedule (AdamW or Adafactor, linear warm-up, then a
     decay).
 
-    The defaults were chosen by the sweep in ``benchmarks/trainer_sweep.py`` (README,
-    "The default trainer")."""
+    The defaults were chosen by the sweep in ``benchmarks/trainer_sweep.py`` (docs,
+    benchmarks/trainer.md)."""
 
     # One of OPTIMIZERS.
     optimizer: str = "adamw"
@@ -208,8 +208,8 @@ class RecallConfig:
     # extra weight of the part of it above hinge_fraction of the loss at chance
     # (ln num_values): a block that recalls (nearly) nothing pays hinge_weight on top,
     # while blocks that all recall pay only weight on their differences, so that seed
-    # noise in recall does not outweigh their language modelling (README, "The recall
-    # task"). hinge_weight 0: the plain weighted sum.
+    # noise in recall does not outweigh their language modelling (docs,
+    # concepts/recall.md). hinge_weight 0: the plain weighted sum.
     combine: str = "weighted"
     weight: float = 1.0
     hinge_weight: float = 0.0

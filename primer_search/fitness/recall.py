@@ -102,8 +102,9 @@ def combine(config: RecallConfig, perplexity: float, recall_loss: float | None) 
     block recalls at all (a block whose only mixing is local sits at chance, above the
     hinge, and pays ``hinge_weight`` per nat on top) and how well (every nat below the
     hinge counts ``weight``, small enough that the seed-to-seed noise of recall among
-    blocks that all keep attention does not outweigh their language modelling). README,
-    "The recall task", has the measurements behind the shipped weights. ``"report"``:
+    blocks that all keep attention does not outweigh their language modelling). The
+    docs' recall pages (docs/concepts/recall.md) have the measurements behind the shipped
+    weights. ``"report"``:
     the perplexity alone."""
     if recall_loss is None or not config.enabled or config.combine == "report":
         return perplexity
