@@ -115,6 +115,10 @@ class Profile:
     overrides: tuple[str, ...] = ()
     # Final selection up the config's [[ladder.rungs]] instead of --factor x the budget.
     ladder: bool = False
+    # Up a ladder: how many search seeds per arm also train their top `fidelity_top` and a
+    # random `fidelity_sample` of their other candidates at every rung (one seed), for
+    # the fidelity of each proxy to the top rung. Costly at the top rung: 0 skips it.
+    fidelity_searches: int = 0
 
 
 PROFILES = {
@@ -143,7 +147,7 @@ PROFILES["smoke-ladder"] = dataclasses.replace(
         'ladder.rungs=[{name="2x steps", candidates=2, seeds=2, fitness={budget={steps=8, '
         'stages=2, pass_rate=1.0}}}, {name="2x width", candidates=1, seeds=2, fitness={'
         'model={d_model=32}, data={seq_len=32}, budget={steps=12, stages=3, '
-        'pass_rate=1.0}, recall={pairs=2}}}]'))
+        'pass_rate=1.0}, recall={pairs=2}}}]'), fidelity_searches=1)
 
 
 def log(msg: str) -> None:
@@ -647,6 +651,72 @@ def climb(profile: Profile, stores: dict, out: Path, extra: list[str]) -> dict:
     return climbs
 
 
+def _cost(result) -> float:
+    """Seconds of worker time a result took: compile, both tasks' training, evaluation."""
+    return result.compile_s + result.train_s + result.recall_s + result.eval_s
+
+
+def ladder_fidelity(profile: Profile, stores: dict, extra: list[str]) -> dict:
+    """For the first ``fidelity_searches`` search seeds of each arm: train the search's
+    top ``fidelity_top`` and a random ``fidelity_sample`` of its other finished
+    candidates at every rung with one seed (rows named "fidelity at rung K: NAME"), then
+    the Spearman correlation with the top rung's fitness of each proxy (the search
+    fitness, each lower rung) over the top and over the sample, with each proxy's mean
+    seconds per candidate."""
+    from primer_search.retrain import make_pool, rung_timeout, train_at_rung
+    from primer_search.search.config import rung_fitness
+    from primer_search.search.store import Store
+
+    cfg = search_config(profile, "evolution", 0, extra)
+    labels = [f"fidelity at rung {k + 1}: {r.name}" for k, r in enumerate(cfg.ladder.rungs)]
+    out = {}
+    for (arm, seed), path in sorted(stores.items()):
+        if seed >= profile.fidelity_searches:
+            continue
+        cands, stages = search_rows(path)
+        ranked, seen = [], set()
+        for c in sorted(cands, key=lambda c: (full_fitness(c, stages), c.id)):
+            if math.isfinite(full_fitness(c, stages)) and c.dna_hash not in seen:
+                seen.add(c.dna_hash)
+                ranked.append(c)
+        top = ranked[:profile.fidelity_top]
+        rest = ranked[len(top):]
+        sample = random.Random(f"fidelity/{arm}/{seed}").sample(
+            rest, min(profile.fidelity_sample, len(rest)))
+        ids = [c.id for c in top + sample]
+        log(f"fidelity: {arm} seed {seed}: {len(top)} top and {len(sample)} sampled "
+            f"candidates at {len(labels)} rungs")
+        with Store(path) as store:
+            for label, rung in zip(labels, cfg.ladder.rungs):
+                fitness = rung_fitness(cfg, rung)
+                train_at_rung(store, dataclasses.replace(cfg, fitness=fitness), label, ids, 1,
+                              rung_timeout(cfg.candidate_timeout_s, cfg.fitness, fitness),
+                              None, lambda c, t: make_pool(c, c.workers, None, t))
+            at = {label: {r.parent_id: r.result for r in store.retrain_rows(label)
+                          if r.result is not None} for label in labels}
+        target = {cid: (math.inf if r.failed else r.fitness) for cid, r in at[labels[-1]].items()}
+        proxies = [("search fitness", {c.id: full_fitness(c, stages) for c in cands},
+                    [_cost(c.result) for c in top + sample])]
+        for label in labels[:-1]:
+            proxies.append((label.removeprefix("fidelity at "),
+                            {cid: (math.inf if r.failed else r.fitness)
+                                    for cid, r in at[label].items()},
+                            [_cost(r) for r in at[label].values()]))
+        rows = []
+        for name, values, costs in proxies:
+            row = {"proxy": name, "seconds_per_candidate": statistics.fmean(costs) if costs
+                   else None}
+            for part, group in (("top", top), ("sample", sample), ("all", top + sample)):
+                pairs = [(values[c.id], target[c.id]) for c in group
+                         if c.id in values and c.id in target
+                         and math.isfinite(values[c.id]) and math.isfinite(target[c.id])]
+                row[part] = spearman([x for x, _ in pairs], [y for _, y in pairs])
+                row[f"{part}_n"] = len(pairs)
+            rows.append(row)
+        out[f"{arm} seed {seed}"] = rows
+    return out
+
+
 def _curves(store_path: Path, label: str, cid: int) -> list[list[tuple[int, float]]]:
     """The per-seed language-model perplexity curves of candidate ``cid`` at a rung."""
     from primer_search.search.store import Store
@@ -803,12 +873,14 @@ def print_ladder_table(report: dict) -> None:
               f"{test['wins']} of {test['n']} seeds better, median difference "
               f"{_f(test['median_difference'])}, p = {_f(test['p_value'], '.3f')}")
     print()
-    print("| search | proxy | Spearman with the top rung | candidates |")
+    print("| search | proxy | Spearman with the top rung: its top / a random sample / both "
+          "| seconds per candidate |")
     print("|---|---|---:|---:|")
-    for s in report["searches"]:
-        for f in s["fidelity"]:
-            print(f"| {s['arm']} seed {s['seed']} | {f['proxy']} | "
-                  f"{_f(f['spearman'], '.2f')} | {f['n']} |")
+    for search, rows in report.get("fidelity_to_top_rung", {}).items():
+        for f in rows:
+            print(f"| {search} | {f['proxy']} | {_f(f['top'], '.2f')} (n={f['top_n']}) / "
+                  f"{_f(f['sample'], '.2f')} (n={f['sample_n']}) / {_f(f['all'], '.2f')} "
+                  f"(n={f['all_n']}) | {_f(f['seconds_per_candidate'], '.1f')} |")
     print()
     for name, v in report["verdict"].items():
         numbers = ", ".join(f"{k}={x if isinstance(x, list) else _f(x)}"
@@ -892,7 +964,7 @@ def main(argv=None) -> int:
                    "(a rerun with the same folder resumes)")
     p.add_argument("--arms", help=f"comma-separated, of {', '.join(ARMS)}")
     for name in ("search_seeds", "top", "retrain_seeds", "factor", "curve_points",
-                 "fidelity_top", "fidelity_sample"):
+                 "fidelity_top", "fidelity_sample", "fidelity_searches"):
         p.add_argument("--" + name.replace("_", "-"), type=int)
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a key of the profile's search config (every arm)")
@@ -902,7 +974,8 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     profile = PROFILES[args.profile]
     changes = {k: getattr(args, k) for k in ("search_seeds", "top", "retrain_seeds", "factor",
-                                              "curve_points", "fidelity_top", "fidelity_sample")
+                                              "curve_points", "fidelity_top", "fidelity_sample",
+                                              "fidelity_searches")
                if getattr(args, k) is not None}
     if args.arms:
         arms = tuple(a.strip() for a in args.arms.split(","))
@@ -931,6 +1004,7 @@ def main(argv=None) -> int:
     if profile.ladder:
         climbs = climb(profile, stores, out, args.set)
         report = analyse_ladder(profile, stores, climbs, out)
+        report["fidelity_to_top_rung"] = ladder_fidelity(profile, stores, args.set)
         (out / "report.json").write_text(json.dumps(report, indent=1, default=str))
         if args.json:
             print(json.dumps(report, indent=1, default=str))

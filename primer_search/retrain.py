@@ -40,8 +40,9 @@ from primer_search.search.loop import save_weights, weights_folder
 from primer_search.search.pool import Done, Job, Lost, WorkerPool
 from primer_search.search.store import Candidate, Store
 
-__all__ = ["best_retrained_weights", "budget_label", "climb_ladder", "retrain",
-           "retrain_timeout", "retrained_weights_folder", "rung_timeout", "run_jobs"]
+__all__ = ["best_retrained_weights", "budget_label", "climb_ladder", "make_pool", "retrain",
+           "retrain_timeout", "retrained_weights_folder", "rung_timeout", "run_jobs",
+           "train_at_rung"]
 
 
 def retrained_weights_folder(store_path) -> Path:
@@ -154,7 +155,7 @@ def retrain_timeout(search_timeout_s: float | None, search: BudgetConfig,
     return search_timeout_s * max([1.0, *ratios])
 
 
-def _make_pool(cfg: SearchConfig, workers: int, address: str | None,
+def make_pool(cfg: SearchConfig, workers: int, address: str | None,
                timeout_s: float | None) -> WorkerPool:
     """Where retraining runs: ``workers`` > 0 Ray workers with the search's resources each
     (on the cluster at ``address``, or the search's), else one slot in a child process
@@ -214,7 +215,7 @@ def retrain(store_path, top: int, seeds: int, steps: int | None = None,
             return store.retrain_summary(label)
         owned = pool is None
         if pool is None:
-            pool = _make_pool(cfg, workers, address, timeout_s)
+            pool = make_pool(cfg, workers, address, timeout_s)
 
         def save(job: Job, done: Done) -> None:
             store.finish(job.cid, done.result, worker=done.worker or "retrain",
@@ -304,9 +305,9 @@ def climb_ladder(store_path, ladder: LadderConfig | None = None,
             label = rung_label(index, rung)
             fitness = rung_fitness(cfg, rung)
             rung_cfg = dataclasses.replace(cfg, fitness=fitness)
-            _train_rung(store, rung_cfg, label, entrants + seeds, rung.seeds,
-                        rung_timeout(cfg.candidate_timeout_s, cfg.fitness, fitness),
-                        on_result, pool_for or (lambda c, t: _make_pool(c, workers, address, t)))
+            train_at_rung(store, rung_cfg, label, entrants + seeds, rung.seeds,
+                          rung_timeout(cfg.candidate_timeout_s, cfg.fitness, fitness),
+                          on_result, pool_for or (lambda c, t: make_pool(c, workers, address, t)))
             result = next(r for r in ladder_results(store) if r["label"] == label)
             result["entrants"] = entrants
             result["seed_copies"] = seeds
@@ -317,10 +318,12 @@ def climb_ladder(store_path, ladder: LadderConfig | None = None,
         return climbed
 
 
-def _train_rung(store: Store, cfg: SearchConfig, label: str, ids: list[int], seeds: int,
-                timeout_s: float | None, on_result, pool_for) -> None:
-    """Train ``ids`` with ``seeds`` seeds each under ``cfg.fitness`` (one rung), as
-    ``retrain`` rows named ``label``; finished runs are skipped, stale pending ones reused."""
+def train_at_rung(store: Store, cfg: SearchConfig, label: str, ids: list[int], seeds: int,
+                  timeout_s: float | None, on_result, pool_for) -> None:
+    """Train candidates ``ids`` with ``seeds`` seeds each under ``cfg.fitness`` (one
+    rung's), as ``retrain`` rows named ``label``; finished runs are skipped, stale pending
+    ones reused. ``pool_for(cfg, timeout_s)`` makes the pool. The ladder calls it with the
+    rung's label; the efficacy benchmark, to measure a rung's fidelity, with another."""
     rows = store.retrain_rows(label)
     done = {(c.parent_id, c.seed) for c in rows if c.status != Status.PENDING}
     stale = {(c.parent_id, c.seed): c.id for c in rows if c.status == Status.PENDING}

@@ -269,6 +269,12 @@ def test_search_efficacy_up_a_ladder_smoke(tmp_path):
     for arm in ("evolution", "no_selection"):
         assert len(report["arms"][arm]["top_rung_perplexity"]) == 2
     assert report["selection_test"]["n"] <= 2
+    # Seed 0 of each arm measures fidelity: its top 3 and a sample at both rungs.
+    fid = report["fidelity_to_top_rung"]
+    assert set(fid) == {"evolution seed 0", "no_selection seed 0"}
+    for rows in fid.values():
+        assert [r["proxy"] for r in rows] == ["search fitness", "rung 1: 2x steps"]
+        assert all(r["top_n"] <= 3 and r["seconds_per_candidate"] > 0 for r in rows)
     assert set(report["verdict"]) >= {"half_the_steps_at_top_rung",
                                       "primer_ez_above_transformer_every_rung",
                                       "selection_helps"}
