@@ -5,7 +5,7 @@
 const POLL_MS = 1500;
 const STORE_COLOURS = ["#2563eb", "#dc2626", "#059669", "#d97706", "#7c3aed", "#0891b2", "#db2777", "#4b5563"];
 const STATUS_COLOURS = {
-  ok: "#2563eb", hurdle: "#f59e0b", duplicate: "#9ca3af", pending: "#cbd5e1",
+  ok: "#2563eb", hurdle: "#f59e0b", duplicate: "#9ca3af", pending: "#64748b",
   invalid: "#7c3aed", nan: "#dc2626", untrained: "#92400e", oom: "#db2777",
   timeout: "#65a30d", error: "#111827",
 };
