@@ -413,6 +413,7 @@ def test_the_page_in_chromium_follows_a_running_search_and_opens_a_program(tmp_p
                 position={"x": 12, "y": 6})
             page.wait_for_function(
                 "document.querySelector('#detail-code').textContent.includes('def main(h0, h1):')")
+            page.evaluate("window.scrollTo(0, 0)")
             page.screenshot(path=str(tmp_path / "dashboard.png"))     # with the program
             page.keyboard.press("Escape")
             assert page.locator("#detail").is_hidden()

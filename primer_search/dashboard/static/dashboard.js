@@ -399,6 +399,7 @@ async function openCandidate(storeIndex, id) {
   }
   if (!state.detail || state.detail.id !== id || state.detail.storeIndex !== storeIndex) return;  // another was clicked
   error.hidden = true;
+  panel.scrollTop = 0;   // a new candidate reads from its top
   const meta = [
     ["status", statusBadge(c.status)],
     ["fitness", fmt(c.fitness, 6) + (c.stages ? ` after ${c.stages} stage${c.stages > 1 ? "s" : ""}` : "")],
