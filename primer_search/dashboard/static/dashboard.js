@@ -47,6 +47,13 @@ function logScale(values) {
   for (const v of values) { lo = Math.min(lo, v); hi = Math.max(hi, v); }
   return lo > 0 && hi / lo > 5;
 }
+// Tick labels of a fitness axis: Chart.js's own on a linear axis; on a log axis only
+// 1, 2 and 5 times a power of ten, which keeps a narrow range from crowding its labels.
+function fitnessTick(value, index, ticks) {
+  if (this.type !== "logarithmic") return Chart.Ticks.formatters.numeric.call(this, value, index, ticks);
+  const mantissa = value / 10 ** Math.floor(Math.log10(value) + 1e-9);
+  return [1, 2, 5].some((m) => Math.abs(mantissa - m) < 1e-6) ? fmt(value, 3) : "";
+}
 function fixed(v, digits) { return v == null || !isFinite(v) ? "-" : v.toFixed(digits); }
 function ago(seconds) {
   if (seconds == null) return "";
@@ -150,7 +157,8 @@ function makeBestChart() {
       interaction: { mode: "nearest", intersect: false },
       scales: {
         x: { type: "linear", title: { display: true, text: "candidates finished" }, min: 0 },
-        y: { type: "linear", title: { display: true, text: "best fitness so far" } },
+        y: { type: "linear", grace: "5%", ticks: { callback: fitnessTick, autoSkip: false },
+             title: { display: true, text: "best fitness so far" } },
       },
       plugins: {
         tooltip: { callbacks: { label: (c) => `${c.dataset.label}: #${c.raw.id} ${fmt(c.raw.y, 5)} after ${c.raw.x}` } },
@@ -222,7 +230,8 @@ function makeStoreView(store, index, container) {
       animation: false, maintainAspectRatio: false, parsing: false, normalized: true,
       scales: {
         x: { type: "linear", min: 0, title: { display: true, text: "candidate (finishing order)" } },
-        y: { type: "linear", title: { display: true, text: "fitness" } },
+        y: { type: "linear", grace: "5%", ticks: { callback: fitnessTick, autoSkip: false },
+             title: { display: true, text: "fitness" } },
       },
       plugins: { tooltip: { callbacks: { label: (c) => `#${c.raw.id} ${c.dataset.label} ${fmt(c.raw.y, 5)}` +
                                                        (c.raw.stages ? ` (${c.raw.stages} stages)` : "") } } },
