@@ -4,6 +4,7 @@
     primer-search top STORE [-n 10] [--json]
     primer-search show STORE ID [--json]
     primer-search lineage STORE ID [--json]
+    primer-search dashboard [STORE ...] [--host 127.0.0.1] [--port 8765]
     primer-search train --dna seeds:primer_ez --corpus ptb --steps 300 [--seconds 60] [--json]
     primer-search show-dna seeds:transformer [--prune]
     primer-search seeds | ops
@@ -473,6 +474,45 @@ def cmd_lineage(args) -> int:
     return 0
 
 
+def cmd_dashboard(args) -> int:
+    if not 0 <= args.port <= 65535:
+        raise UsageError(f"--port must be 0 (any free port) to 65535, got {args.port}")
+    stores = args.stores or _stores_here()
+    try:
+        from primer_search.dashboard.server import serve
+    except ImportError as e:
+        raise OSError(f"the dashboard needs {e.name or 'its packages'}: pip install "
+                      "'primer-search[dashboard]'") from None
+
+    def ready(url: str) -> None:
+        names = ", ".join(str(s) for s in stores)
+        print(f"primer-search dashboard of {names}: {url}  (read-only; Ctrl-C stops it)",
+              flush=True)
+
+    try:
+        serve(stores, host=args.host, port=args.port, on_ready=ready)
+    except KeyboardInterrupt:   # uvicorn shuts down on Ctrl-C, then raises it again
+        pass
+    return 0
+
+
+def _stores_here() -> list[Path]:
+    """Every search store (``*.sqlite``) in this folder, for ``dashboard`` with no STORE."""
+    from primer_search.dashboard.data import check_store
+    from primer_search.search.store import StoreError
+
+    found = []
+    for path in sorted(Path(".").glob("*.sqlite")):
+        try:
+            found.append(check_store(path))
+        except StoreError:
+            continue
+    if not found:
+        raise StoreError("no search store (*.sqlite) in this folder; give one: "
+                         "primer-search dashboard STORE [STORE ...]")
+    return found
+
+
 def build_parser() -> argparse.ArgumentParser:
     from primer_search import __version__
 
@@ -521,6 +561,16 @@ def build_parser() -> argparse.ArgumentParser:
         c.add_argument("id", type=int, help="the candidate's id (see top)")
         c.add_argument("--json", action="store_true", help="print it as JSON")
         c.set_defaults(fn=fn)
+
+    d = sub.add_parser("dashboard", help="a live web page of one or more stores, read-only")
+    d.add_argument("stores", nargs="*", metavar="STORE",
+                   help="search stores to show side by side (default: every *.sqlite store "
+                        "in this folder)")
+    d.add_argument("--host", default="127.0.0.1",
+                   help="address to listen on (default 127.0.0.1: this machine only)")
+    d.add_argument("--port", type=int, default=8765,
+                   help="port to listen on (default 8765; 0: any free port, printed)")
+    d.set_defaults(fn=cmd_dashboard)
 
     r = sub.add_parser("retrain", help="retrain the top K longer with several seeds")
     r.add_argument("store", help="the search's SQLite file; runs are recorded in it")
