@@ -267,6 +267,17 @@ def search_rows(path: Path) -> tuple[list, int]:
             cfg.fitness.budget.stages
 
 
+def ranked_programs(cands: list, stages: int) -> list:
+    """A search's candidates that trained the whole budget, best search fitness first, one
+    per program (the first of several with the same DNA hash)."""
+    ranked, seen = [], set()
+    for c in sorted(cands, key=lambda c: (full_fitness(c, stages), c.id)):
+        if math.isfinite(full_fitness(c, stages)) and c.dna_hash not in seen:
+            seen.add(c.dna_hash)
+            ranked.append(c)
+    return ranked
+
+
 def full_fitness(cand, stages: int) -> float:
     """A candidate's search fitness if it trained the whole budget, else infinity."""
     r = cand.result
@@ -302,11 +313,7 @@ def plan_retrains(profile: Profile, stores: dict) -> RetrainPlan:
         plan.want(dna_hash(dna), dna, profile.retrain_seeds)
     for (arm, seed), path in stores.items():
         cands, stages = search_rows(path)
-        ranked, seen = [], set()
-        for c in sorted(cands, key=lambda c: (full_fitness(c, stages), c.id)):
-            if math.isfinite(full_fitness(c, stages)) and c.dna_hash not in seen:
-                seen.add(c.dna_hash)
-                ranked.append(c)
+        ranked = ranked_programs(cands, stages)
         top = ranked[:max(profile.top, profile.fidelity_top)]
         plan.top[arm, seed] = [(c.dna_hash, c.result.fitness) for c in top]
         for k, c in enumerate(top):
@@ -674,11 +681,7 @@ def ladder_fidelity(profile: Profile, stores: dict, extra: list[str]) -> dict:
         if seed >= profile.fidelity_searches:
             continue
         cands, stages = search_rows(path)
-        ranked, seen = [], set()
-        for c in sorted(cands, key=lambda c: (full_fitness(c, stages), c.id)):
-            if math.isfinite(full_fitness(c, stages)) and c.dna_hash not in seen:
-                seen.add(c.dna_hash)
-                ranked.append(c)
+        ranked = ranked_programs(cands, stages)
         top = ranked[:profile.fidelity_top]
         rest = ranked[len(top):]
         sample = random.Random(f"fidelity/{arm}/{seed}").sample(
