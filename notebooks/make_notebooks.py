@@ -84,6 +84,35 @@ EXPORT = [
 ]
 
 
+FROM_PYTHON = [
+    ("md", "# A search from Python, read as a DataFrame\n\n"
+           "Runs a short search with `primer_search.search` and reads its store with "
+           "`primer_search.open_store`. It uses the toy evaluator (a stand-in fitness of the "
+           "program's shape, no training) so that it runs in seconds; drop the `evaluator` "
+           "override, and raise `max_candidates`, for a real search of `tiny_cpu`. Needs the "
+           "`dataframe` extra (pandas)."),
+    ("code", "import primer_search\n\n"
+             "seen = []\n"
+             "summary = primer_search.search(\n"
+             "    'tiny_cpu', store='from_python.sqlite',\n"
+             "    overrides=[\"evaluator='toy'\", 'fitness.budget.stages=1', 'workers=1',\n"
+             "               'max_candidates=12'],\n"
+             "    on_result=lambda row: seen.append(row['id']))\n"
+             "print(f'{summary.finished} finished candidates, best #{summary.best_id}; '\n"
+             "      f'on_result heard of {len(seen)}')"),
+    ("md", "## Every candidate as a row"),
+    ("code", "results = primer_search.open_store('from_python.sqlite')\n"
+             "df = results.candidates()\n"
+             "df[['id', 'parent', 'status', 'fitness', 'mutation']].head(12)"),
+    ("code", "df.groupby('status').size()"),
+    ("md", "## The best, where it came from, and its program"),
+    ("code", "best = results.best()\n"
+             "print(best['id'], best['fitness'], best['mutation'])\n"
+             "print(list(results.lineage(best['id'])['id']))\n"
+             "print(results.program(best['id']))"),
+]
+
+
 def write(name, cells):
     nb = nbformat.v4.new_notebook()
     nb.cells = [nbformat.v4.new_markdown_cell(src) if kind == "md" else
@@ -96,3 +125,4 @@ def write(name, cells):
 if __name__ == "__main__":
     write("inspect_search.ipynb", INSPECT)
     write("export_and_train.ipynb", EXPORT)
+    write("search_from_python.ipynb", FROM_PYTHON)

@@ -1,4 +1,5 @@
-"""Both notebooks run headless, against a small store the test creates; no cell may raise."""
+"""The notebooks run headless, against a small store the test creates (the search one
+makes its own); no cell may raise."""
 
 from pathlib import Path
 
@@ -16,7 +17,8 @@ from primer_search.search.store import Store  # noqa: E402
 NOTEBOOKS = Path(__file__).parent.parent / "notebooks"
 
 
-@pytest.mark.parametrize("name", ["inspect_search.ipynb", "export_and_train.ipynb"])
+@pytest.mark.parametrize("name", ["inspect_search.ipynb", "export_and_train.ipynb",
+                                  "search_from_python.ipynb"])
 def test_notebook_runs(name, tmp_path, monkeypatch):
     store = tmp_path / "tiny_cpu-20261130-120000.sqlite"
     cfg = load_config("tiny_cpu", ["fitness.model.d_model=16"])
@@ -42,3 +44,9 @@ def test_notebook_runs(name, tmp_path, monkeypatch):
     outputs = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code"
                       for o in c.get("outputs", []))
     assert "finished candidates" in outputs or "->" in outputs
+    if name == "search_from_python.ipynb":
+        # 12 candidates searched, every one heard of, and the DataFrame has them all.
+        assert "12 finished candidates" in outputs and "on_result heard of 12" in outputs
+        frames = [o["data"].get("text/plain", "") for c in nb.cells if c.cell_type == "code"
+                  for o in c.get("outputs", []) if o.get("output_type") == "execute_result"]
+        assert any("duplicate" in f or "ok" in f for f in frames)
