@@ -158,6 +158,7 @@ def cmd_search(args) -> int:
     quiet_stdout = contextlib.redirect_stdout(sys.stderr) if args.json else \
         contextlib.nullcontext()
     if args.resume:
+        args.resume = _store_arg(args.resume)
         if args.config:
             raise UsageError("give either a CONFIG or --resume STORE, not both")
         overrides = apply_overrides({}, args.set)
@@ -179,6 +180,28 @@ def cmd_search(args) -> int:
           f"{summary.seconds:.0f} s; stopped by {summary.stopped_by}")
     _print_top(summary.store, 5, retrained=False)
     return 0
+
+
+LATEST = "latest"
+STORE_HELP = ("the search's SQLite file, or `latest`: the newest search store in this "
+              "folder (named on standard error)")
+
+
+def _store_arg(spec):
+    """A STORE argument as a path: ``latest`` (unless a file has that name) is the newest
+    search store in the current folder, named on standard error; none is a StoreError."""
+    from primer_search.search.store import StoreError, newest_store
+
+    if spec != LATEST or Path(spec).exists():
+        return spec
+    try:
+        path = newest_store((".",))
+    except StoreError:
+        raise StoreError(f"`latest` names the newest search store (*.sqlite) in this folder "
+                         f"({Path.cwd()}), and there is none; give a STORE path, or run "
+                         "`primer-search search CONFIG` here first") from None
+    print(f"primer-search: latest store is {path}", file=sys.stderr)
+    return str(path)
 
 
 def _open_store(path):
@@ -280,6 +303,7 @@ def cmd_prepare(args) -> int:
 
 
 def cmd_top(args) -> int:
+    args.store = _store_arg(args.store)
     if args.json:
         with _open_store(args.store) as store:
             if args.ladder:
@@ -297,6 +321,7 @@ def cmd_top(args) -> int:
 
 
 def cmd_show(args) -> int:
+    args.store = _store_arg(args.store)
     import difflib
 
     from primer_search.search.ladder import ladder_results
@@ -345,6 +370,7 @@ def cmd_show(args) -> int:
 
 
 def cmd_retrain(args) -> int:
+    args.store = _store_arg(args.store)
     from primer_search.retrain import climb_ladder, retrain
 
     def report(cid, seed, result):
@@ -381,6 +407,7 @@ def cmd_retrain(args) -> int:
 
 
 def cmd_export(args) -> int:
+    args.store = _store_arg(args.store)
     from primer_search.export import export
     from primer_search.search.loop import weights_folder
 
@@ -455,6 +482,7 @@ def _lm_config(stored: dict, num_layers: int) -> tuple[dict | None, dict]:
 
 
 def cmd_plot(args) -> int:
+    args.store = _store_arg(args.store)
     from primer_search.plots import write_all
 
     for path in write_all(args.store, args.out):
@@ -463,6 +491,7 @@ def cmd_plot(args) -> int:
 
 
 def cmd_lineage(args) -> int:
+    args.store = _store_arg(args.store)
     with _open_store(args.store) as store:
         chain = store.lineage(args.id)
     if args.json:
@@ -513,32 +542,45 @@ def _stores_here() -> list[Path]:
     return found
 
 
+def _global_flags(p: argparse.ArgumentParser, version: str, log_level_default) -> None:
+    p.add_argument("--version", action="version", version=f"primer-search {version}")
+    p.add_argument("--log-level", default=log_level_default,
+                   choices=("debug", "info", "warning", "error"),
+                   help="what primer-search logs to standard error (default: warning); at "
+                        "debug, the Ray workers' own output streams to it too; before or "
+                        "after the command")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from primer_search import __version__
 
     p = argparse.ArgumentParser(prog="primer-search", description=__doc__.splitlines()[0],
                                 epilog=EXIT_HELP,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--version", action="version", version=f"primer-search {__version__}")
-    p.add_argument("--log-level", default="warning",
-                   choices=("debug", "info", "warning", "error"),
-                   help="what primer-search logs to standard error (default: warning); at "
-                        "debug, the Ray workers' own output streams to it too")
+    _global_flags(p, __version__, "warning")
+    # Every command takes the global flags too, after its name (`top STORE --log-level
+    # debug`); a flag not given there leaves the value given before the command alone.
+    common = argparse.ArgumentParser(add_help=False)
+    _global_flags(common, __version__, argparse.SUPPRESS)
     sub = p.add_subparsers(dest="command", required=True)
 
-    q = sub.add_parser("search", help="run (or resume) a search")
+    def command(name: str, **kw) -> argparse.ArgumentParser:
+        return sub.add_parser(name, parents=[common], **kw)
+
+    q = command("search", help="run (or resume) a search")
     q.add_argument("config", nargs="?", help="TOML config, or a shipped one: tiny_cpu, "
                    "gpu_small, primer_lm1b, efficacy_cpu, efficacy_gpu")
     q.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config field, e.g. --set fitness.budget.steps=50")
     q.add_argument("--store", help="SQLite file to create (default: CONFIG-DATE-TIME.sqlite)")
-    q.add_argument("--resume", metavar="STORE", help="continue the search in STORE")
+    q.add_argument("--resume", metavar="STORE",
+                   help="continue the search in STORE (a path, or `latest`: see top)")
     q.add_argument("--address", help="join a Ray cluster: auto or HOST:PORT (default: local Ray)")
     q.add_argument("--quiet", action="store_true", help="no live progress display")
     q.add_argument("--json", action="store_true", help="print the summary as JSON")
     q.set_defaults(fn=cmd_search)
 
-    pr = sub.add_parser("prepare", help="tokenise a config's corpus into the cache ahead of "
+    pr = command("prepare", help="tokenise a config's corpus into the cache ahead of "
                         "a search (LM1B: every training shard)")
     pr.add_argument("config", help="TOML config, or a shipped one (see search)")
     pr.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
@@ -546,8 +588,8 @@ def build_parser() -> argparse.ArgumentParser:
     pr.set_defaults(fn=cmd_prepare)
 
     for name, fn, text in (("top", cmd_top, "the best candidates of a store"),):
-        c = sub.add_parser(name, help=text)
-        c.add_argument("store", help="the search's SQLite file")
+        c = command(name, help=text)
+        c.add_argument("store", help=STORE_HELP)
         c.add_argument("-n", type=int, default=10, help="how many candidates (default 10)")
         c.add_argument("--retrained", action="store_true", help="rank by retraining results")
         c.add_argument("--ladder", action="store_true",
@@ -556,13 +598,13 @@ def build_parser() -> argparse.ArgumentParser:
         c.set_defaults(fn=fn)
     for name, fn, text in (("show", cmd_show, "one candidate: program, metrics, diff to parent"),
                            ("lineage", cmd_lineage, "a candidate's ancestors up to its seed")):
-        c = sub.add_parser(name, help=text)
-        c.add_argument("store", help="the search's SQLite file")
+        c = command(name, help=text)
+        c.add_argument("store", help=STORE_HELP)
         c.add_argument("id", type=int, help="the candidate's id (see top)")
         c.add_argument("--json", action="store_true", help="print it as JSON")
         c.set_defaults(fn=fn)
 
-    d = sub.add_parser("dashboard", help="a live web page of one or more stores, read-only")
+    d = command("dashboard", help="a live web page of one or more stores, read-only")
     d.add_argument("stores", nargs="*", metavar="STORE",
                    help="search stores to show side by side (default: every *.sqlite store "
                         "in this folder)")
@@ -572,8 +614,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="port to listen on (default 8765; 0: any free port, printed)")
     d.set_defaults(fn=cmd_dashboard)
 
-    r = sub.add_parser("retrain", help="retrain the top K longer with several seeds")
-    r.add_argument("store", help="the search's SQLite file; runs are recorded in it")
+    r = command("retrain", help="retrain the top K longer with several seeds")
+    r.add_argument("store", help=STORE_HELP + "; runs are recorded in it")
     r.add_argument("--top", type=int, default=10, help="how many candidates (default 10)")
     r.add_argument("--seeds", type=int, default=3, help="training seeds each (default 3)")
     r.add_argument("--steps", type=int, default=None, help="step budget (default: the search's)")
@@ -595,13 +637,13 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--json", action="store_true", help="print the summary rows as JSON")
     r.set_defaults(fn=cmd_retrain)
 
-    pl = sub.add_parser("plot", help="write a search's figures as PNG files")
-    pl.add_argument("store", help="the search's SQLite file")
+    pl = command("plot", help="write a search's figures as PNG files")
+    pl.add_argument("store", help=STORE_HELP)
     pl.add_argument("--out", required=True, help="output folder")
     pl.set_defaults(fn=cmd_plot)
 
-    e = sub.add_parser("export", help="write a block as a standalone Flax module")
-    e.add_argument("store", nargs="?", help="a search store (with ID), or use --dna")
+    e = command("export", help="write a block as a standalone Flax module")
+    e.add_argument("store", nargs="?", help="a search store (with ID) or `latest` (see top); or use --dna")
     e.add_argument("id", nargs="?", type=int, help="the candidate's id, with STORE")
     e.add_argument("--dna", default="seeds:primer_ez", help="seeds:NAME or a DNA file")
     e.add_argument("--d-model", type=int, default=None,
@@ -611,7 +653,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="use the weights of the candidate's best retraining run (see retrain)")
     e.set_defaults(fn=cmd_export)
 
-    t = sub.add_parser("train", help="train one DNA and print its fitness")
+    t = command("train", help="train one DNA and print its fitness")
     t.add_argument("--dna", default="seeds:transformer",
                    help="seeds:NAME or a DNA file (default: seeds:transformer)")
     t.add_argument("--corpus", default="ptb", help="ptb (embedded), lm1b or text")
@@ -643,13 +685,13 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--json", action="store_true", help="print the result as JSON")
     t.set_defaults(fn=cmd_train)
 
-    s = sub.add_parser("show-dna", help="print a DNA as readable code")
+    s = command("show-dna", help="print a DNA as readable code")
     s.add_argument("dna", help="seeds:NAME or a DNA file")
     s.add_argument("--prune", action="store_true", help="print the canonical (pruned) form")
     s.set_defaults(fn=cmd_show_dna)
 
-    sub.add_parser("seeds", help="list the seed blocks").set_defaults(fn=cmd_seeds)
-    sub.add_parser("ops", help="list the primitive vocabulary").set_defaults(fn=cmd_ops)
+    command("seeds", help="list the seed blocks").set_defaults(fn=cmd_seeds)
+    command("ops", help="list the primitive vocabulary").set_defaults(fn=cmd_ops)
     return p
 
 

@@ -1,0 +1,106 @@
+"""The command line as a whole: global flags on either side of the command, `latest` for
+the newest store, `--json` on every command that prints results, errors blamed on what
+was wrong, and nothing left on disk by a command that fails. Stores are built by hand,
+so nothing here trains."""
+
+import json
+import logging
+import os
+import time
+
+import pytest
+
+from primer_search.cli import main
+from primer_search.fitness.results import EvalResult
+from primer_search.program import seeds
+from primer_search.program.validate import dna_hash
+from primer_search.search.config import config_to_dict, load_config
+from primer_search.search.store import Store
+
+TINY = ["fitness.model.d_model=16", "fitness.model.num_layers=1", "fitness.data.seq_len=16",
+        "fitness.data.batch_size=4", "fitness.data.eval_tokens=256", "fitness.budget.stages=1"]
+
+
+def _store(path, fitness=(900.0, 800.0)):
+    """A tiny_cpu store holding the seeds transformer (1) and primer_ez (2, child of 1)."""
+    with Store(path, config_to_dict(load_config("tiny_cpu", TINY))) as store:
+        parent = None
+        for name, f in zip(("transformer", "primer_ez"), fitness):
+            dna = seeds.get(name)
+            cid = store.add(dna=dna, parent_id=parent, mutation=f"seed:{name}",
+                            dna_hash=dna_hash(dna))
+            store.finish(cid, EvalResult(fitness=f, status="ok", stage_fitness=(f,)))
+            parent = cid
+    return path
+
+
+def _listing(folder) -> set[str]:
+    return {str(p.relative_to(folder)) for p in folder.rglob("*")}
+
+
+@pytest.fixture
+def here(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+# ---- global flags ---------------------------------------------------------------------
+
+@pytest.mark.parametrize("argv", [["--log-level", "debug", "seeds"],
+                                  ["seeds", "--log-level", "debug"]])
+def test_global_flags_before_or_after_the_command(argv, capsys):
+    assert main(argv) == 0
+    assert logging.getLogger("primer_search").level == logging.DEBUG
+    assert "transformer" in capsys.readouterr().out
+    assert main(["seeds"]) == 0  # not given anywhere: the default
+    assert logging.getLogger("primer_search").level == logging.WARNING
+
+
+def test_version_after_the_command(capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["top", "--version"])
+    assert e.value.code == 0 and capsys.readouterr().out.startswith("primer-search ")
+
+
+def test_bad_global_flag_after_the_command_is_a_usage_error(capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["seeds", "--log-level", "loud"])
+    assert e.value.code == 2 and "--log-level" in capsys.readouterr().err
+
+
+# ---- latest ---------------------------------------------------------------------------
+
+def test_latest_is_the_newest_store_here(here, capsys):
+    old, new = _store(here / "a.sqlite"), _store(here / "b.sqlite", (700.0, 600.0))
+    (here / "notes.sqlite").write_bytes(b"not a store")  # skipped
+    os.utime(old, (time.time() - 100, time.time() - 100))
+    os.utime(new, (time.time() - 50, time.time() - 50))
+    os.utime(here / "notes.sqlite")
+    assert main(["top", "latest", "--json"]) == 0
+    out, err = capsys.readouterr()
+    assert [r["fitness"] for r in json.loads(out)] == [600.0, 700.0]
+    assert "latest store is" in err and "b.sqlite" in err
+    for argv in (["show", "latest", "1", "--json"], ["lineage", "latest", "2", "--json"]):
+        assert main(argv) == 0, argv
+        assert "b.sqlite" in capsys.readouterr().err
+    assert main(["top", "latest", "--json"]) == 0  # still b: reading writes nothing
+
+
+def test_latest_with_no_store_here_is_one_line_exit_1(here, capsys):
+    (here / "notes.sqlite").write_bytes(b"not a store")
+    before = _listing(here)
+    for argv in (["top", "latest"], ["show", "latest", "1"], ["lineage", "latest", "1"],
+                 ["plot", "latest", "--out", "figs"], ["retrain", "latest"],
+                 ["export", "latest", "1", "--out", "exported"],
+                 ["search", "--resume", "latest"]):
+        assert main(argv) == 1, argv
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "`latest`" in err and "no" in err, (argv, err)
+    assert _listing(here) == before
+
+
+def test_a_file_named_latest_is_a_path(here, capsys):
+    _store(here / "latest")
+    assert main(["top", "latest", "--json"]) == 0
+    out, err = capsys.readouterr()
+    assert len(json.loads(out)) == 2 and "latest store is" not in err
