@@ -104,3 +104,40 @@ def test_a_file_named_latest_is_a_path(here, capsys):
     assert main(["top", "latest", "--json"]) == 0
     out, err = capsys.readouterr()
     assert len(json.loads(out)) == 2 and "latest store is" not in err
+
+
+# ---- errors blamed on what was wrong ------------------------------------------------
+
+@pytest.mark.parametrize("override, message", [
+    ("fitness.model.d_modle=3", "unknown key 'fitness.model.d_modle' (did you mean "
+                                "'fitness.model.d_model'?)"),
+    ("fitness.budget.steps=-1", "budget.steps must be >= 1"),
+    ("workers=0", "workers must be >= 1, got 0"),
+])
+def test_a_bad_override_is_blamed_not_the_file(override, message, here, capsys):
+    argv = ["search", "tiny_cpu", "--set", "max_candidates=3", "--set", override,
+            "--set", "evaluator=\"toy\"", "--store", "new/dir/s.sqlite"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"primer-search: error: --set {override}: ") and message in err, err
+    assert "tiny_cpu.toml" not in err
+    assert _listing(here) == set()  # nor the store's folder
+
+
+def test_a_bad_file_is_still_blamed_on_the_file(here, capsys):
+    (here / "bad.toml").write_text("workers = 0\n")
+    assert main(["search", "bad.toml", "--set", "max_candidates=3"]) == 2
+    assert capsys.readouterr().err.startswith("primer-search: error: bad.toml: workers must")
+
+
+def test_a_later_override_that_fixes_an_earlier_one_is_no_error():
+    config = load_config("tiny_cpu", ["workers=0", "workers=2"])
+    assert config.workers == 2
+
+
+def test_a_bad_resume_override_is_blamed(here, capsys):
+    _store(here / "s.sqlite")
+    assert main(["search", "--resume", "s.sqlite", "--set", "max_candidats=5"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("primer-search: error: --set max_candidats=5: unknown key "
+                          "'max_candidats' (did you mean 'max_candidates'?)"), err

@@ -239,16 +239,42 @@ _DACITE = dacite.Config(strict=True, cast=[tuple])
 
 
 def config_from_dict(data: dict, source: str = "config") -> SearchConfig:
+    try:
+        return _build(data)
+    except ConfigError as e:
+        raise ConfigError(f"{source}: {e}") from None
+
+
+def _build(data: dict) -> SearchConfig:
+    """``data`` as a SearchConfig, or a ConfigError that says what is wrong (not where)."""
     unknown = unknown_keys(data)
     if unknown:
-        raise ConfigError(f"{source}: " + "; ".join(unknown))
+        raise ConfigError("; ".join(unknown))
     shapes = _shape_errors(data)
     if shapes:
-        raise ConfigError(f"{source}: " + "; ".join(shapes))
+        raise ConfigError("; ".join(shapes))
     try:
         return dacite.from_dict(SearchConfig, data, config=_DACITE)
     except (dacite.DaciteError, ValueError, TypeError) as e:
-        raise ConfigError(f"{source}: {e}") from None
+        raise ConfigError(str(e)) from None
+
+
+def _build_blamed(steps: Sequence[tuple[str, dict]]) -> SearchConfig:
+    """The config of the last of ``steps``, (who, data) pairs in which each data is the
+    one before it with one more change (the first: a file, then one per override), and
+    ``who`` names that change. Its error is blamed on the first step that fails as the
+    last does: an override that is wrong names the override, not the file."""
+    try:
+        return _build(steps[-1][1])
+    except ConfigError as e:
+        problem = str(e)
+    for who, data in steps:
+        try:
+            _build(data)
+        except ConfigError as e:
+            if str(e) == problem:
+                raise ConfigError(f"{who}: {problem}") from None
+    raise ConfigError(f"{steps[-1][0]}: {problem}")
 
 
 def unknown_keys(data: dict, cls: type = SearchConfig, prefix: str = "") -> list[str]:
@@ -387,7 +413,11 @@ def resume_overrides(stored: dict, overrides: dict, store_path: str = "STORE") -
             f"`primer-search export {store_path} ID --out DIR`, then `primer-search search "
             "CONFIG --set 'seeds=[\"DIR/program.dna\"]'`")
     merged = merge(stored, overrides)
-    config_from_dict(merged, source=f"{store_path} (stored config with overrides)")
+    steps, data = [(f"{store_path} (stored config)", stored)], stored
+    for key, value in _leaves(overrides).items():
+        data = merge(data, _nest(key, value))
+        steps.append((f"--set {key}={_toml(value)}", data))
+    _build_blamed(steps)
     before, after = _leaves(stored), _leaves(merged)
     for key in sorted(after):
         if (key in RESUMABLE_KEYS or key.startswith("ladder.")
@@ -409,6 +439,23 @@ def resume_overrides(stored: dict, overrides: dict, store_path: str = "STORE") -
 _MISSING = object()
 
 
+def _nest(key: str, value: Any) -> dict:
+    """``"a.b", 1`` as ``{"a": {"b": 1}}``."""
+    for part in reversed(key.split(".")):
+        value = {part: value}
+    return value
+
+
+def _toml(value: Any) -> str:
+    """A value as ``--set`` takes it (JSON writes TOML's scalars and arrays alike)."""
+    import json
+
+    try:
+        return json.dumps(value)
+    except TypeError:
+        return repr(value)
+
+
 def load_config(path: str | os.PathLike, overrides: Sequence[str] = ()) -> SearchConfig:
     """Read a TOML search config with overrides: a path, or the name of a config shipped
     in the package (``primer_search/search_configs/NAME.toml``, read through
@@ -428,4 +475,7 @@ def load_config(path: str | os.PathLike, overrides: Sequence[str] = ()) -> Searc
         data = tomllib.loads(p.read_text())
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"{p}: not valid TOML ({e})") from None
-    return config_from_dict(apply_overrides(data, overrides), source=str(p))
+    steps = [(str(p), data)]
+    for i, item in enumerate(overrides):
+        steps.append((f"--set {item}", apply_overrides(data, overrides[:i + 1])))
+    return _build_blamed(steps)
