@@ -321,10 +321,11 @@ def cmd_top(args) -> int:
 
 
 def cmd_show(args) -> int:
-    args.store = _store_arg(args.store)
     import difflib
 
     from primer_search.search.ladder import ladder_results
+
+    args.store = _store_arg(args.store)
 
     with _open_store(args.store) as store:
         c = store.get(args.id)
@@ -370,8 +371,9 @@ def cmd_show(args) -> int:
 
 
 def cmd_retrain(args) -> int:
-    args.store = _store_arg(args.store)
     from primer_search.retrain import climb_ladder, retrain
+
+    args.store = _store_arg(args.store)
 
     def report(cid, seed, result):
         if not args.json:
@@ -407,11 +409,14 @@ def cmd_retrain(args) -> int:
 
 
 def cmd_export(args) -> int:
-    args.store = _store_arg(args.store)
     from primer_search.export import export
     from primer_search.search.loop import weights_folder
 
+    args.store = _store_arg(args.store)
+
     weights, shell, lm_config, tokenizer = None, "", None, {}
+    if args.d_model is not None and args.d_model < 1:
+        raise UsageError(f"--d-model must be >= 1, got {args.d_model}")
     if args.retrained and not args.store:
         raise UsageError("--retrained exports a stored candidate: give STORE and ID, not --dna")
     if args.store:
@@ -446,8 +451,9 @@ def cmd_export(args) -> int:
         shell = f" (LanguageModel(vocab_size=..., num_layers={model['num_layers']}))"
     else:
         dna, d_model, what = resolve_dna(args.dna), args.d_model or 128, args.dna
-    paths = export(dna, args.out, args.d_model or d_model, weights=weights,
-                   lm_config=lm_config, **tokenizer)
+    with _new_folder(args.out):
+        paths = export(dna, args.out, args.d_model or d_model, weights=weights,
+                       lm_config=lm_config, **tokenizer)
     for kind, path in paths.items():
         print(f"wrote {kind}: {path}")
     if weights is None:
@@ -481,11 +487,29 @@ def _lm_config(stored: dict, num_layers: int) -> tuple[dict | None, dict]:
     return config, {}
 
 
+@contextlib.contextmanager
+def _new_folder(path):
+    """Around a command that writes into folder ``path``: if it fails, the folders it
+    created for ``path`` (none that were there before) are removed with what they hold."""
+    import shutil
+
+    path = Path(path).absolute()
+    first_new = next((p for p in reversed([path, *path.parents]) if not p.exists()), None)
+    try:
+        yield
+    except BaseException:
+        if first_new is not None and first_new.exists():
+            shutil.rmtree(first_new, ignore_errors=True)
+        raise
+
+
 def cmd_plot(args) -> int:
-    args.store = _store_arg(args.store)
     from primer_search.plots import write_all
 
-    for path in write_all(args.store, args.out):
+    args.store = _store_arg(args.store)
+    with _new_folder(args.out):
+        written = write_all(args.store, args.out)
+    for path in written:
         print(f"wrote {path}")
     return 0
 

@@ -127,8 +127,6 @@ def tasks(cands: list[Candidate], ax) -> None:
 
 def write_all(store_path, out_dir) -> list[Path]:
     """Draw every figure of the store at ``store_path`` into ``out_dir``; return the files."""
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     with Store(store_path, readonly=True) as store:
         cands = store.finished()
         population = store.config.get("evolution", {}).get("population_size", 16)
@@ -136,6 +134,8 @@ def write_all(store_path, out_dir) -> list[Path]:
         chain = store.lineage(top[0].id) if top else []
     if not cands:
         raise ValueError(f"store {store_path} has no finished candidates to plot")
+    out = Path(out_dir)  # created only for a store there is something to draw of
+    out.mkdir(parents=True, exist_ok=True)
     figures = {
         "fitness.png": lambda ax: fitness_over_time(cands, ax),
         "population.png": lambda ax: population_over_time(cands, ax, population),

@@ -141,3 +141,42 @@ def test_a_bad_resume_override_is_blamed(here, capsys):
     err = capsys.readouterr().err
     assert err.startswith("primer-search: error: --set max_candidats=5: unknown key "
                           "'max_candidats' (did you mean 'max_candidates'?)"), err
+
+
+# ---- nothing left behind by a command that fails ------------------------------------
+
+def test_plot_of_a_bad_store_creates_no_folder(here, capsys):
+    (here / "bad.sqlite").write_bytes(b"not a store")
+    with Store(here / "empty.sqlite", {}):
+        pass
+    before = _listing(here)
+    for store in ("bad.sqlite", "empty.sqlite", "nosuch.sqlite"):
+        assert main(["plot", store, "--out", "figs/new"]) == 1, store
+        assert capsys.readouterr().err.count("\n") == 1
+    assert _listing(here) == before
+
+
+def test_export_of_a_bad_id_creates_no_folder(here, capsys):
+    _store(here / "s.sqlite")
+    before = _listing(here)
+    assert main(["export", "s.sqlite", "7", "--out", "out/exported"]) == 1
+    assert "candidate 7 is not in store s.sqlite" in capsys.readouterr().err
+    assert main(["export", "s.sqlite", "1", "--retrained", "--out", "out/exported"]) == 1
+    assert "no retrained weights" in capsys.readouterr().err
+    assert main(["export", "--dna", "seeds:transformer", "--d-model", "0", "--out", "ex"]) == 2
+    assert "--d-model must be >= 1" in capsys.readouterr().err
+    assert _listing(here) == before
+
+
+def test_a_failing_write_removes_only_the_folders_it_made(here, monkeypatch):
+    import primer_search.export
+
+    def broken(dna, out_dir, *a, **k):
+        (here / out_dir).mkdir(parents=True)
+        (here / out_dir / "block.py").write_text("half")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(primer_search.export, "export", broken)
+    (here / "kept").mkdir()
+    assert main(["export", "--out", "kept/a/b"]) == 1
+    assert _listing(here) == {"kept"}
