@@ -119,7 +119,12 @@ def cmd_show_dna(args) -> int:
     from primer_search.program.validate import canonical, dna_hash
 
     dna = resolve_dna(args.dna)
-    print(canonical(dna) if args.prune else dna, end="")
+    text = str(canonical(dna) if args.prune else dna)
+    if args.json:
+        print(json.dumps({"dna": args.dna, "pruned": args.prune, "program": text,
+                          "hash": dna_hash(dna)}))
+        return 0
+    print(text, end="")
     print(f"# hash {dna_hash(dna)[:16]}")
     return 0
 
@@ -127,19 +132,27 @@ def cmd_show_dna(args) -> int:
 def cmd_seeds(args) -> int:
     from primer_search.program import seeds
 
-    for name in seeds.names():
-        doc = (seeds._SEEDS[name].__doc__ or "").strip().splitlines()[0]
-        print(f"{name:<16} {doc}")
+    rows = [{"name": name, "doc": (seeds._SEEDS[name].__doc__ or "").strip().splitlines()[0]}
+            for name in seeds.names()]
+    if args.json:
+        print(json.dumps(rows))
+        return 0
+    for r in rows:
+        print(f"{r['name']:<16} {r['doc']}")
     return 0
 
 
 def cmd_ops(args) -> int:
     import primitives
 
-    for name in primitives.names():
-        prim = primitives.get(name)
+    prims = [primitives.get(name) for name in primitives.names()]
+    if args.json:
+        print(json.dumps([{"name": p.name, "arity": p.arity, "params": p.has_params,
+                           "mixes_sequence": p.mixes_sequence, "doc": p.doc} for p in prims]))
+        return 0
+    for prim in prims:
         flags = ("P" if prim.has_params else "-") + ("S" if prim.mixes_sequence else "-")
-        print(f"{name:<12} {prim.arity} {flags}  {prim.doc}")
+        print(f"{prim.name:<12} {prim.arity} {flags}  {prim.doc}")
     print("\narity, P = trainable parameters, S = mixes sequence positions (causal)")
     return 0
 
@@ -288,17 +301,24 @@ def cmd_prepare(args) -> int:
     from primer_search.search.config import load_config
 
     config = load_config(args.config, args.set)
+    log = sys.stderr if args.json else sys.stdout  # with --json: the JSON alone on stdout
     t = time.perf_counter()
     data = load_dataset(config.fitness.data)
-    print(f"{data!r}: vocabulary ready in {time.perf_counter() - t:.1f} s", flush=True)
+    print(f"{data!r}: vocabulary ready in {time.perf_counter() - t:.1f} s", flush=True, file=log)
 
     def progress(done: int, total: int) -> None:
         print(f"tokenised {done} of {total} training shards "
-              f"({time.perf_counter() - t:.0f} s)", flush=True)
+              f"({time.perf_counter() - t:.0f} s)", flush=True, file=log)
 
     tokens = data.prepare(progress)
+    cache = config.fitness.data.cache_dir
+    if args.json:
+        print(json.dumps({"config": args.config, "corpus": config.fitness.data.corpus,
+                          "tokens": tokens, "cache_dir": cache,
+                          "seconds": round(time.perf_counter() - t, 1)}))
+        return 0
     print(f"training data ready: {tokens:,} tokens, in the cache under "
-          f"{config.fitness.data.cache_dir or '$PRIMER_SEARCH_CACHE or ~/.cache/primer-search'}")
+          f"{cache or '$PRIMER_SEARCH_CACHE or ~/.cache/primer-search'}")
     return 0
 
 
@@ -454,15 +474,21 @@ def cmd_export(args) -> int:
     with _new_folder(args.out):
         paths = export(dna, args.out, args.d_model or d_model, weights=weights,
                        lm_config=lm_config, **tokenizer)
-    for kind, path in paths.items():
-        print(f"wrote {kind}: {path}")
+    if args.json:
+        print(json.dumps({"exported": what, "store": args.store, "id": args.id if args.store
+                          else None, "written": {k: str(p) for k, p in paths.items()},
+                          "weights": weights is not None}))
+    else:
+        for kind, path in paths.items():
+            print(f"wrote {kind}: {path}")
     if weights is None:
         print(f"no trained weights are stored for {what} (a search keeps those of its best "
               "`keep_weights` candidates): the module was exported to initialise fresh "
               "(LanguageModel(...).init), and weights.msgpack was not written", file=sys.stderr)
     else:
         print(f"weights are the trained parameters of {what}{shell}; "
-              f"`block.load()` returns the model, its weights and the tokeniser")
+              f"`block.load()` returns the model, its weights and the tokeniser",
+              file=sys.stderr if args.json else sys.stdout)
     return 0
 
 
@@ -509,6 +535,9 @@ def cmd_plot(args) -> int:
     args.store = _store_arg(args.store)
     with _new_folder(args.out):
         written = write_all(args.store, args.out)
+    if args.json:
+        print(json.dumps({"store": str(args.store), "written": [str(p) for p in written]}))
+        return 0
     for path in written:
         print(f"wrote {path}")
     return 0
@@ -609,6 +638,8 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("config", help="TOML config, or a shipped one (see search)")
     pr.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                     help="override a config field, e.g. --set fitness.data.path=/data/lm1b")
+    pr.add_argument("--json", action="store_true",
+                    help="print what was prepared as JSON (progress goes to stderr)")
     pr.set_defaults(fn=cmd_prepare)
 
     for name, fn, text in (("top", cmd_top, "the best candidates of a store"),):
@@ -664,6 +695,7 @@ def build_parser() -> argparse.ArgumentParser:
     pl = command("plot", help="write a search's figures as PNG files")
     pl.add_argument("store", help=STORE_HELP)
     pl.add_argument("--out", required=True, help="output folder")
+    pl.add_argument("--json", action="store_true", help="print the files written as JSON")
     pl.set_defaults(fn=cmd_plot)
 
     e = command("export", help="write a block as a standalone Flax module")
@@ -675,6 +707,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--out", required=True, help="output folder")
     e.add_argument("--retrained", action="store_true",
                    help="use the weights of the candidate's best retraining run (see retrain)")
+    e.add_argument("--json", action="store_true", help="print the files written as JSON")
     e.set_defaults(fn=cmd_export)
 
     t = command("train", help="train one DNA and print its fitness")
@@ -712,10 +745,14 @@ def build_parser() -> argparse.ArgumentParser:
     s = command("show-dna", help="print a DNA as readable code")
     s.add_argument("dna", help="seeds:NAME or a DNA file")
     s.add_argument("--prune", action="store_true", help="print the canonical (pruned) form")
+    s.add_argument("--json", action="store_true", help="print the program and its hash as JSON")
     s.set_defaults(fn=cmd_show_dna)
 
-    command("seeds", help="list the seed blocks").set_defaults(fn=cmd_seeds)
-    command("ops", help="list the primitive vocabulary").set_defaults(fn=cmd_ops)
+    for name, fn, text in (("seeds", cmd_seeds, "list the seed blocks"),
+                           ("ops", cmd_ops, "list the primitive vocabulary")):
+        c = command(name, help=text)
+        c.add_argument("--json", action="store_true", help="print the list as JSON")
+        c.set_defaults(fn=fn)
     return p
 
 

@@ -180,3 +180,36 @@ def test_a_failing_write_removes_only_the_folders_it_made(here, monkeypatch):
     (here / "kept").mkdir()
     assert main(["export", "--out", "kept/a/b"]) == 1
     assert _listing(here) == {"kept"}
+
+
+# ---- --json: one document on stdout ---------------------------------------------------
+
+def _json_out(capsys, argv) -> object:
+    assert main(argv) == 0, argv
+    return json.loads(capsys.readouterr().out)  # the whole of stdout is one document
+
+
+def test_every_listing_command_prints_json(capsys):
+    assert {"name": "transformer"}.items() <= _json_out(capsys, ["seeds", "--json"])[0].items()
+    ops = {r["name"]: r for r in _json_out(capsys, ["ops", "--json"])}
+    assert ops["ADD"]["arity"] == 2 and ops["ADD"]["params"] is False
+    dna = _json_out(capsys, ["show-dna", "seeds:primer_ez", "--prune", "--json"])
+    assert dna["pruned"] and "def main" in dna["program"] and len(dna["hash"]) >= 16
+
+
+def test_store_commands_print_json(here, capsys):
+    _store(here / "s.sqlite")
+    assert [r["id"] for r in _json_out(capsys, ["top", "s.sqlite", "--json"])] == [2, 1]
+    assert _json_out(capsys, ["show", "s.sqlite", "2", "--json"])["parent"] == 1
+    assert [r["id"] for r in _json_out(capsys, ["lineage", "s.sqlite", "2", "--json"])] == [2, 1]
+    plot = _json_out(capsys, ["plot", "s.sqlite", "--out", "figs", "--json"])
+    assert plot["written"] and all((here / p).is_file() for p in plot["written"])
+    exported = _json_out(capsys, ["export", "s.sqlite", "2", "--out", "ex", "--json"])
+    assert exported["id"] == 2 and exported["weights"] is False
+    assert set(exported["written"]) >= {"source", "dna"}
+    assert all((here / p).is_file() for p in exported["written"].values())
+
+
+def test_prepare_prints_json_and_logs_to_stderr(capsys):
+    prepared = _json_out(capsys, ["prepare", "tiny_cpu", "--json"])
+    assert prepared["corpus"] == "ptb" and prepared["tokens"] > 100_000
