@@ -1,13 +1,13 @@
 """The ``primer-search`` command line. Thin: each command calls the library's functions.
 
     primer-search search tiny_cpu [--set key=value ...] [--store PATH] | --resume STORE
-    primer-search top STORE [-n 10] [--json]
+    primer-search top STORE [-n 10] [--json]        (STORE: a path, or latest: the newest here)
     primer-search show STORE ID [--json]
     primer-search lineage STORE ID [--json]
     primer-search dashboard [STORE ...] [--host 127.0.0.1] [--port 8765]
     primer-search train --dna seeds:primer_ez --corpus ptb --steps 300 [--seconds 60] [--json]
-    primer-search show-dna seeds:transformer [--prune]
-    primer-search seeds | ops
+    primer-search show-dna seeds:transformer [--prune] [--json]
+    primer-search seeds | ops [--json]
 """
 
 from __future__ import annotations
