@@ -14,7 +14,15 @@
   (:func:`primitives.registry.invoke`) with the DNA line as a comment, e.g.
   ``h5 = add(h2, fit_like(h3, h2))  # h5 = ADD(h2, h3)``;
 * a ``LanguageModel`` wrapper with the engine's fixed shell: scaled embedding plus
-  sinusoids, N blocks under ``lax.scan``, final LayerNorm, tied output.
+  sinusoids, N blocks under ``lax.scan``, final LayerNorm, tied output; and ``load()``,
+  which reads trained weights and the tokeniser exported beside the file.
+
+Everything but the program's own statements is real engine code: the file is
+:mod:`primer_search.export_runtime` (the host-side init, the ``Block`` frame, the shell,
+``load()``), copied statement by statement with its stand-in program replaced by this
+one's, and with the engine functions it imports by name (the shell's forward pass, the
+tokenisers' encoding and decoding) replaced by their source like the primitives'. This
+module writes only statements from the DNA; it holds no code in strings.
 
 Why ``flax.linen``: its variables are a plain nested dict, so the engine's parameter tree
 (and trained weights) load into the exported module as they are, with
