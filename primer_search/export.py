@@ -14,7 +14,15 @@
   (:func:`primitives.registry.invoke`) with the DNA line as a comment, e.g.
   ``h5 = add(h2, fit_like(h3, h2))  # h5 = ADD(h2, h3)``;
 * a ``LanguageModel`` wrapper with the engine's fixed shell: scaled embedding plus
-  sinusoids, N blocks under ``lax.scan``, final LayerNorm, tied output.
+  sinusoids, N blocks under ``lax.scan``, final LayerNorm, tied output; and ``load()``,
+  which reads trained weights and the tokeniser exported beside the file.
+
+Everything but the program's own statements is real engine code: the file is
+:mod:`primer_search.export_runtime` (the host-side init, the ``Block`` frame, the shell,
+``load()``), copied statement by statement with its stand-in program replaced by this
+one's, and with the engine functions it imports by name (the shell's forward pass, the
+tokenisers' encoding and decoding) replaced by their source like the primitives'. This
+module writes only statements from the DNA; it holds no code in strings.
 
 Why ``flax.linen``: its variables are a plain nested dict, so the engine's parameter tree
 (and trained weights) load into the exported module as they are, with
@@ -27,7 +35,9 @@ Parameters live in one ``self.param("program", ...)`` tree whose keys are the en
 
 from __future__ import annotations
 
+import ast
 import dataclasses
+import inspect
 import os
 from fractions import Fraction
 from pathlib import Path
@@ -36,13 +46,8 @@ import jax
 import jax.numpy as jnp
 
 import primitives
-from primer_search.fitness.model import (
-    init_lm_params,
-    layer_norm,
-    layer_unroll,
-    params_to_bytes,
-    sinusoids,
-)
+from primer_search import export_runtime
+from primer_search.fitness.model import params_to_bytes
 from primer_search.program.compiler import as_rng, compile_block, concat_heads, param_name, stack_trees
 from primer_search.program.dna import DNA, format_instruction, save_dna
 from primer_search.program.validate import MAIN_WIDTH, canonical, output_width
@@ -105,8 +110,9 @@ def _width(f: Fraction, unit: str = "unit") -> str:
 # ---- the block's methods ----------------------------------------------------------------
 
 def _method(dna: DNA, ctx: Context, names: dict[Context, str], used: list) -> list[str]:
-    """Source of one method: one statement per instruction, the DNA line as its comment.
-    Every engine function a statement calls is appended to ``used``."""
+    """The statements of one method (``self, p, h0, h1, unit`` its arguments): one per
+    instruction, the DNA line as its comment. Every engine function a statement calls is
+    appended to ``used``."""
 
     def write(fn, *args):  # evaluates the registry's recipe as source text
         used.append(fn)
@@ -114,7 +120,7 @@ def _method(dna: DNA, ctx: Context, names: dict[Context, str], used: list) -> li
 
     s = ctx[0]
     widths = _state_widths(dna, ctx)
-    lines = [f"    def {names[ctx]}(self, p, h0, h1, unit):"]
+    lines = []
     for i, ins in enumerate(dna.subprograms[s].instructions):
         out, a, b = f"h{i + 2}", f"h{ins.in1}", f"h{ins.in2}"
         key = param_name(i, ins)
@@ -204,179 +210,93 @@ def _init_lines(tree: dict, indent: str, used: list) -> list[str]:
     return lines
 
 
-def _init_source(block, used: list) -> list[str]:
-    lines = ["def init_program(seed):",
-             '    """Fresh parameters, drawn on the host in program order exactly as the engine',
-             "    draws them (``compile_block(dna, D_MODEL).init(seed, x)``): ``seed`` is an",
-             '    int, or a numpy Generator that the draws continue."""']
+def _init_body(block, used: list) -> list[str]:
+    """The statements of ``init_program``: the draws, in the engine's order."""
     entries = _init_lines(_init_plan(block), "        ", used)
     if not entries:
-        return lines + ["    return {}"]
+        return ["    return {}"]
     used.append(as_rng)
-    return lines + ["    rng = as_rng(seed)", "    return {", *entries, "    }"]
+    return ["    rng = as_rng(seed)", "    return {", *entries, "    }"]
 
 
 # ---- the file ---------------------------------------------------------------------------
 
-# Names the exported file defines itself; a copied engine function may not take them.
-_RESERVED = ("D_MODEL", "Block", "LanguageModel", "init_program", "init_language_model",
-             "_host_init", "_on_device", "nn", "jax", "jnp", "np")
-
-_HELPERS = '''
-
-def _host_init(draw, seed, key):
-    """The parameters ``draw(rng)`` makes, ``rng`` a numpy Generator: seeded by ``seed``
-    when one is given (then they are exactly the engine's for that seed), else by the bits
-    of Flax's key. Flax also traces initialisers (to check shapes on every apply), so the
-    key's draw runs as a host callback, which works under ``jax.jit`` too."""
-    if seed is not None:
-        return _on_device(draw(np.random.default_rng(seed)))
-    like = draw(np.random.default_rng(0))
-    shapes = jax.tree_util.tree_map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype), like)
-    return jax.pure_callback(lambda bits: draw(np.random.default_rng(np.asarray(bits))),
-                             shapes, jax.random.key_data(key))
+# Modules the exported file imports (as export_runtime imports them).
+_LIBRARIES = ("flax", "jax", "numpy")
+# What export fills in: export_runtime's stand-in program.
+_WIDTH, _INIT, _BLOCK, _TEMPLATE_METHOD = "D_MODEL", "init_program", "Block", "main"
 
 
-def _on_device(tree):
-    return jax.tree_util.tree_map(jnp.asarray, tree)
-'''
+@dataclasses.dataclass
+class _Runtime:
+    """:mod:`primer_search.export_runtime`, cut into the parts export puts together."""
 
-_LM_SOURCE = '''
-
-def init_language_model(seed, vocab_size, num_layers):
-    """Fresh parameters of the language model, drawn as the engine draws them: the
-    embedding, then each block's parameters, from one numpy Generator."""
-    return init_lm_params(as_rng(seed), init_program, vocab_size, D_MODEL, num_layers)
-
-
-class LanguageModel(nn.Module):
-    """Embedding * sqrt(d) + sinusoids, N blocks, final LayerNorm, tied output.
-
-    With ``seed`` set, ``init`` gives exactly the engine's parameters for that seed."""
-
-    vocab_size: int
-    num_layers: int
-    seed: int | None = None
-
-    @nn.compact
-    def __call__(self, tokens):
-        d = D_MODEL
-
-        def fresh(part):  # one part of the engine's initialisation, drawn on the host
-            return lambda key: _host_init(
-                lambda rng: init_language_model(rng, self.vocab_size, self.num_layers)[part],
-                self.seed, key)
-
-        embed = self.param("embed", fresh("embed"))
-        blocks = self.param("blocks", fresh("blocks"))
-        norm = self.param("final_norm", fresh("final_norm"))
-        x = embed[tokens] * float(np.sqrt(d)) + sinusoids(tokens.shape[-1], d)
-        block = BLOCK_CLASS()
-
-        def layer(h, p):
-            return block.main(p, h, h, d), None
-
-        x, _ = jax.lax.scan(layer, x, blocks, length=self.num_layers,
-                            unroll=layer_unroll(self.num_layers))
-        x = layer_norm(x, norm["scale"], norm["bias"])
-        return x @ embed.T
-'''
+    imports: list[str]  # its imports of flax, jax and numpy, as written there
+    engine: list  # the engine functions it imports by name (export copies their source)
+    reserved: tuple[str, ...]  # the names it defines, which copied functions may not take
+    # Its top-level statements after the imports, each as its lines (with the comments
+    # before it), or as the stand-in's name for the three parts export writes itself.
+    parts: list
+    init_head: list[str]  # init_program's def line and docstring
+    block_head: list[str]  # class Block up to the end of its __call__
+    method_head: str  # the stand-in method's def line, whose name export replaces
 
 
-_LOADER_SOURCE = '''
-
-def load(folder=None):
-    """The trained language model exported beside this file, usable on text without
-    primer-search: returns (model, variables, encode, decode).
-
-    ``model.json`` gives the model's size and tokeniser, ``weights.msgpack`` its trained
-    parameters (variables is None without them: ``model.init`` draws fresh ones) and
-    ``vocab.txt`` a word vocabulary, one token per line (``tokenizer.model`` a SentencePiece
-    model, for subwords). ``encode(text)`` tokenises as the search did: each non-empty
-    line's whitespace-separated words, then an end of sentence; words are looked up in
-    the vocabulary (unknown ones as ``<unk>``), or, for a byte tokeniser, written as their
-    UTF-8 bytes with 256 as the end, or, for subwords, cut into the model's pieces (the
-    package ``sentencepiece`` is needed) with 0 as the end. ``decode(ids)`` is the
-    reverse, with a newline for each end of sentence."""
-    import json
-    import pathlib
-
-    import flax.serialization
-
-    here = pathlib.Path(folder) if folder is not None else pathlib.Path(__file__).parent
-    cfg = json.loads((here / "model.json").read_text())
-    if cfg["d_model"] != D_MODEL:
-        raise ValueError(f"model.json has d_model {cfg['d_model']}, this block was exported "
-                         f"at {D_MODEL}")
-    model = LanguageModel(vocab_size=cfg["vocab_size"], num_layers=cfg["num_layers"])
-    variables = None
-    if (here / "weights.msgpack").exists():
-        variables = flax.serialization.msgpack_restore((here / "weights.msgpack").read_bytes())
-    if cfg["tokenizer"] == "byte":
-        def encode(text):
-            ids = []
-            for line in text.splitlines():
-                if line.split():
-                    ids += list(" ".join(line.split()).encode("utf-8")) + [256]
-            return np.asarray(ids, np.int32)
-
-        def decode(ids):
-            out = bytes(int(i) if i < 256 else 10 for i in ids)
-            return out.decode("utf-8", errors="replace")
-        return model, variables, encode, decode
-    if cfg["tokenizer"] == "subword":
-        import sentencepiece
-
-        pieces = sentencepiece.SentencePieceProcessor(model_file=str(here / "tokenizer.model"))
-
-        def encode(text):
-            ids = []
-            for line in text.splitlines():
-                if line.split():
-                    ids += pieces.encode(" ".join(line.split())) + [0]
-            return np.asarray(ids, np.int32)
-
-        def decode(ids):
-            out, sentence = [], []
-            for i in map(int, ids):
-                if i == 0:
-                    out.append(pieces.decode(sentence) + "\\n")
-                    sentence = []
-                else:
-                    sentence.append(i)
-            return "".join(out) + (pieces.decode(sentence) if sentence else "")
-        return model, variables, encode, decode
-    vocab = (here / "vocab.txt").read_text(encoding="utf-8").split("\\n")[:cfg["vocab_size"]]
-    index = {word: i for i, word in enumerate(vocab)}
-    eos, unk = index["<eos>"], index["<unk>"]
-
-    def encode(text):
-        ids = []
-        for line in text.splitlines():
-            words = line.split()
-            if words:
-                ids += [index.get(w, unk) for w in words] + [eos]
-        return np.asarray(ids, np.int32)
-
-    def decode(ids):
-        return " ".join(vocab[int(i)] for i in ids).replace(" <eos> ", "\\n").replace(
-            "<eos>", "\\n")
-    return model, variables, encode, decode
-'''
+def _runtime() -> _Runtime:
+    lines = inspect.getsource(export_runtime).splitlines()
+    body = ast.parse("\n".join(lines)).body
+    if isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant):
+        body = body[1:]  # the module docstring
+    imports, engine, reserved, parts = [], [], [], []
+    init_head = block_head = method_head = None
+    end = 0  # last line of the previous statement
+    for node in body:
+        chunk, start, end = lines[end:node.end_lineno], node.lineno - 1, node.end_lineno
+        if isinstance(node, (ast.Import, ast.ImportFrom)):
+            module = node.module if isinstance(node, ast.ImportFrom) else node.names[0].name
+            if module.split(".")[0] in _LIBRARIES:
+                imports += lines[start:end]
+                reserved += [a.asname or a.name for a in node.names]
+            else:  # an engine function, copied with what it uses
+                engine += [getattr(export_runtime, a.asname or a.name) for a in node.names]
+            continue
+        name = node.targets[0].id if isinstance(node, ast.Assign) else node.name
+        reserved.append(name)
+        if name == _INIT:
+            init_head = lines[start:node.body[0].end_lineno]  # def line and docstring
+        elif name == _BLOCK:
+            k = next(i for i, n in enumerate(node.body) if getattr(n, "name", "") == _TEMPLATE_METHOD)
+            block_head = lines[end - len(chunk):node.body[k - 1].end_lineno]  # to __call__'s end
+            method_head = lines[node.body[k].lineno - 1]
+        parts.append(name if name in (_WIDTH, _INIT, _BLOCK) else chunk)
+    return _Runtime(imports, engine, tuple(reserved), parts, init_head, block_head, method_head)
 
 
-def export_source(dna: DNA, d_model: int, class_name: str = "Block") -> str:
+def _strip(lines: list[str]) -> list[str]:
+    """``lines`` without the blank ones at either end."""
+    text = "\n".join(lines).strip("\n")
+    return text.split("\n") if text else []
+
+
+def export_source(dna: DNA, d_model: int) -> str:
     """The standalone module source for ``dna`` at width ``d_model`` (see module doc)."""
     program = canonical(dna)
     block = compile_block(program, d_model)
+    runtime = _runtime()
     # Engine functions the file calls: collected while the statements are written.
-    used: list = [fit_channels, sinusoids, layer_norm, layer_unroll, init_lm_params, as_rng]
+    used: list = [fit_channels]
     names = _contexts(program)
     methods = []
+    before, _, after = runtime.method_head.partition(f"{_TEMPLATE_METHOD}(")
     for ctx in names:
-        methods += [""] + _method(program, ctx, names, used)
-    init = _init_source(block, used)
-    copied = standalone_source(used, reserved=_RESERVED + (class_name,))
+        methods += ["", f"{before}{names[ctx]}({after}", *_method(program, ctx, names, used)]
+    init = runtime.init_head + _init_body(block, used)
+    copied = standalone_source(used + runtime.engine, reserved=runtime.reserved)
+    written = {_WIDTH: [f"{_WIDTH} = {d_model}", "", "",
+                        "# ---- engine functions this block uses, copied from their source ----",
+                        "", copied],
+               _INIT: init, _BLOCK: _strip(runtime.block_head) + methods}
+    parts = [written[part] if isinstance(part, str) else _strip(part) for part in runtime.parts]
     out = ['"""A decoder block found by primer-search, as a standalone Flax module.',
            "",
            "The program, one line per instruction (h0 = h1 = the block input x):",
@@ -384,22 +304,9 @@ def export_source(dna: DNA, d_model: int, class_name: str = "Block") -> str:
            "Imports only jax, flax and numpy. Block maps x [batch, seq, d_model] to the same",
            "shape; LanguageModel wraps N blocks in the fixed shell the search trained them in.",
            "Parameters are drawn on the host with numpy, as the engine draws them.",
-           '"""', "", "import flax.linen as nn", "import jax",
-           "import jax.numpy as jnp", "import numpy as np", "",
-           f"D_MODEL = {d_model}", "", "",
-           "# ---- engine functions this block uses, copied from their source ----", "",
-           copied, _HELPERS, "", *init, "", "",
-           f"class {class_name}(nn.Module):",
-           '    """The searched block: x [batch, seq, d_model] -> same shape.',
-           "",
-           "    With ``seed`` set, ``init`` gives exactly the engine's parameters for that",
-           '    seed."""', "",
-           "    seed: int | None = None", "",
-           "    @nn.compact", "    def __call__(self, x):",
-           '        p = self.param("program", lambda key: _host_init(init_program, self.seed, key))',
-           "        return self.main(p, x, x, D_MODEL)", *methods]
-    out += _LM_SOURCE.replace("BLOCK_CLASS", class_name).splitlines()
-    out += _LOADER_SOURCE.splitlines()
+           '"""', "", *runtime.imports, "", *parts[0]]  # one blank line after imports
+    for part in parts[1:]:
+        out += ["", "", *part]
     return "\n".join(out).rstrip() + "\n"
 
 

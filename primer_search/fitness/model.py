@@ -12,7 +12,6 @@ once whatever the depth. On the CPU the scan is unrolled (:func:`layer_unroll`).
 from __future__ import annotations
 
 import dataclasses
-import math
 from typing import Any
 
 import jax
@@ -24,7 +23,7 @@ from primer_search.program.compiler import Block, as_rng, compile_block, stack_t
 from primer_search.program.dna import DNA
 
 __all__ = ["LanguageModel", "build_lm", "count_params", "layer_norm", "layer_unroll",
-           "params_to_bytes", "sinusoids"]
+           "params_to_bytes", "shell_hidden", "sinusoids"]
 
 LN_EPS = 1e-6
 
@@ -67,21 +66,29 @@ class LanguageModel:
 
     def hidden(self, params, tokens):
         """Final hidden states ``[batch, seq, d_model]`` before the output layer."""
-        cfg = self.config
-        seq = tokens.shape[-1]
-        x = params["embed"][tokens] * math.sqrt(cfg.d_model)
-        x = x + jnp.asarray(sinusoids(seq, cfg.d_model))
-
-        def layer(h, block_params):
-            return self.block.apply(block_params, h), None
-
-        x, _ = jax.lax.scan(layer, x, params["blocks"], length=cfg.num_layers,
-                            unroll=self.unroll or layer_unroll(cfg.num_layers))
-        return layer_norm(x, params["final_norm"]["scale"], params["final_norm"]["bias"])
+        return shell_hidden(params, tokens, self.block.apply, self.config.num_layers, self.unroll)
 
     def apply(self, params, tokens):
         """Logits ``[batch, seq, vocab]`` for tokens ``[batch, seq]``."""
         return self.hidden(params, tokens) @ params["embed"].T
+
+
+def shell_hidden(params, tokens, apply_block, num_layers: int, unroll: int | None = None):
+    """The shell up to its output layer: ``params["embed"][tokens]`` scaled by sqrt(d_model)
+    plus :func:`sinusoids`, then ``num_layers`` blocks (``apply_block(block_params, h)``)
+    under ``lax.scan`` over ``params["blocks"]``, then the final LayerNorm. ``unroll``:
+    layers per step of the scan, None for :func:`layer_unroll`'s choice. The engine's
+    :class:`LanguageModel` and the exported one both run this function (export copies it)."""
+    embed = params["embed"]
+    d_model = embed.shape[-1]
+    x = embed[tokens] * float(np.sqrt(d_model)) + jnp.asarray(sinusoids(tokens.shape[-1], d_model))
+
+    def layer(h, block_params):
+        return apply_block(block_params, h), None
+
+    x, _ = jax.lax.scan(layer, x, params["blocks"], length=num_layers,
+                        unroll=unroll or layer_unroll(num_layers))
+    return layer_norm(x, params["final_norm"]["scale"], params["final_norm"]["bias"])
 
 
 def layer_unroll(num_layers: int) -> int:

@@ -39,7 +39,6 @@ from __future__ import annotations
 import collections
 import hashlib
 import io
-import itertools
 from collections.abc import Iterable, Sequence
 
 import numpy as np
@@ -96,13 +95,11 @@ class WordTokenizer(Tokenizer):
         self._digest = hashlib.sha256("\n".join(self.vocab).encode("utf-8")).hexdigest()
 
     def encode(self, lines: Iterable[str]) -> np.ndarray:
-        get, ids = self._index.get, []
-        for line in lines:
-            words = line.split()
-            if words:
-                ids.extend([get(w, UNK_ID) for w in words])
-                ids.append(EOS_ID)
-        return np.asarray(ids, dtype=np.int32)
+        return word_encode(self._index, lines)
+
+    def decode(self, ids: Iterable[int]) -> str:
+        """The text of ``ids``: words joined by spaces, each sentence end a newline."""
+        return word_decode(self.vocab, ids)
 
     def annotate(self, lines: Iterable[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         get, ids, nbytes = self._index.get, [], []
@@ -134,10 +131,11 @@ class ByteTokenizer(Tokenizer):
     vocab = None
 
     def encode(self, lines: Iterable[str]) -> np.ndarray:
-        text = "".join(" ".join(words) + "\n" for words in map(str.split, lines) if words)
-        stream = np.frombuffer(text.encode("utf-8"), dtype=np.uint8).astype(np.int32)
-        stream[stream == 0x0A] = BYTE_EOS_ID  # normalised sentences hold no other newline
-        return stream
+        return byte_encode(lines)
+
+    def decode(self, ids: Iterable[int]) -> str:
+        """The text of ``ids``: the bytes as UTF-8, each sentence end a newline."""
+        return byte_decode(ids)
 
     def annotate(self, lines: Iterable[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         stream = self.encode(lines)
@@ -183,10 +181,7 @@ class SubwordTokenizer(Tokenizer):
         self._digest = hashlib.sha256(self.model).hexdigest()
 
     def encode(self, lines: Iterable[str]) -> np.ndarray:
-        sentences = [" ".join(words) for words in map(str.split, lines) if words]
-        pieces = self._sp.encode(sentences, num_threads=SUBWORD_ENCODE_THREADS)
-        return np.fromiter(itertools.chain.from_iterable(p + [EOS_ID] for p in pieces),
-                           np.int32, count=sum(map(len, pieces)) + len(pieces))
+        return subword_encode(self._sp, lines)
 
     def annotate(self, lines: Iterable[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         stream = self.encode(lines)
@@ -204,17 +199,69 @@ class SubwordTokenizer(Tokenizer):
 
     def decode(self, ids: Iterable[int]) -> str:
         """The text of ``ids``: sentences as normalised, each sentence end a newline."""
-        out, sentence = [], []
-        for t in map(int, ids):
-            if t == EOS_ID:
-                out.append(self._sp.decode(sentence) + "\n")
-                sentence = []
-            else:
-                sentence.append(t)
-        return "".join(out) + (self._sp.decode(sentence) if sentence else "")
+        return subword_decode(self._sp, ids)
 
     def key(self) -> dict:
         return {"tokenizer": "subword", "model_sha256": self._digest}
+
+
+# ---- the tokenisers' encoding and decoding, as plain functions --------------------------
+# The exported block's ``load()`` (:mod:`primer_search.export_runtime`) runs these same
+# functions: export copies them, so they use only numpy, literal constants and their
+# arguments (a SentencePiece processor for subwords), and their annotations name no
+# typing classes. ``lines``: an iterable of lines of text; ``ids``: of token ids.
+
+def word_encode(index: dict[str, int], lines) -> np.ndarray:
+    """The word tokeniser's stream: each word's id in ``index`` (``<unk>``'s when it has
+    none), a sentence end after each line with words."""
+    get, ids = index.get, []
+    for line in lines:
+        words = line.split()
+        if words:
+            ids.extend([get(w, UNK_ID) for w in words])
+            ids.append(EOS_ID)
+    return np.asarray(ids, dtype=np.int32)
+
+
+def word_decode(vocab, ids) -> str:
+    """Words joined by spaces, each sentence end a newline."""
+    return " ".join(vocab[int(i)] for i in ids).replace(f" {EOS} ", "\n").replace(EOS, "\n")
+
+
+def byte_encode(lines) -> np.ndarray:
+    """The byte tokeniser's stream: the normalised sentences' UTF-8 bytes, each followed by
+    the sentence end."""
+    text = "".join(" ".join(words) + "\n" for words in map(str.split, lines) if words)
+    stream = np.frombuffer(text.encode("utf-8"), dtype=np.uint8).astype(np.int32)
+    stream[stream == 0x0A] = BYTE_EOS_ID  # normalised sentences hold no other newline
+    return stream
+
+
+def byte_decode(ids) -> str:
+    """The bytes as UTF-8 (an invalid sequence as U+FFFD), each sentence end a newline."""
+    out = bytes(int(i) if i < BYTE_EOS_ID else 0x0A for i in ids)
+    return out.decode("utf-8", errors="replace")
+
+
+def subword_encode(sp, lines) -> np.ndarray:
+    """The subword tokeniser's stream: each normalised sentence's pieces by the
+    SentencePiece processor ``sp``, then the sentence end."""
+    sentences = [" ".join(words) for words in map(str.split, lines) if words]
+    pieces = sp.encode(sentences, num_threads=SUBWORD_ENCODE_THREADS)
+    return np.fromiter((t for p in pieces for t in p + [EOS_ID]),
+                       np.int32, count=sum(map(len, pieces)) + len(pieces))
+
+
+def subword_decode(sp, ids) -> str:
+    """Each sentence's pieces decoded by ``sp``, each sentence end a newline."""
+    out, sentence = [], []
+    for t in map(int, ids):
+        if t == EOS_ID:
+            out.append(sp.decode(sentence) + "\n")
+            sentence = []
+        else:
+            sentence.append(t)
+    return "".join(out) + (sp.decode(sentence) if sentence else "")
 
 
 # Threads SentencePiece trains with: fixed, because its result depends on the count.
