@@ -959,6 +959,16 @@ def print_table(report: dict) -> None:
             print(a["winner"]["diff"] or "(no change from the Transformer seed)")
 
 
+def write_report(report: dict, out: Path, as_json: bool, print_tables) -> int:
+    """``out/report.json``, and the report on standard output: as JSON, or as tables."""
+    (out / "report.json").write_text(json.dumps(report, indent=1, default=str))
+    if as_json:
+        print(json.dumps(report, indent=1, default=str))
+    else:
+        print_tables(report)
+    return 0
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -1008,21 +1018,11 @@ def main(argv=None) -> int:
         climbs = climb(profile, stores, out, args.set)
         report = analyse_ladder(profile, stores, climbs, out)
         report["fidelity_to_top_rung"] = ladder_fidelity(profile, stores, args.set)
-        (out / "report.json").write_text(json.dumps(report, indent=1, default=str))
-        if args.json:
-            print(json.dumps(report, indent=1, default=str))
-        else:
-            print_ladder_table(report)
-        return 0
+        return write_report(report, out, args.json, print_ladder_table)
     plan = plan_retrains(profile, stores)
     done = run_retrains(profile, plan, out, args.set)
     report = analyse(profile, stores, plan, done, out)
-    (out / "report.json").write_text(json.dumps(report, indent=1, default=str))
-    if args.json:
-        print(json.dumps(report, indent=1, default=str))
-    else:
-        print_table(report)
-    return 0
+    return write_report(report, out, args.json, print_table)
 
 
 if __name__ == "__main__":

@@ -35,7 +35,7 @@ from typing import Callable
 from primer_search.fitness.config import BudgetConfig
 from primer_search.fitness.results import EvalResult, Status
 from primer_search.search.config import SearchConfig, config_from_dict, rung_fitness
-from primer_search.search.ladder import LadderConfig, ladder_results, promote, rung_label
+from primer_search.search.ladder import LadderConfig, promote, rung_label, rung_results
 from primer_search.search.loop import save_weights, weights_folder
 from primer_search.search.pool import Done, Job, Lost, WorkerPool
 from primer_search.search.store import Candidate, Store
@@ -254,17 +254,6 @@ def rung_timeout(search_timeout_s: float | None, search, rung) -> float | None:
     return search_timeout_s * max(1.0, ratio)
 
 
-def _seed_copies(store) -> list[Candidate]:
-    """The first trained copy of each seed block in a search (its mutation is exactly
-    ``seed:NAME``), in id order."""
-    first: dict[str, Candidate] = {}
-    for c in store._select("kind = 'search' AND mutation LIKE 'seed:%' AND status = ?",
-                           (Status.OK,)):
-        if ";" not in c.mutation:
-            first.setdefault(c.mutation, c)
-    return sorted(first.values(), key=lambda c: c.id)
-
-
 def climb_ladder(store_path, ladder: LadderConfig | None = None,
                  on_result: Callable[[str, int, int, EvalResult], None] | None = None,
                  workers: int = 0, address: str | None = None,
@@ -291,7 +280,7 @@ def climb_ladder(store_path, ladder: LadderConfig | None = None,
                 "one with --ladder-from CONFIG, or set it when the search starts")
         for rung in ladder.rungs:
             rung_fitness(cfg, rung)  # every rung valid before any trains
-        seeds = [c.id for c in _seed_copies(store)] if ladder.include_seeds else []
+        seeds = [c.id for c in store.seed_copies()] if ladder.include_seeds else []
         entrants = [c.id for c in store.top(ladder.rungs[0].candidates + len(seeds))
                     if c.id not in seeds][:ladder.rungs[0].candidates]
         climbed = []
@@ -302,13 +291,13 @@ def climb_ladder(store_path, ladder: LadderConfig | None = None,
                           for cid in below["entrants"] if cid in below["candidates"]}
                 entrants = promote(scores, rung.candidates, below["entrants"])
                 below["promoted"] = entrants
-            label = rung_label(index, rung)
+            label = rung_label(index + 1, rung.name)
             fitness = rung_fitness(cfg, rung)
             rung_cfg = dataclasses.replace(cfg, fitness=fitness)
             train_at_rung(store, rung_cfg, label, entrants + seeds, rung.seeds,
                           rung_timeout(cfg.candidate_timeout_s, cfg.fitness, fitness),
                           on_result, pool_for or (lambda c, t: make_pool(c, workers, address, t)))
-            result = next(r for r in ladder_results(store) if r["label"] == label)
+            result = rung_results(store, index + 1, rung.name)
             result["entrants"] = entrants
             result["seed_copies"] = seeds
             climbed.append(result)

@@ -34,7 +34,8 @@ import statistics
 from collections.abc import Hashable, Mapping, Sequence
 from typing import Any
 
-__all__ = ["LadderConfig", "Rung", "ladder_results", "mean_fitness", "promote", "rung_label"]
+__all__ = ["LadderConfig", "Rung", "ladder_results", "mean_fitness", "promote", "rung_label",
+           "rung_results"]
 
 _RUNG = re.compile(r"rung (\d+): (.+)")
 
@@ -87,10 +88,10 @@ class LadderConfig:
             raise ValueError(f"ladder rung names must differ, got {names}")
 
 
-def rung_label(index: int, rung: Rung) -> str:
+def rung_label(number: int, name: str) -> str:
     """How a rung's runs are named in the store (the retrain rows' budget):
-    ``"rung 2: 2x width"`` for the second rung (``index`` counts from 0)."""
-    return f"rung {index + 1}: {rung.name}"
+    ``"rung 2: 2x width"`` for the second rung (``number`` counts from 1)."""
+    return f"rung {number}: {name}"
 
 
 def mean_fitness(values: Sequence[float]) -> float:
@@ -135,27 +136,28 @@ def _run_summary(rows) -> dict:
             if len(ok) == len(results) else []}
 
 
+def rung_results(store, number: int, name: str) -> dict:
+    """Rung ``number`` (from 1) named ``name`` as a store holds it: ``rung``, ``name``,
+    ``label`` and ``candidates``: {candidate id: its summary (:func:`_run_summary`)} over
+    its finished runs at that rung, best mean fitness first."""
+    label = rung_label(number, name)
+    by_candidate: dict[int, list] = {}
+    for row in store.retrain_rows(label):
+        if row.status.is_finished():
+            by_candidate.setdefault(row.parent_id, []).append(row)
+    summaries = {cid: _run_summary(sorted(rows, key=lambda r: r.seed))
+                 for cid, rows in by_candidate.items()}
+    ranked = sorted(summaries, key=lambda c: (summaries[c]["mean_fitness"], c))
+    return {"rung": number, "name": name, "label": label,
+            "candidates": {c: summaries[c] for c in ranked}}
+
+
 def ladder_results(store) -> list[dict]:
-    """Every rung found in a store, lowest first: ``rung`` (from 1), ``name``, ``label``
-    and ``candidates``: {candidate id: its summary (:func:`_run_summary`)} over its
-    finished runs at that rung, best mean fitness first."""
-    if not store._has_table("retrains"):
-        return []
-    labels = {}
-    for (budget,) in store._query("SELECT DISTINCT budget FROM retrains"):
-        m = _RUNG.fullmatch(budget or "")
+    """Every rung found in a store (by its runs' labels), lowest first, each as
+    :func:`rung_results` gives it."""
+    rungs = {}
+    for budget in store.retrain_budgets():
+        m = _RUNG.fullmatch(budget)
         if m:
-            labels[int(m.group(1))] = (m.group(2), budget)
-    out = []
-    for number in sorted(labels):
-        name, label = labels[number]
-        by_candidate: dict[int, list] = {}
-        for row in store.retrain_rows(label):
-            if row.status.is_finished():
-                by_candidate.setdefault(row.parent_id, []).append(row)
-        summaries = {cid: _run_summary(sorted(rows, key=lambda r: r.seed))
-                     for cid, rows in by_candidate.items()}
-        ranked = sorted(summaries, key=lambda c: (summaries[c]["mean_fitness"], c))
-        out.append({"rung": number, "name": name, "label": label,
-                    "candidates": {c: summaries[c] for c in ranked}})
-    return out
+            rungs[int(m.group(1))] = m.group(2)
+    return [rung_results(store, number, rungs[number]) for number in sorted(rungs)]

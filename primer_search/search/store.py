@@ -594,6 +594,22 @@ class Store:
         return self._select("kind = 'retrain' AND id IN (SELECT candidate_id FROM retrains "
                             "WHERE budget = ?)", (budget,))
 
+    def retrain_budgets(self) -> list[str]:
+        """Every budget (or ladder rung label) that retrain rows trained under."""
+        if not self._has_table("retrains"):
+            return []
+        return [b for (b,) in self._query(
+            "SELECT DISTINCT budget FROM retrains WHERE budget IS NOT NULL ORDER BY budget")]
+
+    def seed_copies(self) -> list[Candidate]:
+        """The first trained copy of each seed block in the search (its mutation is
+        exactly ``seed:NAME``, not a mutated seed), in id order."""
+        first: dict[str, Candidate] = {}
+        for c in self._select("kind = 'search' AND mutation LIKE 'seed:%' AND status = ? "
+                              "AND instr(mutation, ';') = 0", (Status.OK,)):
+            first.setdefault(c.mutation, c)
+        return list(first.values())
+
     def retrain_budget(self, cid: int) -> str | None:
         """The budget the ``retrain`` row ``cid`` trained under (None: not recorded)."""
         if not self._has_table("retrains"):
