@@ -11,55 +11,55 @@ import nbformat
 HERE = Path(__file__).parent
 
 INSPECT = [
-    ("md", "# Inspect a search\n\nLoads a search store (`PRIMER_SEARCH_STORE`, else the "
-           "newest store in this folder or the one above, where `primer-search search` "
-           "wrote it; or edit `STORE` below) and shows how fitness evolved, what the winners "
-           "are, where they came from and what changed along the way."),
-    ("code", "import os\n\nimport matplotlib.pyplot as plt\n\n"
-             "from primer_search import plots\n"
-             "from primer_search.search.store import Store, newest_store\n\n"
-             "STORE = os.environ.get('PRIMER_SEARCH_STORE') or str(newest_store(['.', '..']))\n"
-             "store = Store(STORE, readonly=True)\ncands = store.finished()\n"
-             "population = store.config.get('evolution', {}).get('population_size', 16)\n"
-             "print(f'{len(cands)} finished candidates in {STORE}')"),
+    ("md", "# Inspect a search\n\nOpens a search store with `primer_search.open_store` "
+           "(`PRIMER_SEARCH_STORE`, else `latest`: the newest store in this folder or the "
+           "one above, where `primer-search search` wrote it) and shows how fitness evolved, "
+           "what the winners are, where they came from and what changed along the way."),
+    ("code", "import difflib\nimport os\n\nimport matplotlib.pyplot as plt\n\n"
+             "import primer_search\n\n"
+             "results = primer_search.open_store(os.environ.get('PRIMER_SEARCH_STORE', 'latest'))\n"
+             "df = results.candidates()\n"
+             "finished = df[df.status != 'pending']\n"
+             "print(f'{len(finished)} finished candidates in {results.path}')\n"
+             "finished.groupby('status').size()"),
     ("md", "## Fitness against candidate index, with the running best"),
-    ("code", "fig, ax = plt.subplots(figsize=(9, 4))\nplots.fitness_over_time(cands, ax)"),
+    ("code", "results.plot('fitness');"),
     ("md", "## The population's fitness distribution over time"),
-    ("code", "fig, ax = plt.subplots(figsize=(9, 4))\n"
-             "plots.population_over_time(cands, ax, population)"),
+    ("code", "results.plot('population');"),
     ("md", "## Failed, hurdle-stopped and duplicate candidates"),
-    ("code", "fig, ax = plt.subplots(figsize=(7, 3))\nplots.outcomes(cands, ax)\n"
-             "for c in cands:\n    if c.result is not None and c.result.reason:\n"
-             "        print(f'#{c.id} {c.status}: {c.result.reason[:100]}')"),
+    ("code", "results.plot('outcomes')\n"
+             "finished.loc[finished.reason != '', ['status', 'reason']].head(20)"),
     ("md", "## Pareto fronts: perplexity against step time and against parameters"),
     ("code", "fig, (a, b) = plt.subplots(1, 2, figsize=(12, 4))\n"
-             "plots.pareto(cands, a, 'step_time_s')\nplots.pareto(cands, b, 'num_params')"),
+             "results.plot('pareto_step_time', a)\nresults.plot('pareto_params', b);"),
     ("md", "## The top programs as readable code"),
-    ("code", "top = store.top(3)\nfor c in top:\n"
-             "    print(f'#{c.id}  fitness {c.fitness:.4g}  ({c.mutation})')\n"
-             "    print(c.dna_text)"),
+    ("code", "top = results.top(3)\nfor row in top:\n"
+             "    print(f\"#{row['id']}  fitness {row['fitness']:.4g}  ({row['mutation']})\")\n"
+             "    print(results.program(row['id']))"),
     ("md", "## The lineage of the best, and its diff against its seed"),
-    ("code", "import difflib\n\nchain = store.lineage(top[0].id)\n"
-             "fig, ax = plt.subplots(figsize=(9, 4))\nplots.lineage(chain, ax)\n"
-             "seed = chain[-1]\nprint(f'#{top[0].id} against its seed #{seed.id} '"
-             "f'({seed.mutation}), instruction by instruction:')\n"
-             "diff = difflib.unified_diff(seed.dna_text.splitlines(), top[0].dna_text.splitlines(),\n"
-             "                            f'seed #{seed.id}', f'best #{top[0].id}', lineterm='', n=0)\n"
-             "print('\\n'.join(diff))"),
+    ("code", "best = top[0]['id']\nchain = results.lineage(best)\n"
+             "results.plot('lineage', cid=best)\n"
+             "seed = int(chain['id'].iloc[-1])\n"
+             "print(f'#{best} against its seed #{seed}, instruction by instruction:')\n"
+             "diff = difflib.unified_diff(str(results.program(seed)).splitlines(),\n"
+             "                            str(results.program(best)).splitlines(),\n"
+             "                            f'seed #{seed}', f'best #{best}', lineterm='', n=0)\n"
+             "print('\\n'.join(diff))\n"
+             "chain[['id', 'fitness', 'mutation']]"),
 ]
 
 EXPORT = [
     ("md", "# Export the best block and train it with plain Flax and optax\n\n"
-           "Uses the store in `PRIMER_SEARCH_STORE`, else the newest store in this folder or "
-           "the one above. The exported module imports only jax, flax and numpy."),
+           "Exports the best candidate of a store (`PRIMER_SEARCH_STORE`, else `latest`) "
+           "with `Results.export`. The exported module imports only jax, flax and numpy."),
     ("code", "import importlib.util\nimport os\nimport tempfile\nfrom pathlib import Path\n\n"
              "import jax\nimport jax.numpy as jnp\nimport numpy as np\nimport optax\n\n"
-             "from primer_search.cli import main\n"
-             "from primer_search.search.store import Store, newest_store\n\n"
-             "STORE = os.environ.get('PRIMER_SEARCH_STORE') or str(newest_store(['.', '..']))\n"
-             "with Store(STORE, readonly=True) as store:\n    best = store.top(1)[0]\n"
+             "import primer_search\n\n"
+             "results = primer_search.open_store(os.environ.get('PRIMER_SEARCH_STORE', 'latest'))\n"
+             "best = results.best()\n"
              "out = Path(tempfile.mkdtemp()) / 'exported'\n"
-             "assert main(['export', STORE, str(best.id), '--out', str(out)]) == 0"),
+             "paths = results.export(best['id'], out)\n"
+             "print({kind: path.name for kind, path in paths.items()})"),
     ("code", "print((out / 'block.py').read_text()[:1500])"),
     ("code", "spec = importlib.util.spec_from_file_location('exported_block', out / 'block.py')\n"
              "block = importlib.util.module_from_spec(spec)\nspec.loader.exec_module(block)\n"

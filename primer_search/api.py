@@ -102,8 +102,14 @@ class _RowReader:
             self.store.close()
 
 
-def open_store(path: str | os.PathLike) -> Results:
-    """The results of the search in ``path``, read-only (a search may be writing it)."""
+def open_store(path: str | os.PathLike = "latest") -> Results:
+    """The results of the search in ``path``, read-only (a search may be writing it).
+    ``"latest"`` (the default, unless a file has that name) is the newest search store
+    in this folder or the one above, as after ``primer-search search``."""
+    if os.fspath(path) == "latest" and not Path(path).exists():
+        from primer_search.files import newest_store
+
+        path = newest_store((".", ".."))
     results = Results(path)
     with results._open():  # a missing or damaged store fails here, not later
         pass
@@ -208,6 +214,37 @@ class Results:
         with self._open() as store:
             chain = store.lineage(cid)
         return _frame([candidate_row(c) for c in chain])
+
+    def plot(self, figure: str = "fitness", ax=None, cid: int | None = None):
+        """Draw one of the figures ``primer-search plot`` writes (see
+        :func:`primer_search.plots.figures`: ``fitness``, ``population``, ``outcomes``,
+        ``pareto_step_time``, ``pareto_params``, ``lineage`` of ``cid`` or of the best,
+        ``tasks``) into ``ax`` (default: a new figure); returns the Axes. Needs matplotlib."""
+        from primer_search import plots
+
+        drawn = plots.figures(self.path, lineage_of=cid)
+        if figure not in drawn:
+            raise ValueError(f"no figure {figure!r} for {self.path}; expected one of "
+                             f"{', '.join(drawn)}")
+        if ax is None:
+            _, ax = plots.plt.subplots(figsize=(9, 4))
+        drawn[figure](ax)
+        return ax
+
+    def export(self, cid: int, out: str | os.PathLike, retrained: bool = False,
+               d_model: int | None = None) -> dict[str, Path]:
+        """Export candidate ``cid`` as a standalone Flax module in folder ``out``, as
+        ``primer-search export STORE ID`` does (with the weights the store kept for it, or
+        with ``retrained`` those of its best retraining run); returns the written paths by
+        kind (``source``, ``dna``, ``weights``, ``config``, ...). Needs JAX and Flax."""
+        import warnings
+
+        from primer_search.export import export_candidate
+
+        done = export_candidate(self.path, cid, out, retrained=retrained, d_model=d_model)
+        for note in done.notes:
+            warnings.warn(note, stacklevel=2)
+        return done.paths
 
     def program(self, cid: int) -> DNA:
         """Candidate ``cid``'s program (``print`` it to read it as code)."""

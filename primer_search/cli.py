@@ -203,7 +203,8 @@ STORE_HELP = ("the search's SQLite file, or `latest`: the newest search store in
 def _store_arg(spec):
     """A STORE argument as a path: ``latest`` (unless a file has that name) is the newest
     search store in the current folder, named on standard error; none is a StoreError."""
-    from primer_search.search.store import StoreError, newest_store
+    from primer_search.files import newest_store
+    from primer_search.search.store import StoreError
 
     if spec != LATEST or Path(spec).exists():
         return spec
@@ -429,12 +430,10 @@ def cmd_retrain(args) -> int:
 
 
 def cmd_export(args) -> int:
-    from primer_search.export import export
-    from primer_search.search.loop import weights_folder
+    from primer_search.export import WidthMismatch, export, export_candidate
+    from primer_search.files import new_folder
 
     args.store = _store_arg(args.store)
-
-    weights, shell, lm_config, tokenizer = None, "", None, {}
     if args.d_model is not None and args.d_model < 1:
         raise UsageError(f"--d-model must be >= 1, got {args.d_model}")
     if args.retrained and not args.store:
@@ -442,98 +441,46 @@ def cmd_export(args) -> int:
     if args.store:
         if args.id is None:
             raise UsageError("export STORE needs a candidate ID (see `primer-search top STORE`)")
+        try:
+            done = export_candidate(args.store, args.id, args.out, retrained=args.retrained,
+                                    d_model=args.d_model)
+        except WidthMismatch as e:
+            raise UsageError(f"--d-model: {e}") from None
+        paths, what, notes = done.paths, done.what, done.notes
         with _open_store(args.store) as store:
-            cand = store.get(args.id)
-            stored = store.config
-        model = stored["fitness"]["model"]
-        d_model = model["d_model"]
-        dna, what = cand.dna, f"candidate #{cand.id} of {args.store}"
-        path = weights_folder(args.store) / f"{cand.id}.msgpack"
-        if args.retrained:
-            from primer_search.retrain import best_retrained_weights
-
-            found = best_retrained_weights(args.store, cand.id)
-            if found is None:
-                raise ValueError(f"no retrained weights are kept for {what}: retrain it first "
-                                 f"(`primer-search retrain {args.store} --top K`)")
-            row, path = found
-            with _open_store(args.store) as store:
-                budget = store.retrain_budget(row.id)
-            what = (f"{what}, retrained for {budget} (seed {row.seed}, row #{row.id}, "
-                    f"fitness {row.fitness:.4g})")
-        weights = path.read_bytes() if path.exists() else None
-        if weights is not None and args.d_model not in (None, d_model):
-            raise UsageError(f"--d-model {args.d_model} does not match the stored weights of "
-                             f"{what}, trained at d_model {d_model}; leave --d-model out, or "
-                             "export the program alone with --dna")
-        if args.d_model in (None, d_model):
-            lm_config, tokenizer = _lm_config(stored, model["num_layers"])
-        shell = f" (LanguageModel(vocab_size=..., num_layers={model['num_layers']}))"
+            num_layers = store.config["fitness"]["model"]["num_layers"]
+        shell = f" (LanguageModel(vocab_size=..., num_layers={num_layers}))"
+        weights = done.weights
     else:
-        dna, d_model, what = resolve_dna(args.dna), args.d_model or 128, args.dna
-    with _new_folder(args.out):
-        paths = export(dna, args.out, args.d_model or d_model, weights=weights,
-                       lm_config=lm_config, **tokenizer)
+        dna, what = resolve_dna(args.dna), args.dna
+        with new_folder(args.out):
+            paths = export(dna, args.out, args.d_model or 128)
+        weights, shell = False, ""
+        notes = (f"no trained weights are stored for {what}: the module was exported to "
+                 "initialise fresh (LanguageModel(...).init), and weights.msgpack was not "
+                 "written",)
     if args.json:
         print(json.dumps({"exported": what, "store": args.store, "id": args.id if args.store
                           else None, "written": {k: str(p) for k, p in paths.items()},
-                          "weights": weights is not None}))
+                          "weights": weights}))
     else:
         for kind, path in paths.items():
             print(f"wrote {kind}: {path}")
-    if weights is None:
-        print(f"no trained weights are stored for {what} (a search keeps those of its best "
-              "`keep_weights` candidates): the module was exported to initialise fresh "
-              "(LanguageModel(...).init), and weights.msgpack was not written", file=sys.stderr)
-    else:
+    for note in notes:
+        print(note, file=sys.stderr)
+    if weights:
         print(f"weights are the trained parameters of {what}{shell}; "
               f"`block.load()` returns the model, its weights and the tokeniser",
               file=sys.stderr if args.json else sys.stdout)
     return 0
 
 
-def _lm_config(stored: dict, num_layers: int) -> tuple[dict | None, dict]:
-    """The language model's settings a search trained with and its tokeniser's files (as
-    :func:`export` takes them: a word ``vocab`` or a ``subword_model``), from its corpus
-    (read from the cache); (None, {}) with a warning when the corpus is gone."""
-    from primer_search.fitness.data import DataConfig, DataError, load_dataset
-
-    try:
-        data = load_dataset(DataConfig(**stored["fitness"]["data"]))
-    except (DataError, OSError) as e:
-        print(f"model.json and the tokeniser were not written: the search's corpus cannot "
-              f"be read here ({e})", file=sys.stderr)
-        return None, {}
-    config = {"num_layers": num_layers, "vocab_size": data.vocab_size,
-              "tokenizer": data.config.tokenizer, "seq_len": data.seq_len}
-    if data.config.tokenizer == "word":
-        return config, {"vocab": data.vocab}
-    if data.config.tokenizer == "subword":
-        return config, {"subword_model": data.tokenizer.model}
-    return config, {}
-
-
-@contextlib.contextmanager
-def _new_folder(path):
-    """Around a command that writes into folder ``path``: if it fails, the folders it
-    created for ``path`` (none that were there before) are removed with what they hold."""
-    import shutil
-
-    path = Path(path).absolute()
-    first_new = next((p for p in reversed([path, *path.parents]) if not p.exists()), None)
-    try:
-        yield
-    except BaseException:
-        if first_new is not None and first_new.exists():
-            shutil.rmtree(first_new, ignore_errors=True)
-        raise
-
-
 def cmd_plot(args) -> int:
+    from primer_search.files import new_folder
     from primer_search.plots import write_all
 
     args.store = _store_arg(args.store)
-    with _new_folder(args.out):
+    with new_folder(args.out):
         written = write_all(args.store, args.out)
     if args.json:
         print(json.dumps({"store": str(args.store), "written": [str(p) for p in written]}))

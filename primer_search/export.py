@@ -47,6 +47,7 @@ import jax.numpy as jnp
 
 import primitives
 from primer_search import export_runtime
+from primer_search.files import new_folder
 from primer_search.fitness.model import params_to_bytes
 from primer_search.program.compiler import as_rng, compile_block, concat_heads, param_name, stack_trees
 from primer_search.program.dna import DNA, format_instruction, save_dna
@@ -55,7 +56,7 @@ from primitives._numerics import fit_channels
 from primitives.registry import invoke
 from primitives.source import call_source, standalone_source
 
-__all__ = ["export", "export_source"]
+__all__ = ["Exported", "WidthMismatch", "export", "export_candidate", "export_source"]
 
 # ---- the program's structure ------------------------------------------------------------
 
@@ -321,31 +322,125 @@ def export(dna: DNA, out_dir: str | os.PathLike, d_model: int,
     ``vocab_size``, ``tokenizer``) also ``model.json``, with a word ``vocab`` its
     ``vocab.txt`` and with a ``subword_model`` (a serialised SentencePiece model) its
     ``tokenizer.model``, which the exported file's ``load()`` reads. Returns the written
-    paths."""
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    paths = {"source": out / f"{module_name}.py", "dna": out / "program.dna"}
-    if lm_config is not None:
-        import json
+    paths. The inputs are checked before anything is written, and a failure removes the
+    folders this call created."""
+    import json
 
+    if isinstance(d_model, bool) or not isinstance(d_model, int) or d_model < 1:
+        raise ValueError(f"export: d_model must be a positive integer, got {d_model!r}")
+    if not module_name.isidentifier():
+        raise ValueError(f"export: module_name {module_name!r} is not a Python identifier")
+    if lm_config is not None:
         missing = {"num_layers", "vocab_size", "tokenizer"} - set(lm_config)
         if missing:
             raise ValueError(f"export: lm_config lacks {sorted(missing)}")
-        paths["config"] = out / "model.json"
-        paths["config"].write_text(json.dumps({"d_model": d_model, **lm_config}, indent=1))
-    if vocab is not None:
-        if any(not w or any(c.isspace() for c in w) for w in vocab):
-            raise ValueError("export: a vocabulary entry is empty or holds whitespace")
-        paths["vocab"] = out / "vocab.txt"
-        paths["vocab"].write_text("\n".join(vocab), encoding="utf-8")
-    if subword_model is not None:
-        paths["tokenizer"] = out / "tokenizer.model"
-        paths["tokenizer"].write_bytes(subword_model)
-    paths["source"].write_text(export_source(dna, d_model))
-    save_dna(canonical(dna), paths["dna"])
+    if vocab is not None and any(not w or any(c.isspace() for c in w) for w in vocab):
+        raise ValueError("export: a vocabulary entry is empty or holds whitespace")
+    source = export_source(dna, d_model)  # a program that does not compile fails here
     if lm_params is not None:
         weights = params_to_bytes(lm_params)
-    if weights is not None:
-        paths["weights"] = out / "weights.msgpack"
-        paths["weights"].write_bytes(weights)
+    with new_folder(out_dir) as out:
+        out.mkdir(parents=True, exist_ok=True)
+        paths = {"source": out / f"{module_name}.py", "dna": out / "program.dna"}
+        if lm_config is not None:
+            paths["config"] = out / "model.json"
+            paths["config"].write_text(json.dumps({"d_model": d_model, **lm_config}, indent=1))
+        if vocab is not None:
+            paths["vocab"] = out / "vocab.txt"
+            paths["vocab"].write_text("\n".join(vocab), encoding="utf-8")
+        if subword_model is not None:
+            paths["tokenizer"] = out / "tokenizer.model"
+            paths["tokenizer"].write_bytes(subword_model)
+        paths["source"].write_text(source)
+        save_dna(canonical(dna), paths["dna"])
+        if weights is not None:
+            paths["weights"] = out / "weights.msgpack"
+            paths["weights"].write_bytes(weights)
     return paths
+
+
+class WidthMismatch(ValueError):
+    """A width asked of :func:`export_candidate` that its stored weights were not trained at."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Exported:
+    """What :func:`export_candidate` wrote: the paths by kind (as :func:`export` returns
+    them), a phrase naming what was exported, whether trained weights went with it, and
+    notes for the user (a corpus that could not be read, weights that are missing)."""
+
+    paths: dict[str, Path]
+    what: str
+    weights: bool
+    notes: tuple[str, ...] = ()
+
+
+def export_candidate(store_path: str | os.PathLike, cid: int, out_dir: str | os.PathLike, *,
+                     retrained: bool = False, d_model: int | None = None) -> Exported:
+    """Export candidate ``cid`` of a search store, as ``primer-search export STORE ID``
+    does: its program at the search's width, with the trained weights the store kept for
+    it (``retrained``: those of its best retraining run instead), the language model's
+    settings and the tokeniser's files, so that the written module's ``load()`` returns a
+    ready model. ``d_model`` exports the program alone at another width (no weights)."""
+    from primer_search.search.loop import weights_folder
+    from primer_search.search.store import Store
+
+    if d_model is not None and (isinstance(d_model, bool) or not isinstance(d_model, int)
+                                or d_model < 1):
+        raise ValueError(f"export: d_model must be a positive integer, got {d_model!r}")
+    with Store(store_path, readonly=True) as store:
+        cand = store.get(cid)
+        stored = store.config
+    model = stored["fitness"]["model"]
+    trained_width = model["d_model"]
+    what = f"candidate #{cand.id} of {store_path}"
+    path = weights_folder(store_path) / f"{cand.id}.msgpack"
+    if retrained:
+        from primer_search.retrain import best_retrained_weights
+
+        found = best_retrained_weights(store_path, cand.id)
+        if found is None:
+            raise ValueError(f"no retrained weights are kept for {what}: retrain it first "
+                             f"(`primer-search retrain {store_path} --top K`)")
+        row, path = found
+        with Store(store_path, readonly=True) as store:
+            budget = store.retrain_budget(row.id)
+        what = (f"{what}, retrained for {budget} (seed {row.seed}, row #{row.id}, "
+                f"fitness {row.fitness:.4g})")
+    weights = path.read_bytes() if path.exists() else None
+    if weights is not None and d_model not in (None, trained_width):
+        raise WidthMismatch(f"d_model {d_model} does not match the stored weights of {what}, "
+                            f"trained at d_model {trained_width}: leave the width out, or "
+                            "export the program alone (`export --dna FILE`, or export())")
+    notes: list[str] = []
+    lm_config, tokenizer = None, {}
+    if d_model in (None, trained_width):
+        lm_config, tokenizer, note = _lm_files(stored, model["num_layers"])
+        notes += [note] if note else []
+    paths = export(cand.dna, out_dir, d_model or trained_width, weights=weights,
+                   lm_config=lm_config, **tokenizer)
+    if weights is None:
+        notes.append(f"no trained weights are stored for {what} (a search keeps those of its "
+                     "best `keep_weights` candidates): the module was exported to initialise "
+                     "fresh (LanguageModel(...).init), and weights.msgpack was not written")
+    return Exported(paths, what, weights is not None, tuple(notes))
+
+
+def _lm_files(stored: dict, num_layers: int) -> tuple[dict | None, dict, str | None]:
+    """The language model's settings a search trained with and its tokeniser's files (as
+    :func:`export` takes them: a word ``vocab`` or a ``subword_model``), from its corpus
+    (read from the cache); (None, {}, why) when the corpus cannot be read here."""
+    from primer_search.fitness.data import DataConfig, DataError, load_dataset
+
+    try:
+        data = load_dataset(DataConfig(**stored["fitness"]["data"]))
+    except (DataError, OSError) as e:
+        return None, {}, ("model.json and the tokeniser were not written: the search's corpus "
+                          f"cannot be read here ({e})")
+    config = {"num_layers": num_layers, "vocab_size": data.vocab_size,
+              "tokenizer": data.config.tokenizer, "seq_len": data.seq_len}
+    if data.config.tokenizer == "word":
+        return config, {"vocab": data.vocab}, None
+    if data.config.tokenizer == "subword":
+        return config, {"subword_model": data.tokenizer.model}, None
+    return config, {}, None

@@ -2,13 +2,15 @@
 
 Each function takes the list of finished search candidates (``Store.finished()``, in the
 order the population saw them) and a matplotlib ``Axes``; :func:`write_all` draws them
-all into PNG files. matplotlib runs headless (Agg).
+all into PNG files, and :func:`figures` is the table of them by name
+(``Results.plot`` draws one). matplotlib runs headless (Agg).
 """
 
 from __future__ import annotations
 
 import collections
 import math
+from collections.abc import Callable
 from pathlib import Path
 
 import matplotlib
@@ -19,8 +21,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 from primer_search.fitness.results import Status  # noqa: E402
 from primer_search.search.store import Candidate, Store  # noqa: E402
 
-__all__ = ["fitness_over_time", "population_over_time", "outcomes", "pareto", "lineage",
-           "tasks", "write_all"]
+__all__ = ["figures", "fitness_over_time", "lineage", "outcomes", "pareto",
+           "population_over_time", "tasks", "write_all"]
 
 
 def _finite(c: Candidate) -> bool:
@@ -45,7 +47,7 @@ def fitness_over_time(cands: list[Candidate], ax) -> None:
     ax.legend()
 
 
-def population_over_time(cands: list[Candidate], ax, population: int = 16) -> None:
+def population_over_time(cands: list[Candidate], ax, population: int) -> None:
     """Fitness distribution of the population (the last P finished) at regular points."""
     points = list(range(population, len(cands) + 1, max(1, population // 2))) or [len(cands)]
     data = [[c.fitness for c in cands[max(0, p - population):p] if _finite(c)] or [math.nan]
@@ -125,34 +127,49 @@ def tasks(cands: list[Candidate], ax) -> None:
     ax.set_xscale("log")
 
 
-def write_all(store_path, out_dir) -> list[Path]:
-    """Draw every figure of the store at ``store_path`` into ``out_dir``; return the files."""
+def figures(store_path, lineage_of: int | None = None) -> dict[str, Callable]:
+    """The figures of the store at ``store_path``, by name, each a function that draws
+    into a matplotlib ``Axes``: fitness, population (the config's own population size),
+    outcomes, pareto_step_time, pareto_params, lineage (of candidate ``lineage_of``, else
+    of the best) and tasks (when the search scored recall). Read once, drawn on demand."""
+    from primer_search.search.evolution import EvolutionConfig
+
     with Store(store_path, readonly=True) as store:
         cands = store.finished()
-        population = store.config.get("evolution", {}).get("population_size", 16)
-        top = store.top(1)
-        chain = store.lineage(top[0].id) if top else []
+        population = store.config.get("evolution", {}).get(
+            "population_size", EvolutionConfig().population_size)
+        if lineage_of is None:
+            top = store.top(1)
+            lineage_of = top[0].id if top else None
+        chain = store.lineage(lineage_of) if lineage_of is not None else []
     if not cands:
         raise ValueError(f"store {store_path} has no finished candidates to plot")
-    out = Path(out_dir)  # created only for a store there is something to draw of
-    out.mkdir(parents=True, exist_ok=True)
-    figures = {
-        "fitness.png": lambda ax: fitness_over_time(cands, ax),
-        "population.png": lambda ax: population_over_time(cands, ax, population),
-        "outcomes.png": lambda ax: outcomes(cands, ax),
-        "pareto_step_time.png": lambda ax: pareto(cands, ax, "step_time_s"),
-        "pareto_params.png": lambda ax: pareto(cands, ax, "num_params"),
+    drawn = {
+        "fitness": lambda ax: fitness_over_time(cands, ax),
+        "population": lambda ax: population_over_time(cands, ax, population),
+        "outcomes": lambda ax: outcomes(cands, ax),
+        "pareto_step_time": lambda ax: pareto(cands, ax, "step_time_s"),
+        "pareto_params": lambda ax: pareto(cands, ax, "num_params"),
     }
     if chain:
-        figures["lineage.png"] = lambda ax: lineage(chain, ax)
+        drawn["lineage"] = lambda ax: lineage(chain, ax)
     if any(_has_recall(c) for c in cands):
-        figures["tasks.png"] = lambda ax: tasks(cands, ax)
+        drawn["tasks"] = lambda ax: tasks(cands, ax)
+    return drawn
+
+
+def write_all(store_path, out_dir) -> list[Path]:
+    """Draw every figure of the store at ``store_path`` into ``out_dir`` (NAME.png);
+    return the files."""
+    drawn = figures(store_path)
+    out = Path(out_dir)  # created only for a store there is something to draw of
+    out.mkdir(parents=True, exist_ok=True)
     written = []
-    for name, draw in figures.items():
+    for name, draw in drawn.items():
         fig, ax = plt.subplots(figsize=(8, 5))
         draw(ax)
         fig.tight_layout()
-        fig.savefig(out / name, dpi=100)
+        fig.savefig(out / f"{name}.png", dpi=100)
         plt.close(fig)
-        written.append(out / name)
+        written.append(out / f"{name}.png")
     return written

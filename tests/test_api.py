@@ -88,3 +88,41 @@ def test_without_pandas_the_dataframe_says_how_to_get_it(searched, monkeypatch):
     with pytest.raises(ImportError, match=r"pip install 'primer-search\[dataframe\]'"):
         results.candidates()
     assert len(results.rows()) == 10  # rows need no pandas
+
+
+def test_latest_opens_the_newest_store_and_plots_draw_by_name(searched, monkeypatch, tmp_path):
+    summary, _ = searched
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(StoreError, match="no search store"):
+        primer_search.open_store()
+    monkeypatch.chdir(summary.store.removesuffix("s.sqlite"))
+    results = primer_search.open_store()  # "latest": the only store here
+    assert results.path.resolve() == primer_search.open_store(summary.store).path.resolve()
+    ax = results.plot("fitness")
+    assert ax.collections and ax.get_title().startswith("Fitness")
+    assert results.plot("population").get_title().endswith("(last 16 finished)")
+    with pytest.raises(ValueError, match="no figure 'nope'.*expected one of fitness"):
+        results.plot("nope")
+
+
+def test_export_writes_a_module_that_loads_and_bad_input_leaves_nothing(searched, tmp_path):
+    summary, _ = searched
+    results = primer_search.open_store(summary.store)
+    best = results.best()["id"]
+    with pytest.warns(UserWarning, match="no trained weights are stored"):  # the toy trains none
+        paths = results.export(best, tmp_path / "out" / "winner")
+    assert set(paths) >= {"source", "dna"}
+    assert "class Block" in paths["source"].read_text()
+    from primer_search.program.validate import dna_hash
+
+    assert dna_hash(primer_search.load_dna(paths["dna"])) == dna_hash(results.program(best))
+    for bad, match in ((dict(d_model=0), "d_model must be a positive integer, got 0"),
+                       (dict(d_model="64"), "got '64'")):
+        with pytest.raises(ValueError, match=match):
+            results.export(best, tmp_path / "new" / "folder", **bad)
+    assert not (tmp_path / "new").exists()  # no folder for an export that was refused
+    from primer_search.export import export
+
+    with pytest.raises(ValueError, match=r"lm_config lacks \['tokenizer', 'vocab_size'\]"):
+        export(results.program(best), tmp_path / "new" / "folder", 64, lm_config={"num_layers": 2})
+    assert not (tmp_path / "new").exists()

@@ -446,7 +446,7 @@ def test_killed_mid_write_loses_nothing_finished(tmp_path):
 
 
 def test_newest_store_finds_the_latest_search_and_skips_other_files(tmp_path):
-    from primer_search.search.store import newest_store
+    from primer_search.files import newest_store
 
     with pytest.raises(StoreError, match="no search store"):
         newest_store([tmp_path])

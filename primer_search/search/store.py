@@ -77,7 +77,7 @@ from primer_search.fitness.results import EvalResult, Status
 from primer_search.program.dna import DNA
 from primer_search.search.lease import LeaseError, WriterLease
 
-__all__ = ["KINDS", "SCHEMA_VERSION", "Candidate", "Store", "StoreError", "newest_store"]
+__all__ = ["KINDS", "SCHEMA_VERSION", "Candidate", "Store", "StoreError"]
 
 SCHEMA_VERSION = 1
 FORMAT = "primer-search/store"
@@ -843,25 +843,3 @@ def _fsync_dir(folder: Path) -> None:
         pass
     finally:
         os.close(fd)
-
-
-def newest_store(folders=(".", "..")) -> Path:
-    """The most recently written search store (``*.sqlite``) in ``folders``, for tools
-    that look at "the search I just ran" (the notebooks): the CLI names a store after its
-    config and start time, so no fixed name finds it. SQLite files that are not stores
-    are skipped; a :class:`StoreError` names the folders when there is none."""
-    found = []
-    for folder in folders:
-        for path in Path(folder).glob("*.sqlite"):
-            try:
-                with Store(path, readonly=True):
-                    pass
-            except (StoreError, sqlite3.Error):
-                continue
-            mtime = max(p.stat().st_mtime for p in (path, Path(f"{path}-wal")) if p.exists())
-            found.append((mtime, str(path.resolve()), path))
-    if not found:
-        raise StoreError(f"no search store (*.sqlite) in {', '.join(map(repr, map(str, folders)))}; "
-                         "run `primer-search search tiny_cpu` first, or set "
-                         "PRIMER_SEARCH_STORE to a store's path")
-    return max(found)[2]
