@@ -1,6 +1,7 @@
 """The recall task: MQAR rows are right, it separates attention from local mixing, it
 shares the language-model task's compiled steps, and its results reach the store and CLI."""
 
+import dataclasses
 import json
 import math
 from pathlib import Path
@@ -92,6 +93,13 @@ def test_bad_recall_settings_are_refused_with_the_value_named():
     with pytest.raises(ValueError, match="recall.steps must be set when the budget is in seconds"):
         FitnessConfig(budget=BudgetConfig(steps=None, seconds=5.0),
                       recall=RecallConfig(enabled=True))
+    with pytest.raises(ValueError, match=r"recall.seq_len must be None or an integer of at "
+                                         r"least 31 \(rows of 32 tokens: 8 pairs and 8 "
+                                         r"queries\), got 30"):
+        RecallConfig(pairs=8, seq_len=30)
+    # Rows of their own length lift the language model's bound.
+    FitnessConfig(data=DataConfig(seq_len=16), recall=RecallConfig(enabled=True, pairs=8,
+                                                                   seq_len=31))
     too_many = FitnessConfig(data=SMALL.data, model=SMALL.model, budget=SMALL.budget,
                              recall=RecallConfig(enabled=True, num_keys=200, num_values=100))
     with pytest.raises(DataError, match="need 301 token ids.*has 257"):
@@ -148,6 +156,25 @@ def test_the_recall_task_shares_the_compiled_steps_unless_its_length_differs(mon
     result, _ = ev.evaluate(seeds.get("transformer"), budget=BudgetConfig(steps=60))
     assert result.status == Status.OK and len(calls) == 3   # a schedule of its own
     assert result.recall_steps == 100 and result.steps == 60   # the config's recall steps
+
+
+def test_recall_rows_of_their_own_length_score_as_a_model_of_that_context_does(monkeypatch):
+    """recall.seq_len = 16 beside 32-token language-model rows trains and scores the
+    recall task exactly as an evaluator whose rows are 16 tokens long: the same batches,
+    the same initial parameters, the same schedule; it costs a training and an
+    evaluation step of its own."""
+    calls = _count_compiles(monkeypatch)
+    own = dataclasses.replace(SMALL, recall=dataclasses.replace(SMALL.recall, seq_len=16))
+    short = dataclasses.replace(SMALL, data=dataclasses.replace(SMALL.data, seq_len=16))
+    budget = BudgetConfig(steps=30)
+    a, _ = Evaluator(own).evaluate(seeds.get("transformer"), budget=budget)
+    assert a.status == Status.OK and len(calls) == 4   # the LM's two steps, the recall's two
+    b, _ = Evaluator(short).evaluate(seeds.get("transformer"), budget=budget)
+    assert (a.recall_loss, a.recall_accuracy, a.recall_steps) == (
+        b.recall_loss, b.recall_accuracy, b.recall_steps)
+    full, _ = Evaluator(SMALL).evaluate(seeds.get("transformer"), budget=budget)
+    assert a.perplexity == full.perplexity            # the language model is untouched
+    assert a.recall_loss != full.recall_loss
 
 
 def test_a_nan_on_the_recall_task_fails_the_candidate_naming_the_task(evaluator):

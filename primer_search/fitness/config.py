@@ -201,6 +201,12 @@ class RecallConfig:
     # whatever the length, and is shared too. Any other value compiles a step of its own,
     # and so does a retrain with a longer budget: it keeps this config's recall steps.
     steps: int | None = None
+    # Tokens a recall row holds (its model input; the row is one token longer). None: the
+    # language model's fitness.data.seq_len, so that one compiled step serves both tasks.
+    # A shorter row costs less when the language model's context is long and the pairs
+    # are few (a sequence needs 2 x pairs + 2 x queries tokens); it compiles a training
+    # and an evaluation step of its own.
+    seq_len: int | None = None
     # Fresh sequences the trained model is scored on (a fixed set, the same for every
     # candidate), rounded up to whole batches.
     eval_sequences: int = 512
@@ -233,6 +239,13 @@ class RecallConfig:
             raise ValueError(f"recall.gap_exponent must be >= 0, got {self.gap_exponent}")
         if self.steps is not None and (isinstance(self.steps, bool) or self.steps < 1):
             raise ValueError(f"recall.steps must be None or >= 1, got {self.steps!r}")
+        if self.seq_len is not None and (isinstance(self.seq_len, bool)
+                                         or not isinstance(self.seq_len, int)
+                                         or self.seq_len + 1 < self.length_needed()):
+            raise ValueError(f"recall.seq_len must be None or an integer of at least "
+                             f"{self.length_needed() - 1} (rows of {self.length_needed()} "
+                             f"tokens: {self.pairs} pairs and {self.num_queries} queries), "
+                             f"got {self.seq_len!r}")
         if self.combine not in COMBINE_RULES:
             raise ValueError(f"recall.combine must be one of {', '.join(COMBINE_RULES)}; got "
                              f"{self.combine!r}")
@@ -275,11 +288,12 @@ class FitnessConfig:
         r = self.recall
         if not r.enabled:
             return
-        if r.length_needed() > self.data.seq_len + 1:
+        if r.seq_len is None and r.length_needed() > self.data.seq_len + 1:
             raise ValueError(
                 f"recall: {r.pairs} pairs and {r.num_queries} queries need sequences of "
                 f"{r.length_needed()} tokens, but fitness.data.seq_len is {self.data.seq_len} "
-                f"(rows of {self.data.seq_len + 1}); use fewer pairs or a longer seq_len")
+                f"(rows of {self.data.seq_len + 1}); use fewer pairs, a longer seq_len, or "
+                f"recall rows of their own (recall.seq_len)")
         if r.steps is None and self.budget.seconds is not None:
             raise ValueError("recall.steps must be set when the budget is in seconds "
                              "(fitness.budget.seconds): the recall task trains a fixed "

@@ -121,7 +121,8 @@ class Evaluator:
                     f"recall: {config.recall.num_keys} keys, {config.recall.num_values} values "
                     f"and a filler need {need} token ids, but the language model's "
                     f"vocabulary ({self.dataset!r}) has {have}; use fewer keys or values")
-            self.recall = RecallData(config.recall, B, L + 1)
+            # Rows of the language model's length, unless the task has its own.
+            self.recall = RecallData(config.recall, B, (config.recall.seq_len or L) + 1)
             self._recall_eval = [(jnp.asarray(t), jnp.asarray(w))
                                  for t, w in self.recall.eval_batches]
             self._recall_answers = float(sum(w.sum() for _, w in self.recall.eval_batches))
@@ -172,17 +173,24 @@ class Evaluator:
         options = compiler_options()
         step_fn = train_step.lower(state, first, ones).compile(options)
         eval_fn = eval_step.lower(state.params, *self._eval_batches[0]).compile(options)
-        recall_steps = recall_init = recall_step_fn = None
+        recall_steps = recall_init = recall_step_fn = recall_eval_fn = None
         if self.recall is not None:
             # The config's own budget, not a retrain's longer one: the recall task is the
             # same test wherever a candidate is scored.
             recall_steps = cfg.recall.steps or cfg.budget.steps
-            recall_init, recall_step_fn = init_state, step_fn
-            if total_steps is not None and recall_steps != total_steps:
+            recall_init, recall_train, recall_step_fn, recall_eval_fn = (
+                init_state, train_step, step_fn, eval_fn)
+            own_schedule = total_steps is not None and recall_steps != total_steps
+            if own_schedule:
                 # A schedule of another length is another optimiser: a compile of its own.
                 recall_init, recall_train, _ = make_steps(
                     lm, make_optimizer(cfg.optim, recall_steps, cfg.model.d_model))
-                recall_step_fn = recall_train.lower(state, first, ones).compile(options)
+            tokens, weights = self._recall_eval[0]
+            own_shape = tokens.shape != first.shape
+            if own_schedule or own_shape:  # rows of their own length: steps of their own
+                recall_step_fn = recall_train.lower(state, tokens, weights).compile(options)
+            if own_shape:
+                recall_eval_fn = eval_step.lower(state.params, tokens, weights).compile(options)
         timings["compile_s"] = time.perf_counter() - t
         partial["num_params"] = count_params(state.params)
         run.check_time()
@@ -190,7 +198,7 @@ class Evaluator:
 
         recall_loss = None
         if self.recall is not None:
-            recall_loss = self._recall(recall_init, recall_step_fn, eval_fn, first,
+            recall_loss = self._recall(recall_init, recall_step_fn, recall_eval_fn, first,
                                        recall_steps, run)
 
         steps, stage_fitness, stage_perplexity = 0, [], []
