@@ -35,7 +35,7 @@ from typing import Callable
 from primer_search.fitness.config import BudgetConfig
 from primer_search.fitness.results import EvalResult, Status
 from primer_search.search.config import SearchConfig, config_from_dict, rung_fitness
-from primer_search.search.ladder import LadderConfig, promote, rung_label, rung_results
+from primer_search.search.ladder import LadderConfig, check_rung_settings, promote, rung_label, rung_results
 from primer_search.search.loop import save_weights, weights_folder
 from primer_search.search.pool import Done, Job, Lost, WorkerPool
 from primer_search.search.store import Candidate, Store
@@ -278,8 +278,8 @@ def climb_ladder(store_path, ladder: LadderConfig | None = None,
             raise ValueError(
                 f"{store_path}: the search's config has no ladder ([[ladder.rungs]]); give "
                 "one with --ladder-from CONFIG, or set it when the search starts")
-        for rung in ladder.rungs:
-            rung_fitness(cfg, rung)  # every rung valid before any trains
+        for index, rung in enumerate(ladder.rungs):  # every rung valid before any trains
+            check_rung_settings(store, rung_label(index + 1, rung.name), rung_fitness(cfg, rung))
         seeds = [c.id for c in store.seed_copies()] if ladder.include_seeds else []
         entrants = [c.id for c in store.top(ladder.rungs[0].candidates + len(seeds))
                     if c.id not in seeds][:ladder.rungs[0].candidates]

@@ -2,6 +2,7 @@
 run kept by candidate, rung and seed, a climb that resumes, and rungs that really train
 under their own settings."""
 
+import dataclasses
 import math
 
 import pytest
@@ -155,6 +156,33 @@ def test_climb_halves_up_the_rungs_and_keeps_every_run(tmp_path, capsys):
     assert main(["show", str(path), "5"]) == 0
     out = capsys.readouterr().out
     assert "rung 1: wide" in out and "rung 2: long" in out
+
+
+def test_a_rung_whose_settings_changed_is_refused_not_found_done(tmp_path):
+    """A rung's runs are found by its label; after its settings are edited under the same
+    name, the old runs would count as done at the new setting. The climb refuses, names
+    what changed, and trains nothing; under a new name the rung trains anew."""
+    path = tmp_path / "l.sqlite"
+    _store(path, LADDER).close()
+    log = []
+    climb_ladder(path, pool_for=lambda cfg, t: ScriptedRung(
+        path, cfg.fitness.budget.steps, score, log))
+    edited = LadderConfig(rungs=(
+        Rung(name="wide", candidates=4, seeds=2, fitness={"budget": {"steps": 10}}),
+        Rung(name="long", candidates=2, seeds=2, fitness={"budget": {"steps": 30}})))
+    log.clear()
+    with pytest.raises(ValueError, match=r"'rung 2: long': its runs in .* trained under other "
+                                         r"settings \(fitness.budget.steps: 20 -> 30\); give "
+                                         r"the rung a new name"):
+        climb_ladder(path, edited, pool_for=lambda cfg, t: ScriptedRung(
+            path, cfg.fitness.budget.steps, score, log))
+    assert log == []
+    renamed = dataclasses.replace(edited, rungs=(
+        edited.rungs[0], dataclasses.replace(edited.rungs[1], name="longer")))
+    climbed = climb_ladder(path, renamed, pool_for=lambda cfg, t: ScriptedRung(
+        path, cfg.fitness.budget.steps, score, log))
+    assert sorted(log) == sorted((30, c, s) for c in (1, 2, 5, 6) for s in (0, 1))
+    assert climbed[-1]["label"] == "rung 2: longer"
 
 
 def test_an_interrupted_climb_finishes_only_what_is_missing(tmp_path):

@@ -28,14 +28,15 @@ candidates.
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import re
 import statistics
 from collections.abc import Hashable, Mapping, Sequence
 from typing import Any
 
-__all__ = ["LadderConfig", "Rung", "ladder_results", "mean_fitness", "promote", "rung_label",
-           "rung_results"]
+__all__ = ["LadderConfig", "Rung", "check_rung_settings", "ladder_results", "mean_fitness",
+           "promote", "rung_label", "rung_results"]
 
 _RUNG = re.compile(r"rung (\d+): (.+)")
 
@@ -161,3 +162,33 @@ def ladder_results(store) -> list[dict]:
         if m:
             rungs[int(m.group(1))] = m.group(2)
     return [rung_results(store, number, rungs[number]) for number in sorted(rungs)]
+
+
+def _flat(tree: dict, prefix: str = "") -> dict[str, Any]:
+    out = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            out.update(_flat(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def check_rung_settings(store, label: str, fitness) -> None:
+    """Refuse to climb rung ``label`` under ``fitness`` (a FitnessConfig) when its runs in
+    ``store`` trained under other settings: they would be found done and their results
+    mixed with the new setting's. The first climb of a rung records its settings."""
+    settings = json.loads(json.dumps(dataclasses.asdict(fitness)))
+    known = store.budget_settings(label)
+    if known is None:
+        store.record_budget_settings(label, settings)
+        return
+    # A setting the record lacks (added to the engine since) counts as its default.
+    defaults = _flat(json.loads(json.dumps(dataclasses.asdict(type(fitness)()))))
+    old, new = {**defaults, **_flat(known)}, _flat(settings)
+    changed = sorted(k for k in old.keys() | new.keys() if old.get(k) != new.get(k))
+    if changed:
+        shown = ", ".join(f"fitness.{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in changed[:4])
+        more = f" and {len(changed) - 4} more" if len(changed) > 4 else ""
+        raise ValueError(f"{label!r}: its runs in {store.path} trained under other settings "
+                         f"({shown}{more}); give the rung a new name to train it anew")

@@ -218,6 +218,13 @@ CREATE TABLE IF NOT EXISTS retrains (
     candidate_id INTEGER PRIMARY KEY REFERENCES candidates(id),
     budget       TEXT NOT NULL
 )""",
+    # The fitness settings a budget's runs trained under (a ladder rung's, by its label),
+    # so that a rung whose settings were edited is not found done by its old runs.
+    "budget_settings": """
+CREATE TABLE IF NOT EXISTS budget_settings (
+    budget  TEXT PRIMARY KEY,
+    fitness TEXT NOT NULL
+)""",
 }
 
 _COLUMNS = ("id, parent_id, mutation, kind, dna, dna_text, dna_hash, fingerprint, status, "
@@ -730,6 +737,20 @@ class Store:
             return []
         return [{"at": at, "overrides": json.loads(text)} for at, text in self._query(
             "SELECT at, overrides FROM resumes ORDER BY seq")]
+
+    def budget_settings(self, budget: str) -> dict | None:
+        """The fitness settings (as JSON loads them) that ``budget``'s runs trained under,
+        as :meth:`record_budget_settings` first wrote them; None if never recorded."""
+        if not self._has_table("budget_settings"):
+            return None
+        rows = self._query("SELECT fitness FROM budget_settings WHERE budget = ?", (budget,))
+        return json.loads(rows[0][0]) if rows else None
+
+    def record_budget_settings(self, budget: str, fitness: dict) -> None:
+        """Record the fitness settings of ``budget``'s runs; the first record stays."""
+        with self._write() as conn:
+            conn.execute("INSERT OR IGNORE INTO budget_settings (budget, fitness) VALUES (?, ?)",
+                         (budget, json.dumps(fitness, sort_keys=True)))
 
     def _has_table(self, name: str) -> bool:
         return bool(self._query("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?",
