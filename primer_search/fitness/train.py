@@ -105,7 +105,7 @@ def zero_start(tx: optax.GradientTransformation) -> optax.GradientTransformation
     """``tx`` with an ``init`` that makes its state on the host from shapes alone.
 
     Every state leaf of the optimisers :func:`make_optimizer` builds starts at zero (step
-    counts, Adam's moments, Adafactor's factored moments; ``tests/test_selection.py`` checks
+    counts, Adam's moments, Adafactor's factored moments; ``tests/test_trainer.py`` checks
     it against their own ``init``), so the state needs only its shapes, which
     ``jax.eval_shape`` gives without compiling anything. Jitting ``tx.init`` instead
     costs an XLA compile for every new parameter structure, that is for nearly every
