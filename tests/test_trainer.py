@@ -103,7 +103,7 @@ def test_train_command_exposes_the_schedule(capsys):
         in capsys.readouterr().err
 
 
-def test_adafactor_is_the_papers_optimiser_and_trains():
+def test_adafactor_is_the_papers_optimiser_and_trains(memorise):
     """optim.optimizer = "adafactor": second moments of a matrix are factored into a row
     and a column vector (Adafactor, not Adam under another name), no momentum is kept,
     and a small model learns with it; the primer_lm1b config uses it."""
@@ -113,7 +113,7 @@ def test_adafactor_is_the_papers_optimiser_and_trains():
 
     from primer_search.fitness.config import ModelConfig
     from primer_search.fitness.model import build_lm
-    from primer_search.fitness.train import make_optimizer, make_steps
+    from primer_search.fitness.train import make_optimizer
     from primer_search.program import seeds
     from primer_search.search.config import load_config
 
@@ -127,13 +127,7 @@ def test_adafactor_is_the_papers_optimiser_and_trains():
     sizes = sorted(int(np.size(x)) for x in leaves if np.ndim(x) >= 1)
     assert 256 * 128 not in sizes and 256 in sizes and 128 in sizes, sizes
     lm = build_lm(seeds.get("transformer"), ModelConfig(d_model=32, num_layers=1), 64)
-    init_state, train_step, _ = make_steps(lm, opt)
-    batch = jnp.asarray(np.random.default_rng(0).integers(0, 64, (4, 17)), jnp.int32)
-    state = init_state(0, batch)
-    losses = []
-    for _ in range(40):
-        state, metrics = train_step(state, batch)
-        losses.append(float(metrics["loss"]))
+    losses = memorise(lm, opt)
     assert losses[-1] < 0.5 * losses[0], losses
     paper = load_config("primer_lm1b").fitness.optim
     assert (paper.optimizer, paper.learning_rate, paper.warmup_steps, paper.schedule,
