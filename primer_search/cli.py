@@ -21,6 +21,12 @@ import sys
 import time
 from pathlib import Path
 
+# What ``primer-search --help`` says first: plain text, as a terminal shows it.
+DESCRIPTION = """\
+Evolutionary search for Transformer decoder blocks written as programs over tensor
+primitives: run a search, inspect what it found, retrain the best, export a winner
+as a Flax module."""
+
 __all__ = ["EXIT_FAILURE", "EXIT_USAGE", "UsageError", "main"]
 
 # Exit statuses: 0 success; see EXIT_HELP.
@@ -554,7 +560,7 @@ def _global_flags(p: argparse.ArgumentParser, version: str, log_level_default) -
 def build_parser() -> argparse.ArgumentParser:
     from primer_search import __version__
 
-    p = argparse.ArgumentParser(prog="primer-search", description=__doc__.splitlines()[0],
+    p = argparse.ArgumentParser(prog="primer-search", description=DESCRIPTION,
                                 epilog=EXIT_HELP,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     _global_flags(p, __version__, "warning")

@@ -62,6 +62,21 @@ def test_version_after_the_command(capsys):
     assert e.value.code == 0 and capsys.readouterr().out.startswith("primer-search ")
 
 
+COMMANDS = ["search", "prepare", "top", "show", "lineage", "dashboard", "retrain", "plot",
+            "export", "train", "show-dna", "seeds", "ops"]
+
+
+@pytest.mark.parametrize("argv", [[]] + [[c] for c in COMMANDS])
+def test_help_is_plain_text(argv, capsys):
+    """Help is read in a terminal: no reStructuredText markup from the docstrings."""
+    with pytest.raises(SystemExit) as e:
+        main(argv + ["--help"])
+    out = capsys.readouterr().out
+    assert e.value.code == 0 and out.startswith("usage: primer-search")
+    for markup in ("``", ":func:", ":class:", ".. "):
+        assert markup not in out, (argv, markup)
+
+
 def test_bad_global_flag_after_the_command_is_a_usage_error(capsys):
     with pytest.raises(SystemExit) as e:
         main(["seeds", "--log-level", "loud"])
