@@ -3,7 +3,7 @@
 Every architecture in ``primer_search.program.seeds.names()`` (or those named by ``--blocks``) is
 trained with 3 seeds at the same step budget (``--steps``, default 300) and at the same
 budget of seconds of training (``--seconds``, default 15; compile and evaluation
-excluded), in the tiny CPU configuration of ``primer_search/search_configs/tiny_cpu.toml`` (its
+excluded), in the tiny CPU configuration of ``search_configs/tiny_cpu.toml`` (its
 ``fitness`` data and model settings: PTB, d_model 64, 2 layers, seq 64, batch 16, 8192
 validation tokens). For each budget and block the table gives the parameter count, the
 runs that succeeded out of those started, steps reached, step time (ms), tokens/s and

@@ -6,7 +6,7 @@ config dataclasses (:class:`~primer_search.search.config.SearchConfig` and the t
 composes: each key's type and default from the field, its meaning from the comment
 above the field in the source), the primitive reference from the registry
 (:mod:`primitives`), the seed reference from the seed zoo, the shipped configs from
-``primer_search/search_configs/`` and the Python API from :mod:`primer_search.api`.
+``search_configs/`` and the Python API from :mod:`primer_search.api`.
 ``docs/hooks.py`` adds :func:`pages` to the site at build time; ``tests/test_docs.py``
 checks the pages against the same sources.
 
@@ -417,10 +417,10 @@ def config_reference(root: type | None = None) -> str:
 
 def configs_reference() -> str:
     """The configs shipped in the package, each as its TOML file."""
-    folder = importlib.resources.files("primer_search") / "search_configs"
-    files = sorted((f for f in folder.iterdir() if f.name.endswith(".toml")),
-                   key=lambda f: f.name)
-    out = [_GENERATED.format(source="primer_search/search_configs/*.toml"),
+    from primer_search.search.config import shipped_configs
+
+    files = list(shipped_configs().values())
+    out = [_GENERATED.format(source="search_configs/*.toml"),
            "# Shipped configs", "",
            "The configs that ship inside the package, as `primer-search search NAME` reads "
            "them (a TOML file of your own works the same way: `primer-search search "

@@ -13,7 +13,7 @@ from primer_search.search.config import (
     load_config,
 )
 
-CONFIGS = sorted(p.stem for p in (Path(__file__).parent.parent / "primer_search" / "search_configs")
+CONFIGS = sorted(p.stem for p in (Path(__file__).parent.parent / "search_configs")
                  .glob("*.toml"))
 
 
@@ -110,6 +110,9 @@ def test_a_wheel_ships_its_configs(tmp_path):
     import zipfile
 
     with zipfile.ZipFile(wheel) as zf:
+        names = set(zf.namelist())
+        assert {f"primer_search/search_configs/{c}.toml" for c in CONFIGS} <= names
+        assert not any(n.startswith("search_configs/") for n in names)  # not a package of its own
         meta = next(n for n in zf.namelist() if n.endswith(".dist-info/METADATA"))
         assert "License-Expression: Apache-2.0" in zf.read(meta).decode().splitlines()
         assert any(n.endswith("licenses/LICENSE") for n in zf.namelist())
@@ -125,6 +128,19 @@ def test_a_wheel_ships_its_configs(tmp_path):
                          cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(site)})
     assert run.returncode == 0, run.stderr[-2000:]
     assert run.stdout.split() == ["40", "64"]
+
+
+def test_pyproject_lists_every_package():
+    """pyproject.toml lists its packages (one is mapped from the top-level search_configs/);
+    a new subpackage of the source tree must be added there, or a wheel would lack it."""
+    import tomllib
+
+    from setuptools import find_packages
+
+    root = Path(__file__).parent.parent
+    listed = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]
+    found = find_packages(str(root), include=["primer_search*", "primitives*"])
+    assert sorted(listed) == sorted(found + ["primer_search.search_configs"])
 
 
 def test_the_kuberay_example_submits_a_command_this_version_accepts():

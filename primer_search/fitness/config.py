@@ -4,7 +4,7 @@ budget and the seed, as frozen dataclasses that import no JAX.
 The search configuration (:mod:`primer_search.search.config`) composes :class:`FitnessConfig`,
 and Ray sends it to every worker; the trainer (:mod:`primer_search.fitness.train`) and the
 evaluator (:mod:`primer_search.fitness.evaluate`) read it. A file of
-``primer_search/search_configs/`` sets these fields in its ``[fitness.*]`` tables.
+``search_configs/`` sets these fields in its ``[fitness.*]`` tables.
 """
 
 from __future__ import annotations

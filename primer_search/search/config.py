@@ -1,6 +1,6 @@
 """Search configuration: typed, composed dataclasses filled from TOML with clear errors.
 
-A search config file (``primer_search/search_configs/*.toml``, shipped in the package)
+A search config file (``search_configs/*.toml``, shipped in the package)
 mirrors :class:`SearchConfig`: top-level
 controller settings, and tables ``[fitness.data]``, ``[fitness.model]``,
 ``[fitness.optim]``, ``[fitness.budget]``, ``[evolution]``, ``[evolution.mutation]``.
@@ -456,19 +456,26 @@ def _toml(value: Any) -> str:
         return repr(value)
 
 
+def shipped_configs() -> dict[str, importlib.resources.abc.Traversable]:
+    """The configs that ship with the engine, by name. Their one home is the repository's
+    top-level ``search_configs/``; a wheel carries that folder as the package data
+    ``primer_search/search_configs/`` (a package-dir mapping in pyproject.toml), and a
+    source checkout, installed editable or not at all, reads the folder itself."""
+    folder = importlib.resources.files("primer_search") / "search_configs"
+    if not folder.is_dir():
+        folder = Path(__file__).resolve().parents[2] / "search_configs"
+    return {f.name.removesuffix(".toml"): f for f in sorted(folder.iterdir(), key=lambda f: f.name)
+            if f.name.endswith(".toml")}
+
+
 def load_config(path: str | os.PathLike, overrides: Sequence[str] = ()) -> SearchConfig:
-    """Read a TOML search config with overrides: a path, or the name of a config shipped
-    in the package (``primer_search/search_configs/NAME.toml``, read through
-    importlib.resources, so it works from a wheel as from a source tree)."""
+    """Read a TOML search config with overrides: a path, or the name of a shipped config
+    (:func:`shipped_configs`: ``search_configs/NAME.toml``)."""
     p = Path(path)
     if not p.exists() and not p.suffix:
-        bundled = importlib.resources.files("primer_search") / "search_configs" / f"{p}.toml"
-        if bundled.is_file():
-            p = bundled
+        p = shipped_configs().get(os.fspath(path), p)
     if not p.is_file():
-        shipped = sorted(f.name.removesuffix(".toml") for f in (
-            importlib.resources.files("primer_search") / "search_configs").iterdir()
-            if f.name.endswith(".toml"))
+        shipped = sorted(shipped_configs())
         raise ConfigError(f"config file {os.fspath(path)!r} does not exist; expected a TOML "
                           f"file or the name of a shipped config ({', '.join(shipped)})")
     try:
