@@ -52,7 +52,7 @@ from primer_search.fitness.model import params_to_bytes
 from primer_search.program.compiler import as_rng, compile_block, concat_heads, param_name, stack_trees
 from primer_search.program.dna import DNA, format_instruction, save_dna
 from primer_search.program.validate import MAIN_WIDTH, canonical, output_width
-from primitives._numerics import fit_channels
+from primitives.numerics import fit_channels
 from primitives.registry import invoke
 from primitives.source import call_source, standalone_source
 

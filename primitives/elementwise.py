@@ -1,7 +1,7 @@
 """Pointwise primitives: binary, unary and scalar (Primer, So et al. 2021, Table 1).
 
 Binary ops combine input 1 with input 2 after input 2 has been fitted to input 1's
-channel width (see ``_numerics.fit_channels``); the output has input 1's width.
+channel width (see ``numerics.fit_channels``); the output has input 1's width.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from primitives._numerics import EXP_MAX, TINY, safe_denominator
+from primitives.numerics import EXP_MAX, TINY, safe_denominator
 from primitives.registry import binary, parametric_same_width, unary
 
 # ---- binary -----------------------------------------------------------------------------

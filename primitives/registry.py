@@ -19,7 +19,7 @@ import inspect
 from collections.abc import Callable
 from fractions import Fraction
 
-from primitives._numerics import finite, fit_like, fit_to_seq
+from primitives.numerics import finite, fit_like, fit_to_seq
 from primitives.spec import SEQ, Primitive, ShapeError, Width
 
 __all__ = [

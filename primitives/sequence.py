@@ -21,7 +21,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from primitives._numerics import MASK_VALUE, causal_mask, finite
+from primitives.numerics import MASK_VALUE, causal_mask, finite
 from primitives.registry import (
     parametric_same_width,
     primitive,

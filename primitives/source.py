@@ -8,7 +8,7 @@ reads, and resolves them in the function's own module:
 
 * a module is allowed only as the exported file imports it: ``jax``, ``jnp`` (jax.numpy)
   and ``np`` (numpy); primitive code therefore imports helpers by name, never through a
-  module alias (``from primitives._numerics import TINY``, not ``num.TINY``);
+  module alias (``from primitives.numerics import TINY``, not ``num.TINY``);
 * a plain Python function (not one of jax's, numpy's or flax's own) is copied too,
   recursively, with its decorators left out;
 * a number, string, ``None`` or a tuple of them becomes a ``NAME = value`` line;

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import primitives
-from primitives import _numerics as num
+from primitives import numerics as num
 from primitives import registry
 from primitives.source import standalone_source
 from primitives.spec import SEQ, Primitive, ShapeError, Width

@@ -11,7 +11,7 @@ subprogram 2 owns ``params["h5_sub2"]``, itself a dict for that subprogram. Each
 has its own parameters (two LayerNorm calls are two LayerNorms). A multi-head call's
 parameters carry a leading axis of size ``heads``.
 
-The shape-mismatch rule (``primitives._numerics.fit_channels``): a binary op fits input 2
+The shape-mismatch rule (``primitives.numerics.fit_channels``): a binary op fits input 2
 to input 1's channel count (broadcast one channel, truncate wider, tile narrower), and
 MAT_MUL fits input 1 to ``seq`` channels. Dimension sizes resolve to
 ``max(1, round(dim * unit))`` channels, where the unit is ``d_model`` in MAIN and the
@@ -35,7 +35,7 @@ import primitives
 from primer_search.program.dna import DNA, Instruction
 from primer_search.program.fusions import fused
 from primer_search.program.validate import MAIN_WIDTH, canonical, output_width
-from primitives._numerics import fit_channels
+from primitives.numerics import fit_channels
 from primitives.spec import Width
 
 __all__ = ["Block", "CompileError", "LeafDraw", "compile_block", "param_name"]

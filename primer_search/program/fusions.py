@@ -31,7 +31,7 @@ import jax.numpy as jnp
 from primer_search.program.builder import ProgramBuilder
 from primer_search.program.dna import Subprogram
 from primer_search.program.patterns import write_relu, write_softmax
-from primitives._numerics import MASK_VALUE, causal_mask
+from primitives.numerics import MASK_VALUE, causal_mask
 
 __all__ = ["FUSIONS", "fused"]
 

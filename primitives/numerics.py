@@ -1,6 +1,7 @@
-"""Shared numerics: safe guards, channel fitting and causal masks.
+"""Shared numerics: safe guards, channel fitting and causal masks; public, since the
+compiler, its fusions and export use them as the primitives do.
 
-Primitive code imports these by name (``from primitives._numerics import TINY``), so that
+Primitive code imports these by name (``from primitives.numerics import TINY``), so that
 an exported block can copy it with bare names (see :mod:`primitives.source`).
 
 Every primitive is a total function on its domain, finite float inputs of magnitude up to
