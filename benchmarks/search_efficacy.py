@@ -251,7 +251,7 @@ def search_report(stores: dict, summaries: dict) -> list[dict]:
             row.update(trained=s.trained, duplicates=s.duplicates, failed=s.failed,
                        seconds=round(s.seconds, 1), stopped_by=s.stopped_by,
                        trained_per_hour=round(3600 * s.trained / max(s.seconds, 1e-9), 1),
-                       controller_share=round(s.controller_s / max(s.evaluation_s, 1e-9), 4))
+                       loop_share=round(s.loop_s / max(s.evaluation_s, 1e-9), 4))
         rows.append(row)
     return rows
 

@@ -12,11 +12,11 @@ candidates, and two workers sharing the GPU (0.5 each, with and without two cand
 each). ``--config`` names another search config and ``--set`` overrides its keys (for
 example ``--set fitness.budget.seconds=10`` for a shorter run). It reports
 candidates/hour (finished candidates, duplicates included, and trained ones alone), the
-controller's own time per candidate (proposal, mutation, validation,
+loop's own time per candidate (proposal, mutation, validation,
 fingerprint, store writes) as a share of the workers' evaluation time, and the dedup hit
 rate. Each layout starts a fresh Ray and a fresh store.
 
-``--ceiling`` measures instead ``controller_ceiling_per_s``: how many candidates per
+``--ceiling`` measures instead ``loop_ceiling_per_s``: how many candidates per
 second one search loop sustains when workers cost nothing (an instant pool: the toy
 fitness, and a stand-in fingerprint that hashes the canonical program, so that dedup
 still runs its store queries). It is the loop's own cost per candidate (proposal,
@@ -93,8 +93,8 @@ def run_layout(name, overrides, candidates, toy, tmp, config="tiny_cpu", sets=()
             "duplicates": s.duplicates, "failed": s.failed, "wall_s": round(wall, 1),
             "candidates_per_hour": round(s.finished / hours, 1),
             "trained_per_hour": round(s.trained / hours, 1),
-            "controller_s_per_candidate": round(s.controller_s / max(s.finished, 1), 3),
-            "controller_share": round(s.controller_s / max(s.evaluation_s, 1e-9), 4),
+            "loop_s_per_candidate": round(s.loop_s / max(s.finished, 1), 3),
+            "loop_share": round(s.loop_s / max(s.evaluation_s, 1e-9), 4),
             "dedup_hit_rate": round(s.duplicates / max(s.finished, 1), 3),
             # The share of the workers' wall-clock time spent in training steps (a worker
             # trains one candidate at a time, however many it holds).
@@ -138,7 +138,7 @@ class InstantPool:
         pass
 
 
-def controller_ceiling(candidates: int, workers: int, tmp) -> dict:
+def loop_ceiling(candidates: int, workers: int, tmp) -> dict:
     """Candidates per second of the search loop alone (see the module doc)."""
     from primer_search.search.config import load_config
     from primer_search.search.loop import SearchLoop
@@ -153,7 +153,7 @@ def controller_ceiling(candidates: int, workers: int, tmp) -> dict:
         s = loop.run()
         wall = time.perf_counter() - start
     return {"candidates": s.finished, "workers": workers, "wall_s": round(wall, 2),
-            "controller_ceiling_per_s": round(s.finished / wall, 1),
+            "loop_ceiling_per_s": round(s.finished / wall, 1),
             "ms_per_candidate": round(1000 * wall / max(s.finished, 1), 2),
             "dedup_hit_rate": round(s.duplicates / max(s.finished, 1), 3)}
 
@@ -179,7 +179,7 @@ def main(argv=None):
     args = p.parse_args(argv)
     if args.ceiling:
         with tempfile.TemporaryDirectory() as tmp:
-            row = controller_ceiling(args.candidates or 2000, args.workers, tmp)
+            row = loop_ceiling(args.candidates or 2000, args.workers, tmp)
         if args.json:
             print(json.dumps(row, indent=1))
         else:
@@ -205,7 +205,7 @@ def main(argv=None):
           + f", {args.candidates} candidates per layout"
           + (" (toy evaluator)" if args.toy else " (real PTB training)"))
     cols = ["layout", "finished", "trained", "wall_s", "candidates_per_hour",
-            "trained_per_hour", "speedup_trained_vs_1x1", "controller_share", "dedup_hit_rate",
+            "trained_per_hour", "speedup_trained_vs_1x1", "loop_share", "dedup_hit_rate",
             "busy_fraction"]
     print("  ".join(f"{c:>22}" if i else f"{c:<20}" for i, c in enumerate(cols)))
     for r in rows:

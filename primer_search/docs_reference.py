@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import ast
 import dataclasses
-import importlib.resources
 import inspect
 import io
 import re

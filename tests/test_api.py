@@ -23,6 +23,26 @@ def test_importing_the_package_loads_nothing_heavy():
     assert out.stdout.strip() == "[]"
 
 
+def test_the_public_names_are_the_docstrings_and_resolve():
+    """``__all__`` is what the package's docstring lists, and every name in it resolves
+    (those that need JAX on first use) to the object its home module defines."""
+    import re
+
+    documented = set(re.findall(r"``(\w+)(?:[(.][^`]*)?``", primer_search.__doc__))
+    assert set(primer_search.__all__) == documented - {"__all__"}
+    from primer_search.fitness.model import build_lm
+    from primer_search.program import seeds as seeds_module
+    from primer_search.program.compiler import compile_block
+    from primer_search.program.validate import load_dna
+
+    assert primer_search.build_lm is build_lm and primer_search.compile_block is compile_block
+    assert primer_search.load_dna is load_dna and primer_search.seeds is seeds_module
+    for name in primer_search.__all__:
+        assert getattr(primer_search, name) is not None
+    with pytest.raises(AttributeError, match="no attribute 'nosuch'"):
+        _ = primer_search.nosuch
+
+
 @pytest.fixture(scope="module")
 def searched(tmp_path_factory):
     """A toy search of 10 candidates from a seed written as text, and its rows as

@@ -163,12 +163,12 @@ def test_fitness_noise_reports_a_threshold():
         1.96 * math.sqrt(2) * summary["pooled_std"])
 
 
-def test_controller_ceiling_runs_the_real_loop_to_its_limit(tmp_path):
-    from search_throughput import controller_ceiling
+def test_loop_ceiling_runs_the_real_loop_to_its_limit(tmp_path):
+    from search_throughput import loop_ceiling
 
-    row = controller_ceiling(40, 8, tmp_path)
+    row = loop_ceiling(40, 8, tmp_path)
     assert row["candidates"] == 40 and row["workers"] == 8
-    assert row["controller_ceiling_per_s"] > 0 and 0 < row["dedup_hit_rate"] < 1
+    assert row["loop_ceiling_per_s"] > 0 and 0 < row["dedup_hit_rate"] < 1
 
 
 def test_gpu_throughput_layouts_share_one_gpu_and_take_the_users_overrides():

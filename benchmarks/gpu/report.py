@@ -79,7 +79,7 @@ def describe(name: str, out: Path) -> tuple[str, dict]:
         return (f"{row.get('layout')}: {row.get('finished')} finished ({row.get('trained')} "
                 f"trained) in {row.get('wall_s')} s, {row.get('trained_per_hour')} trained/h, "
                 f"busy {row.get('busy_fraction')}, controller share "
-                f"{row.get('controller_share')}, dedup {row.get('dedup_hit_rate')}"), row
+                f"{row.get('loop_share')}, dedup {row.get('dedup_hit_rate')}"), row
     if name == "efficacy":
         row = data[0] if isinstance(data, list) and data else {}
         return (f"{row.get('arm')} seed {row.get('seed')}: {row.get('finished')} finished "

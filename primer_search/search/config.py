@@ -2,7 +2,7 @@
 
 A search config file (``search_configs/*.toml``, shipped in the package)
 mirrors :class:`SearchConfig`: top-level
-controller settings, and tables ``[fitness.data]``, ``[fitness.model]``,
+the search's own settings, and tables ``[fitness.data]``, ``[fitness.model]``,
 ``[fitness.optim]``, ``[fitness.budget]``, ``[evolution]``, ``[evolution.mutation]``.
 Every field has a default, so a file names only what it changes. An unknown key or a
 value of the wrong type is an error that names it. ``--set a.b.c=value`` overrides one

@@ -11,7 +11,7 @@ earlier proposals have come back. The initial population is copies of seed DNAs 
 paper's "conceptual initialisation": most random programs do not train), optionally
 mixed with random programs.
 
-No I/O, no Ray, no JAX training: the controller owns those. Randomness is explicit: the
+No I/O, no Ray, no JAX training: the search loop owns those. Randomness is explicit: the
 k-th proposal draws from ``random.Random(f"{seed}/{k}")``, so a search that is rebuilt
 from its history with :meth:`recover` makes the same proposals it would have made.
 """

@@ -71,7 +71,7 @@ class SearchSummary:
     # Loop time spent on proposals (mutation, validation), dedup and store writes, summed
     # over the run; the workers' evaluation time, summed; and the fingerprints' compute
     # time, summed (spent off the loop, by the pool).
-    controller_s: float = 0.0
+    loop_s: float = 0.0
     evaluation_s: float = 0.0
     fingerprint_s: float = 0.0
 
@@ -170,7 +170,7 @@ class SearchLoop:
         self.slots: list[_Running | None] = [None] * pool.size
         self.start = clock()
         self.stopped_by = ""
-        self.controller_s = 0.0
+        self.loop_s = 0.0
         self.evaluation_s = 0.0
         self.fingerprint_s = 0.0
         self._recover()
@@ -299,11 +299,11 @@ class SearchLoop:
             if self.queue:
                 self._route(self.queue.pop(0))
             elif self._limits_reached() or not self._gate_open():
-                self.controller_s += time.perf_counter() - t
+                self.loop_s += time.perf_counter() - t
                 break
             else:
                 self._route(self._propose())
-            self.controller_s += time.perf_counter() - t
+            self.loop_s += time.perf_counter() - t
         for index, running in enumerate(self.slots):
             if running is None and self.ready and self.pool.available(index):
                 cand = self.ready.pop(0)
@@ -374,7 +374,7 @@ class SearchLoop:
                 self.store.set_fingerprint(cand.id, fp)
                 cand = dataclasses.replace(cand, fingerprint=fp)
             self._place(cand)
-        self.controller_s += time.perf_counter() - t
+        self.loop_s += time.perf_counter() - t
 
     def _dedup(self, cand: _Pending) -> bool:
         """Handle ``cand`` as a duplicate if it is one; True if it needs no worker."""
@@ -442,7 +442,7 @@ class SearchLoop:
                 self._finish_duplicate(waiting, cand.id, result)
             else:
                 self.queue.append(waiting)
-        self.controller_s += time.perf_counter() - t
+        self.loop_s += time.perf_counter() - t
 
     def _keep_weights(self, cid: int, weights: bytes) -> None:
         """Write ``cid``'s weights if it is among the best ``keep_weights``; delete the
@@ -478,5 +478,5 @@ class SearchLoop:
             best_id=top[0].id if top else None,
             best_fitness=top[0].fitness if top else None,
             seconds=self.clock() - self.start, stopped_by=self.stopped_by or "done",
-            controller_s=self.controller_s, evaluation_s=self.evaluation_s,
+            loop_s=self.loop_s, evaluation_s=self.evaluation_s,
             fingerprint_s=self.fingerprint_s)

@@ -1,6 +1,6 @@
 """The search store: one SQLite file per search, every candidate a row.
 
-The controller writes every candidate to the store when it is proposed (:meth:`Store.add`,
+The search loop writes every candidate to the store when it is proposed (:meth:`Store.add`,
 status ``pending``) and every result before it acts on it (:meth:`Store.finish`,
 :meth:`Store.mark_duplicate`). Each write is its own transaction, committed before the
 method returns, so a process killed at any moment leaves the file in the state before or
