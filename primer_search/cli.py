@@ -243,11 +243,11 @@ def _candidate_row(c) -> dict:
             "mutation": c.mutation, "kind": c.kind}
 
 
-def _print_retrained(rows: list[dict]) -> None:
+def _print_retrained(rows) -> None:
     print(f"{'id':>6} {'runs':>5} {'mean fitness':>13} {'std':>8}  budget")
     for r in rows:
-        print(f"{r['id']:>6} {r['runs']:>5} {r['mean_fitness']:>13.4g} "
-              f"{r['std_fitness']:>8.3g}  {r['budget'] or '-'}")
+        print(f"{r.id:>6} {r.runs:>5} {r.mean_fitness:>13.4g} "
+              f"{r.std_fitness:>8.3g}  {r.budget or '-'}")
 
 
 def _ladder_rows(rungs: list[dict], n: int | None = None, only: int | None = None) -> list[dict]:
@@ -285,7 +285,9 @@ def _print_top(path, n: int, retrained: bool, ladder: bool = False) -> None:
             _print_ladder(_ladder_rows(ladder_results(store), n))
             return
         if retrained:
-            _print_retrained(store.retrain_summary()[:n])
+            from primer_search.stats import summarise_retrains
+
+            _print_retrained(summarise_retrains(store.retrain_runs())[:n])
             return
         print(f"{'id':>6} {'parent':>6} {'fitness':>10} {'LM ppl':>8} {'recall':>6} "
               f"{'context':>7} {'steps':>6} {'params':>9} {'step ms':>8}  mutation")
@@ -338,7 +340,9 @@ def cmd_top(args) -> int:
 
                 rows = _ladder_rows(ladder_results(store), args.n)
             elif args.retrained:
-                rows = store.retrain_summary()[:args.n]
+                from primer_search.stats import summarise_retrains
+
+                rows = [r.as_dict() for r in summarise_retrains(store.retrain_runs())[:args.n]]
             else:
                 rows = [_candidate_row(c) for c in store.top(args.n)]
         print(json.dumps(rows, default=_json_float))
@@ -429,7 +433,7 @@ def cmd_retrain(args) -> int:
                    on_result=report, workers=args.workers, address=args.address,
                    timeout_s=args.timeout)
     if args.json:
-        print(json.dumps(rows, default=_json_float))
+        print(json.dumps([r.as_dict() for r in rows], default=_json_float))
     else:
         _print_retrained(rows[:args.top])
     return 0

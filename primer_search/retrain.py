@@ -39,6 +39,7 @@ from primer_search.search.ladder import LadderConfig, check_rung_settings, promo
 from primer_search.search.loop import save_weights, weights_folder
 from primer_search.search.pool import Done, Job, Lost, WorkerPool
 from primer_search.search.store import Candidate, Store
+from primer_search.stats import RetrainSummary, summarise_retrains
 
 __all__ = ["best_retrained_weights", "budget_label", "climb_ladder", "make_pool", "retrain",
            "retrain_timeout", "retrained_weights_folder", "rung_timeout", "run_jobs",
@@ -180,10 +181,11 @@ def retrain(store_path, top: int, seeds: int, steps: int | None = None,
             seconds: float | None = None,
             on_result: Callable[[int, int, object], None] | None = None,
             pool: WorkerPool | None = None, workers: int = 0,
-            address: str | None = None, timeout_s: float | None = None) -> list[dict]:
-    """Retrain the ``top`` candidates with ``seeds`` seeds each; return the summary rows
-    of this budget (``Store.retrain_summary``). The budget defaults to the search's, in
-    one stage. Runs are keyed by candidate, seed and budget: retraining longer adds runs.
+            address: str | None = None, timeout_s: float | None = None) -> list[RetrainSummary]:
+    """Retrain the ``top`` candidates with ``seeds`` seeds each; return the summaries
+    of this budget, best first (:func:`~primer_search.stats.summarise_retrains`). The
+    budget defaults to the search's, in one stage. Runs are keyed by candidate, seed and
+    budget: retraining longer adds runs.
     ``pool``: where to train; else ``workers`` > 0 Ray workers with the search's resources
     per worker (on the cluster at ``address``, or the search's), else one slot in this
     process (a child process when a time-out applies). ``timeout_s``: a run's time limit
@@ -212,7 +214,7 @@ def retrain(store_path, top: int, seeds: int, steps: int | None = None,
                 jobs.append(Job(cid, cand.dna, seed=seed, budget=budget, want_weights=True))
                 parents[cid] = cand.id
         if not jobs:
-            return store.retrain_summary(label)
+            return summarise_retrains(store.retrain_runs(label))
         owned = pool is None
         if pool is None:
             pool = make_pool(cfg, workers, address, timeout_s)
@@ -230,7 +232,7 @@ def retrain(store_path, top: int, seeds: int, steps: int | None = None,
         finally:
             if owned:
                 pool.close()
-        return store.retrain_summary(label)
+        return summarise_retrains(store.retrain_runs(label))
 
 
 # ---------------------------------------------------------------------------------------

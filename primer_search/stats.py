@@ -7,6 +7,8 @@ found the large gain). These helpers turn several searches per arm into numbers 
 how sure a comparison is. The tests come from SciPy; what is ours is only which test a
 comparison of search arms calls for:
 
+* :func:`over_seeds` and :func:`summarise_retrains`: one program's fitness over its
+  training seeds (a retraining, a ladder rung), the mean it is ranked by and its spread;
 * :func:`spread`: median, quartiles and the sample standard deviation (n - 1) of a set
   of results, the one spread convention of the benchmarks' tables;
 * :func:`paired_test`: arms run with the same search seeds (the same start of the
@@ -20,13 +22,56 @@ comparison of search arms calls for:
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import statistics
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 
-__all__ = ["compute_ratio", "paired_test", "spread", "steps_to_reach"]
+__all__ = ["RetrainSummary", "compute_ratio", "over_seeds", "paired_test", "spread",
+           "steps_to_reach", "summarise_retrains"]
+
+
+def over_seeds(values: Sequence[float]) -> tuple[float, float]:
+    """The mean and spread of one program's fitness over its training seeds, as every
+    retraining and ladder rung ranks them: the mean is infinite if any run failed (a
+    non-finite fitness) or there is none; the spread is the sample standard deviation
+    (n - 1), 0.0 for a single run, NaN when a run failed."""
+    if not values or any(not math.isfinite(v) for v in values):
+        return math.inf, (math.nan if values else 0.0)
+    mean = math.fsum(values) / len(values)
+    if len(values) == 1:
+        return mean, 0.0
+    return mean, math.sqrt(math.fsum((v - mean) ** 2 for v in values) / (len(values) - 1))
+
+
+@dataclasses.dataclass(frozen=True)
+class RetrainSummary:
+    """One retrained candidate's runs under one budget (:func:`over_seeds` of them)."""
+
+    id: int | None           # the retrained candidate
+    budget: str | None       # its budget's label (None: rows from before labels were kept)
+    runs: int
+    mean_fitness: float
+    std_fitness: float
+    fitnesses: list[float]   # in the runs' id order
+
+    def as_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def summarise_retrains(runs: Iterable[tuple[int | None, str | None, float]]
+                       ) -> list[RetrainSummary]:
+    """Finished retrain runs, each (retrained candidate, budget label, fitness) in id
+    order (``Store.retrain_runs``), grouped by candidate and budget: best mean first,
+    ties by candidate id."""
+    groups: dict[tuple[int | None, str | None], list[float]] = {}
+    for cid, budget, fitness in runs:
+        groups.setdefault((cid, budget), []).append(fitness)
+    out = [RetrainSummary(cid, budget, len(values), *over_seeds(values), values)
+           for (cid, budget), values in groups.items()]
+    return sorted(out, key=lambda r: (r.mean_fitness, r.id if r.id is not None else -1))
 
 
 def spread(values: Sequence[float]) -> dict:

@@ -341,7 +341,7 @@ def test_a_hung_retraining_run_ends_as_timeout_and_the_others_finish(tmp_path):
     assert {k: c.status for k, c in runs.items()} == {
         (1, 0): "ok", (1, 1): "timeout", (2, 0): "ok", (2, 1): "timeout"}
     assert "time limit of 1 s" in runs[1, 1].result.reason
-    assert all(r["runs"] == 2 and math.isnan(r["std_fitness"]) for r in rows)
+    assert all(r.runs == 2 and math.isnan(r.std_fitness) for r in rows)
     check_whole(path, 4, kind="retrain")
 
 
@@ -386,7 +386,7 @@ def test_a_worker_killed_during_retraining_is_retried_and_nothing_is_lost(tmp_pa
     finally:
         thread.join()
         pool.close()
-    assert killed and all(r["runs"] == 2 for r in rows) and len(rows) == 3
+    assert killed and all(r.runs == 2 for r in rows) and len(rows) == 3
     with Store(path, readonly=True) as store:
         runs = store.finished("retrain")
     assert {c.status for c in runs} == {"ok"}

@@ -31,10 +31,10 @@ def test_retrain_top_k_with_seeds_and_resume(tmp_path, capsys):
         bad = store.add(dna=dna, parent_id=None, mutation="x", dna_hash=dna_hash(dna))
         store.finish(bad, EvalResult(fitness=math.inf, status="nan"))
     rows = retrain(path, top=2, seeds=2, steps=4)
-    assert [r["runs"] for r in rows] == [2, 2]
-    assert {r["id"] for r in rows} == {1, 2}
-    assert all(math.isfinite(r["mean_fitness"]) for r in rows)
-    assert {r["budget"] for r in rows} == {"4 steps"}
+    assert [r.runs for r in rows] == [2, 2]
+    assert {r.id for r in rows} == {1, 2}
+    assert all(math.isfinite(r.mean_fitness) for r in rows)
+    assert {r.budget for r in rows} == {"4 steps"}
     with Store(path, readonly=True) as store:
         runs = store.finished(kind="retrain")
         assert len(runs) == 4 and {c.seed for c in runs} == {0, 1}
@@ -46,11 +46,11 @@ def test_retrain_top_k_with_seeds_and_resume(tmp_path, capsys):
         assert len(store.finished(kind="retrain")) == 4
     # A longer budget is new work, not "already done"; the shorter runs are kept.
     longer = retrain(path, top=2, seeds=2, steps=6)
-    assert [r["runs"] for r in longer] == [2, 2] and {r["budget"] for r in longer} == {"6 steps"}
+    assert [r.runs for r in longer] == [2, 2] and {r.budget for r in longer} == {"6 steps"}
     with Store(path, readonly=True) as store:
         runs = store.finished(kind="retrain")
         assert sorted(c.result.steps for c in runs) == [4] * 4 + [6] * 4
-        assert {r["budget"] for r in store.retrain_summary()} == {"4 steps", "6 steps"}
+        assert {budget for _, budget, _ in store.retrain_runs()} == {"4 steps", "6 steps"}
     assert retrain(path, top=2, seeds=2, steps=4) == rows
     assert main(["top", str(path), "--retrained"]) == 0
     out = capsys.readouterr().out
@@ -124,7 +124,7 @@ def test_retrain_on_ray_workers(tmp_path):
         rows = retrain(path, top=2, seeds=1, steps=3, workers=2)
     finally:
         ray.shutdown()  # the next test module starts its own
-    assert [r["runs"] for r in rows] == [1, 1]
+    assert [r.runs for r in rows] == [1, 1]
     with Store(path, readonly=True) as store:
         runs = store.finished(kind="retrain")
     assert all(math.isfinite(c.fitness) and c.result.steps == 3 for c in runs)

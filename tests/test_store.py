@@ -13,10 +13,12 @@ import time
 
 import pytest
 
+from primer_search.fitness.hurdles import rank_key
 from primer_search.fitness.results import EvalResult, Status
 from primer_search.program import seeds
 from primer_search.program.random_programs import random_dna
 from primer_search.search.store import SCHEMA_VERSION, Candidate, Store, StoreError
+from primer_search.stats import summarise_retrains
 
 CONFIG = {"population": 16, "tournament": 4, "budget": {"steps": 300, "stages": 2},
           "seed": 0}
@@ -210,7 +212,12 @@ def test_resumes_are_recorded_and_older_stores_gain_the_table(tmp_path):
         assert store.resumes()[0]["at"] > 0
 
 
+def summarise(store, budget=None):
+    return summarise_retrains(store.retrain_runs(budget))
+
+
 def test_retrain_summary_on_hand_computed_values(tmp_path):
+    """The store's retrain runs and their statistics (primer_search.stats), worked by hand."""
     with Store(tmp_path / "s.db", {}) as store:
         a, b, c = add(store, 0), add(store, 1), add(store, 2)
         for cid, f in ((a, 10.0), (b, 9.0), (c, 20.0)):
@@ -234,26 +241,57 @@ def test_retrain_summary_on_hand_computed_values(tmp_path):
         assert store.count(kind="retrain") == 8 and store.count() == 3
         assert len(store.finished("retrain")) == 7
         assert store.top(kind="retrain")[0].fitness == 7.0
-        summary = store.retrain_summary()
+        summary = summarise(store)
         # The same candidate retrained under another budget is a group of its own.
         retrain(a, 0, ok(5.0), budget="3000 steps")
-        longer = store.retrain_summary("3000 steps")
-        assert [(s["id"], s["budget"], s["runs"]) for s in longer] == [(a, "3000 steps", 1)]
-        assert store.retrain_summary("300 steps") == summary
-        both = store.retrain_summary()
-        assert [(s["id"], s["budget"]) for s in both] == [
+        longer = summarise(store, "3000 steps")
+        assert [(s.id, s.budget, s.runs) for s in longer] == [(a, "3000 steps", 1)]
+        assert summarise(store, "300 steps") == summary
+        both = summarise(store)
+        assert [(s.id, s.budget) for s in both] == [
             (a, "3000 steps"), (b, "300 steps"), (a, "300 steps"), (c, "300 steps")]
         assert len(store.retrain_rows("3000 steps")) == 1 and len(store.retrain_rows()) == 9
         with pytest.raises(StoreError, match="names its budget"):
             store.add(dna=dna_of(0), parent_id=a, mutation="x", dna_hash="h", kind="retrain")
-    assert [s["id"] for s in summary] == [b, a, c]
-    assert {s["budget"] for s in summary} == {"300 steps"}
+    assert [s.id for s in summary] == [b, a, c]
+    assert {s.budget for s in summary} == {"300 steps"}
     sb, sa, sc = summary
-    assert (sb["runs"], sb["mean_fitness"]) == (2, 11.25)
-    assert sb["std_fitness"] == pytest.approx(math.sqrt(0.125), rel=1e-12)
-    assert (sa["runs"], sa["mean_fitness"], sa["std_fitness"]) == (3, 12.0, 2.0)
-    assert sa["fitnesses"] == [10.0, 12.0, 14.0]
-    assert sc["runs"] == 2 and sc["mean_fitness"] == math.inf and math.isnan(sc["std_fitness"])
+    assert (sb.runs, sb.mean_fitness) == (2, 11.25)
+    assert sb.std_fitness == pytest.approx(math.sqrt(0.125), rel=1e-12)
+    assert (sa.runs, sa.mean_fitness, sa.std_fitness) == (3, 12.0, 2.0)
+    assert sa.fitnesses == [10.0, 12.0, 14.0]
+    assert sc.runs == 2 and sc.mean_fitness == math.inf and math.isnan(sc.std_fitness)
+
+
+def test_top_ranks_by_the_hurdles_rank_key(tmp_path):
+    """``Store.top`` is SQL; the ranking rule's home is ``hurdles.rank_key`` (what
+    evolution ranks by). On random stores of every kind of result (failed, NaN, stopped at
+    a hurdle, ties), top's order is rank_key's, finish order breaking ties, failures and
+    duplicates left out."""
+    rng = random.Random(7)
+    for trial in range(5):
+        with Store(tmp_path / f"r{trial}.db", {}) as store:
+            for i in range(60):
+                cid = add(store, i)
+                kind = rng.random()
+                if kind < 0.1 and i > 0:
+                    continue  # still pending (the first finishes: duplicates point to it)
+                stages = rng.randint(1, 3)
+                f = rng.choice([rng.choice([10.0, 11.0, 12.5]), rng.uniform(5, 50),
+                                math.inf, math.nan])
+                status = (Status.NAN if not math.isfinite(f) else
+                          Status.OK if stages == 3 else Status.HURDLE)
+                result = EvalResult(fitness=f, status=status, stage_fitness=tuple([f] * stages))
+                if kind < 0.2 and i > 0:
+                    store.mark_duplicate(cid, 1, result)
+                else:
+                    store.finish(cid, result)
+            ranked = sorted((c for c in store.finished() if c.status != Status.DUPLICATE),
+                            key=lambda c: (rank_key(c.fitness, len(c.result.stage_fitness)),
+                                           c.id))  # finished in id order here
+            expected = [c.id for c in ranked if c.fitness is not None and math.isfinite(c.fitness)]
+            assert [c.id for c in store.top(1000)] == expected
+            assert [c.id for c in store.top(5)] == expected[:5]
 
 
 # ---- errors ----------------------------------------------------------------------------

@@ -35,6 +35,8 @@ import statistics
 from collections.abc import Hashable, Mapping, Sequence
 from typing import Any
 
+from primer_search.stats import over_seeds
+
 __all__ = ["LadderConfig", "Rung", "check_rung_settings", "ladder_results", "mean_fitness",
            "promote", "rung_label", "rung_results"]
 
@@ -96,10 +98,9 @@ def rung_label(number: int, name: str) -> str:
 
 
 def mean_fitness(values: Sequence[float]) -> float:
-    """The mean over a rung's seeds; infinite if any run failed (infinite or NaN)."""
-    if not values or any(not math.isfinite(v) for v in values):
-        return math.inf
-    return math.fsum(values) / len(values)
+    """The mean over a rung's seeds; infinite if any run failed (infinite or NaN); see
+    :func:`primer_search.stats.over_seeds`."""
+    return over_seeds(values)[0]
 
 
 def promote(results: Mapping[Hashable, Sequence[float]], n: int,
@@ -125,9 +126,9 @@ def _run_summary(rows) -> dict:
         values = [getattr(r, field) for r in ok]
         return statistics.fmean(values) if len(ok) == len(results) and values else math.nan
 
+    mean_fit, std_fit = over_seeds(fits)
     return {"seeds": [r.seed for r in rows], "fitnesses": fits,
-            "mean_fitness": mean_fitness(fits),
-            "std_fitness": statistics.stdev(fits) if len(ok) == len(fits) > 1 else 0.0,
+            "mean_fitness": mean_fit, "std_fitness": std_fit,
             "perplexities": [r.perplexity for r in results],
             "perplexity": mean("perplexity"), "bits_per_byte": mean("bits_per_byte"),
             "recall_accuracy": mean("recall_accuracy"), "context_use": mean("context_use"),

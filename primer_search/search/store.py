@@ -624,16 +624,11 @@ class Store:
         rows = self._query("SELECT budget FROM retrains WHERE candidate_id = ?", (cid,))
         return rows[0][0] if rows else None
 
-    def retrain_summary(self, budget: str | None = None) -> list[dict]:
-        """Finished ``retrain`` rows grouped by the retrained candidate (their parent_id)
-        and the budget they trained under; only ``budget``'s when it is given.
-
-        Each entry: ``id`` (the retrained candidate), ``budget`` (None for rows written
-        before budgets were recorded), ``runs``, ``mean_fitness``, ``std_fitness`` (sample
-        standard deviation, n - 1; 0.0 for a single run; NaN when a run failed with
-        infinite fitness) and ``fitnesses`` (in id order). Best mean first.
-        """
-        groups: dict[tuple[int | None, str | None], list[float]] = {}
+    def retrain_runs(self, budget: str | None = None) -> list[tuple[int | None, str | None, float]]:
+        """Every finished ``retrain`` row as (the retrained candidate, its budget label,
+        its fitness), in id order; only ``budget``'s when it is given. The budget is None
+        for rows written before budgets were recorded. Their statistics are
+        :func:`primer_search.stats.summarise_retrains`'s."""
         # A store opened read-only from before budgets were recorded has no retrains table.
         joined = self._has_table("retrains")
         if budget is not None and not joined:
@@ -643,29 +638,10 @@ class Store:
         sql = ("SELECT c.parent_id, r.budget, c.result FROM candidates c LEFT JOIN retrains r "
                "ON r.candidate_id = c.id " if joined else
                "SELECT c.parent_id, NULL, c.result FROM candidates c ")
-        for parent_id, row_budget, result_json in self._query(
-                sql + f"WHERE c.kind = 'retrain' AND c.status NOT IN (?, ?) {where}ORDER BY c.id",
-                params):
-            groups.setdefault((parent_id, row_budget), []).append(
-                _result_from_json(result_json).fitness)
-        out = []
-        for (parent_id, row_budget), values in groups.items():
-            n = len(values)
-            mean = math.fsum(values) / n
-            if n == 1:
-                std = 0.0 if math.isfinite(mean) else math.nan
-            elif not math.isfinite(mean):
-                std = math.nan
-            else:
-                std = math.sqrt(math.fsum((v - mean) ** 2 for v in values) / (n - 1))
-            out.append({"id": parent_id, "budget": row_budget, "runs": n,
-                        "mean_fitness": mean, "std_fitness": std, "fitnesses": values})
-
-        def key(d):
-            m = d["mean_fitness"]
-            return (math.isnan(m), m if not math.isnan(m) else 0.0,
-                    d["id"] if d["id"] is not None else -1)
-        return sorted(out, key=key)
+        return [(parent_id, row_budget, _result_from_json(result_json).fitness)
+                for parent_id, row_budget, result_json in self._query(
+                    sql + f"WHERE c.kind = 'retrain' AND c.status NOT IN (?, ?) {where}"
+                    "ORDER BY c.id", params)]
 
     def lineage(self, cid: int) -> list[Candidate]:
         """``cid``, its parent, grandparent ... up to a root (a candidate with no parent)."""
