@@ -130,6 +130,34 @@ def test_a_wheel_ships_its_configs(tmp_path):
     assert run.stdout.split() == ["40", "64"]
 
 
+def test_loading_a_config_imports_no_jax():
+    """Reading a config (as `top`, `show` and the dashboard do, from a store) is plain
+    data: every shipped config loads, converts and resolves its ladder rungs without
+    JAX, Ray or the op vocabulary."""
+    import subprocess
+    import sys
+
+    code = ("import sys\n"
+            "from primer_search.search.config import (config_from_dict, config_to_dict,\n"
+            "    load_config, rung_fitness, shipped_configs)\n"
+            "for name in shipped_configs():\n"
+            "    cfg = config_from_dict(config_to_dict(load_config(name)))\n"
+            "    for rung in cfg.ladder.rungs:\n"
+            "        rung_fitness(cfg, rung)\n"
+            "print(sorted(m for m in ('jax', 'flax', 'optax', 'ray', 'primitives')\n"
+            "             if m in sys.modules))\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip() == "[]"
+
+
+def test_mutation_names_are_the_mutation_table():
+    from primer_search.program.generation import MUTATION_NAMES
+    from primer_search.program.mutations import MUTATIONS
+
+    assert tuple(MUTATIONS) == MUTATION_NAMES
+
+
 def test_pyproject_lists_every_package():
     """pyproject.toml lists its packages (one is mapped from the top-level search_configs/);
     a new subpackage of the source tree must be added there, or a wheel would lack it."""

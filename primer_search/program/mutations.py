@@ -27,10 +27,9 @@ again. A child equal to its parent up to dead code and unread fields (the same
 from __future__ import annotations
 
 import collections
-import dataclasses
 import math
 import random
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from fractions import Fraction
 
 from primer_search.program.dna import (
@@ -43,7 +42,8 @@ from primer_search.program.dna import (
     fields_read,
     format_instruction,
 )
-from primer_search.program.random_programs import DIM_BANK, RandomSpec, random_const, random_instruction
+from primer_search.program.generation import MUTATION_NAMES, MutationConfig, RandomSpec
+from primer_search.program.random_programs import DIM_BANK, random_const, random_instruction
 from primer_search.program.validate import canonical, dna_hash
 
 __all__ = ["MUTATIONS", "Mutation", "MutationConfig", "MutationError", "change", "delete",
@@ -334,62 +334,11 @@ MUTATIONS: dict[str, Mutation] = {
     "swap": swap,
     "perturb": perturb,
 }
+# MutationConfig (plain data, no JAX) checks its weights against this table's names.
+assert tuple(MUTATIONS) == MUTATION_NAMES, "generation.MUTATION_NAMES must list MUTATIONS"
 
 
 # ---- the driver ---------------------------------------------------------------------
-
-def _known() -> str:
-    return ", ".join(MUTATIONS)
-
-
-@dataclasses.dataclass(frozen=True)
-class MutationConfig:
-    """How :func:`mutate` makes a child."""
-
-    # (mutation name, weight) pairs; a mutation is proposed with probability proportional
-    # to its weight, and names left out are never proposed. A mapping is accepted too.
-    # Invalid proposals are rejected, so a kind that often breaks shape rules is realised
-    # somewhat less often than its weight says.
-    weights: tuple[tuple[str, float], ...] = (
-        ("delete", 1.0), ("insert", 1.0), ("delete_insert", 1.0), ("change", 1.0),
-        ("swap", 1.0), ("perturb", 1.0))
-    # Most instructions per subprogram: a child that grows a subprogram past this is
-    # rejected (a parent already longer may keep its length, never grow).
-    max_instructions: int = 64
-    # Proposals (invalid, inapplicable or equivalent ones included) before giving up.
-    max_tries: int = 100
-    # What inserted and changed instructions look like (ops, call probability).
-    spec: RandomSpec = dataclasses.field(default_factory=RandomSpec)
-
-    def __post_init__(self):
-        pairs = self.weights.items() if isinstance(self.weights, Mapping) else self.weights
-        weights = []
-        for pair in pairs:
-            if not isinstance(pair, (tuple, list)) or len(pair) != 2:
-                raise ValueError(f"MutationConfig.weights entry {pair!r} must be a "
-                                 f"(name, weight) pair; known mutations: {_known()}")
-            name, weight = pair
-            if name not in MUTATIONS:
-                raise ValueError(f"unknown mutation {name!r} in MutationConfig.weights; "
-                                 f"known mutations: {_known()}")
-            if any(name == seen for seen, _ in weights):
-                raise ValueError(f"mutation {name!r} is listed twice in MutationConfig.weights")
-            if (isinstance(weight, bool) or not isinstance(weight, (int, float))
-                    or not math.isfinite(weight) or weight < 0):
-                raise ValueError(f"weight {weight!r} of mutation {name!r} must be a finite "
-                                 f"number >= 0 (known mutations: {_known()})")
-            weights.append((name, float(weight)))
-        if not any(w > 0 for _, w in weights):
-            raise ValueError(f"MutationConfig.weights {tuple(weights)!r} gives no mutation a "
-                             f"positive weight; known mutations: {_known()}")
-        object.__setattr__(self, "weights", tuple(weights))
-        for name in ("max_instructions", "max_tries"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"MutationConfig.{name} must be an integer >= 1, got {value!r}")
-        if not isinstance(self.spec, RandomSpec):
-            raise TypeError(f"MutationConfig.spec must be a RandomSpec, got {self.spec!r}")
-
 
 def _grows_past(child: DNA, current: DNA, limit: int) -> bool:
     return any(len(new) > limit and len(new) > len(old)

@@ -12,13 +12,13 @@ residual add).
 
 from __future__ import annotations
 
-import dataclasses
 import random
 from collections.abc import Sequence
 from fractions import Fraction
 
 import primitives
 from primer_search.program.dna import CALL, DNA, HEADS, DNAError, Instruction, Subprogram
+from primer_search.program.generation import RandomSpec
 from primer_search.program.validate import MAIN_WIDTH, output_width, validate
 from primitives.spec import SEQ, ShapeError, Width
 
@@ -28,23 +28,6 @@ __all__ = ["DIM_BANK", "RandomSpec", "random_const", "random_dna", "random_instr
 # of 16, so that 16 -> the model width.
 DIM_BANK = tuple(Fraction(v, 16) for v in (1, 2, 4, 8, 12, 16, 24, 32, 48, 64))
 CONST_BANK = (-2.0, -1.0, -0.5, 0.0, 0.5, 1.0, 2.0)
-
-
-@dataclasses.dataclass(frozen=True)
-class RandomSpec:
-    """What random programs look like."""
-
-    # Ops to draw from (primitive names); None means the whole vocabulary.
-    ops: tuple[str, ...] | None = None
-    # Inclusive range of the number of subprograms, MAIN included.
-    num_subprograms: tuple[int, int] = (1, 3)
-    # Inclusive range of instructions per subprogram (MAIN may get one more to close it).
-    num_instructions: tuple[int, int] = (2, 10)
-    # Probability that an instruction is a call, when a callee exists.
-    call_prob: float = 0.2
-
-    def op_names(self) -> tuple[str, ...]:
-        return tuple(self.ops) if self.ops is not None else primitives.names()
 
 
 def random_const(rng: random.Random) -> float:

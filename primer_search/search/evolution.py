@@ -25,8 +25,7 @@ from collections.abc import Iterable, Sequence
 
 from primer_search.fitness.hurdles import rank_key
 from primer_search.program.dna import DNA
-from primer_search.program.mutations import MutationConfig, MutationError, mutate
-from primer_search.program.random_programs import RandomSpec, random_dna
+from primer_search.program.generation import MutationConfig, RandomSpec
 
 __all__ = ["EvolutionConfig", "Member", "Proposal", "RegularizedEvolution"]
 
@@ -109,6 +108,11 @@ class RegularizedEvolution:
         """The next child. The first P proposals are the initial population; after that,
         or whenever the population has members but the initial ones are all proposed,
         a tournament picks the parent."""
+        # Mutating checks programs against the op vocabulary, which imports JAX; the
+        # config above is plain data, so that loading a search config does not.
+        from primer_search.program.mutations import MutationError, mutate
+        from primer_search.program.random_programs import random_dna
+
         rng = self._rng()
         cfg = self.config
         k = self.num_proposed

@@ -1,0 +1,94 @@
+"""How programs are generated: the settings of random programs (:class:`RandomSpec`)
+and of mutations (:class:`MutationConfig`), plain data that a search config holds.
+
+No JAX: loading a search config reads these, and the code that uses them
+(:mod:`~primer_search.program.random_programs`, :mod:`~primer_search.program.mutations`)
+checks programs against the op vocabulary, which imports JAX.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Mapping
+
+__all__ = ["MUTATION_NAMES", "MutationConfig", "RandomSpec"]
+
+# The mutations :func:`~primer_search.program.mutations.mutate` knows, in the order of its
+# table (``mutations.MUTATIONS``; a test holds the two equal).
+MUTATION_NAMES = ("delete", "insert", "delete_insert", "change", "swap", "perturb")
+
+
+@dataclasses.dataclass(frozen=True)
+class RandomSpec:
+    """What random programs look like."""
+
+    # Ops to draw from (primitive names); None means the whole vocabulary.
+    ops: tuple[str, ...] | None = None
+    # Inclusive range of the number of subprograms, MAIN included.
+    num_subprograms: tuple[int, int] = (1, 3)
+    # Inclusive range of instructions per subprogram (MAIN may get one more to close it).
+    num_instructions: tuple[int, int] = (2, 10)
+    # Probability that an instruction is a call, when a callee exists.
+    call_prob: float = 0.2
+
+    def op_names(self) -> tuple[str, ...]:
+        if self.ops is not None:
+            return tuple(self.ops)
+        import primitives  # the vocabulary's registry imports JAX: only when drawing
+
+        return primitives.names()
+
+
+
+def _known() -> str:
+    return ", ".join(MUTATION_NAMES)
+
+
+@dataclasses.dataclass(frozen=True)
+class MutationConfig:
+    """How :func:`mutate` makes a child."""
+
+    # (mutation name, weight) pairs; a mutation is proposed with probability proportional
+    # to its weight, and names left out are never proposed. A mapping is accepted too.
+    # Invalid proposals are rejected, so a kind that often breaks shape rules is realised
+    # somewhat less often than its weight says.
+    weights: tuple[tuple[str, float], ...] = (
+        ("delete", 1.0), ("insert", 1.0), ("delete_insert", 1.0), ("change", 1.0),
+        ("swap", 1.0), ("perturb", 1.0))
+    # Most instructions per subprogram: a child that grows a subprogram past this is
+    # rejected (a parent already longer may keep its length, never grow).
+    max_instructions: int = 64
+    # Proposals (invalid, inapplicable or equivalent ones included) before giving up.
+    max_tries: int = 100
+    # What inserted and changed instructions look like (ops, call probability).
+    spec: RandomSpec = dataclasses.field(default_factory=RandomSpec)
+
+    def __post_init__(self):
+        pairs = self.weights.items() if isinstance(self.weights, Mapping) else self.weights
+        weights = []
+        for pair in pairs:
+            if not isinstance(pair, (tuple, list)) or len(pair) != 2:
+                raise ValueError(f"MutationConfig.weights entry {pair!r} must be a "
+                                 f"(name, weight) pair; known mutations: {_known()}")
+            name, weight = pair
+            if name not in MUTATION_NAMES:
+                raise ValueError(f"unknown mutation {name!r} in MutationConfig.weights; "
+                                 f"known mutations: {_known()}")
+            if any(name == seen for seen, _ in weights):
+                raise ValueError(f"mutation {name!r} is listed twice in MutationConfig.weights")
+            if (isinstance(weight, bool) or not isinstance(weight, (int, float))
+                    or not math.isfinite(weight) or weight < 0):
+                raise ValueError(f"weight {weight!r} of mutation {name!r} must be a finite "
+                                 f"number >= 0 (known mutations: {_known()})")
+            weights.append((name, float(weight)))
+        if not any(w > 0 for _, w in weights):
+            raise ValueError(f"MutationConfig.weights {tuple(weights)!r} gives no mutation a "
+                             f"positive weight; known mutations: {_known()}")
+        object.__setattr__(self, "weights", tuple(weights))
+        for name in ("max_instructions", "max_tries"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"MutationConfig.{name} must be an integer >= 1, got {value!r}")
+        if not isinstance(self.spec, RandomSpec):
+            raise TypeError(f"MutationConfig.spec must be a RandomSpec, got {self.spec!r}")
