@@ -44,8 +44,8 @@ Z95 = 1.96
 
 def programs(num_mutants: int, config) -> list[tuple[str, str, object]]:
     """(name, description, DNA): the two seeds and ``num_mutants`` Transformer mutants."""
-    out = [("transformer", "seed", seed_library.get("transformer", heads=config.seed_heads)),
-           ("primer_ez", "seed", seed_library.get("primer_ez", heads=config.seed_heads))]
+    out = [("transformer", "seed", seed_library.get("transformer", heads=config.seeding.heads)),
+           ("primer_ez", "seed", seed_library.get("primer_ez", heads=config.seeding.heads))]
     parent = out[0][2]
     for k in range(num_mutants):
         child, how = mutate(parent, random.Random(f"fitness-noise/{k}"),

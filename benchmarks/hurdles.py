@@ -116,7 +116,7 @@ def main(argv=None) -> int:
     if store.exists():
         store.unlink()
     cfg, summary, wall = run_search_for(
-        args.config, [f"max_candidates={args.candidates}", *args.set], store)
+        args.config, [f"limits.max_candidates={args.candidates}", *args.set], store)
     out = {"config": args.config, "candidates": summary.finished, "search_s": round(wall, 1),
            "store": str(store), **analyse(cfg, store, args.sample)}
     if args.json:

@@ -62,7 +62,7 @@ the candidates that trained at both.
 
 ``--searches-only`` runs phase 1 alone and reports each search (candidates, best search
 fitness, trained per hour; also ``searches.json``), with no retraining and no figures:
-``--arms evolution --search-seeds 1 --searches-only --set max_hours=0.05`` is a profile's
+``--arms evolution --search-seeds 1 --searches-only --set limits.max_hours=0.05`` is a profile's
 first search cut to three minutes (no new candidate after them; running ones finish).
 """
 
@@ -96,7 +96,7 @@ ARM_OVERRIDES = {
     "evolution": lambda cfg: [],
     "no_selection": lambda cfg: ["evolution.tournament_size=1"],
     "random": lambda cfg: ["evolution.random_initial_fraction=1.0",
-                           f"evolution.population_size={cfg.max_candidates}"],
+                           f"evolution.population_size={cfg.limits.max_candidates}"],
 }
 REFERENCES = ("transformer", "primer_ez")
 
@@ -134,7 +134,7 @@ PROFILES = {
     # Seconds, for the smoke test: a tiny model, a few candidates, one search per arm.
     "smoke": Profile("efficacy_cpu", search_seeds=1, top=2, retrain_seeds=2, factor=2,
                      curve_points=2, fidelity_top=3, fidelity_sample=2, overrides=(
-                         "max_candidates=5", "workers=1", "hurdle_min_history=2",
+                         "limits.max_candidates=5", "pool.workers=1", "hurdles.min_history=2",
                          "evolution.population_size=2", "evolution.tournament_size=2",
                          "fitness.model.d_model=16", "fitness.model.num_layers=1",
                          "fitness.data.seq_len=16", "fitness.data.batch_size=4",
@@ -222,13 +222,13 @@ def run_searches(profile: Profile, out: Path, extra: list[str],
             if path.exists():
                 with Store(path) as store:
                     done = store.count() - store.count(Status.PENDING)
-                if done >= (cfg.max_candidates or 0):
+                if done >= (cfg.limits.max_candidates or 0):
                     log(f"search {arm} seed {seed}: done ({done} candidates)")
                     continue
                 log(f"search {arm} seed {seed}: resuming at {done} candidates")
                 summary = resume_search(path)
             else:
-                log(f"search {arm} seed {seed}: {cfg.max_candidates} candidates")
+                log(f"search {arm} seed {seed}: {cfg.limits.max_candidates} candidates")
                 summary = run_search(cfg, path)
             if summaries is not None:
                 summaries[arm, seed] = summary
@@ -340,7 +340,7 @@ def load_retrains(path: Path) -> dict[tuple[str, int], dict]:
 def run_retrains(profile: Profile, plan: RetrainPlan, out: Path, extra: list[str]) -> dict:
     """Retrain what ``plan`` asks on the profile's Ray workers; every finished run is
     appended to ``retrains.jsonl`` at once, and runs already there are skipped."""
-    from primer_search.retrain import run_jobs
+    from primer_search.search.dispatch import run_jobs
     from primer_search.search.pool import Job
     from primer_search.search.ray_pool import RayPool, init_ray
 
@@ -597,8 +597,8 @@ def reference_store(profile: Profile, out: Path, extra: list[str]) -> Path:
     """``stores/references.sqlite``: the reference blocks as candidates, each evaluated
     once at the search budget (their search fitness), so that they climb the ladder in a
     store like any search's best."""
-    from primer_search.retrain import run_jobs
     from primer_search.search.config import config_to_dict
+    from primer_search.search.dispatch import run_jobs
     from primer_search.search.pool import Job
     from primer_search.search.ray_pool import RayPool, init_ray
     from primer_search.search.store import Store
@@ -638,7 +638,7 @@ def climb(profile: Profile, stores: dict, out: Path, extra: list[str]) -> dict:
     cfg = search_config(profile, "evolution", 0, extra)
     if not cfg.ladder.rungs:
         raise SystemExit(f"--ladder: config {profile.config} has no [[ladder.rungs]]")
-    workers = cfg.workers
+    workers = cfg.pool.workers
 
     def report(label, cid, seed, r):
         log(f"  {label}: #{cid} seed {seed}: {r.status.value} fitness {r.fitness:.4g} "
@@ -693,8 +693,8 @@ def ladder_fidelity(profile: Profile, stores: dict, extra: list[str]) -> dict:
             for label, rung in zip(labels, cfg.ladder.rungs):
                 fitness = rung_fitness(cfg, rung)
                 train_at_rung(store, dataclasses.replace(cfg, fitness=fitness), label, ids, 1,
-                              rung_timeout(cfg.candidate_timeout_s, cfg.fitness, fitness),
-                              None, lambda c, t: make_pool(c, c.workers, None, t))
+                              rung_timeout(cfg.limits.candidate_timeout_s, cfg.fitness, fitness),
+                              None, lambda c, t: make_pool(c, c.pool.workers, None, t))
             at = {label: {r.parent_id: r.result for r in store.retrain_rows(label)
                           if r.result is not None} for label in labels}
         target = {cid: (math.inf if r.failed else r.fitness) for cid, r in at[labels[-1]].items()}

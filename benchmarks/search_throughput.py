@@ -36,22 +36,25 @@ import tempfile
 import time
 from pathlib import Path
 
-LAYOUTS = [("1 worker x 1 core", ["workers=1", "cpus_per_worker=1.0", "threads_per_worker=1"]),
-           ("2 workers x 1 core", ["workers=2", "cpus_per_worker=1.0", "threads_per_worker=1"]),
-           ("1 worker x 2 cores", ["workers=1", "cpus_per_worker=2.0", "threads_per_worker=2"]),
-           ("1 worker x 2 cores, 2 cand", ["workers=1", "cpus_per_worker=2.0",
-                                           "threads_per_worker=2", "candidates_per_worker=2"]),
-           ("2 workers x 1 core, 2 cand", ["workers=2", "cpus_per_worker=1.0",
-                                           "threads_per_worker=1", "candidates_per_worker=2"])]
+LAYOUTS = [("1 worker x 1 core",
+            ["pool.workers=1", "pool.cpus_per_worker=1.0", "pool.threads_per_worker=1"]),
+           ("2 workers x 1 core",
+            ["pool.workers=2", "pool.cpus_per_worker=1.0", "pool.threads_per_worker=1"]),
+           ("1 worker x 2 cores",
+            ["pool.workers=1", "pool.cpus_per_worker=2.0", "pool.threads_per_worker=2"]),
+           ("1 worker x 2 cores, 2 cand", ["pool.workers=1", "pool.cpus_per_worker=2.0",
+                                           "pool.threads_per_worker=2", "pool.candidates_per_worker=2"]),
+           ("2 workers x 1 core, 2 cand", ["pool.workers=2", "pool.cpus_per_worker=1.0",
+                                           "pool.threads_per_worker=1", "pool.candidates_per_worker=2"])]
 
 # One GPU: a worker holds the whole GPU, or two share it (each pre-allocates its part of
 # the memory, see ray_pool.actor_options); each has the config's cpus_per_worker.
-GPU_LAYOUTS = [("1 worker x 1 GPU", ["workers=1", "gpus_per_worker=1.0"]),
-               ("1 worker x 1 GPU, 2 cand", ["workers=1", "gpus_per_worker=1.0",
-                                             "candidates_per_worker=2"]),
-               ("2 workers x 0.5 GPU", ["workers=2", "gpus_per_worker=0.5"]),
-               ("2 workers x 0.5 GPU, 2 cand", ["workers=2", "gpus_per_worker=0.5",
-                                                "candidates_per_worker=2"])]
+GPU_LAYOUTS = [("1 worker x 1 GPU", ["pool.workers=1", "pool.gpus_per_worker=1.0"]),
+               ("1 worker x 1 GPU, 2 cand", ["pool.workers=1", "pool.gpus_per_worker=1.0",
+                                             "pool.candidates_per_worker=2"]),
+               ("2 workers x 0.5 GPU", ["pool.workers=2", "pool.gpus_per_worker=0.5"]),
+               ("2 workers x 0.5 GPU, 2 cand", ["pool.workers=2", "pool.gpus_per_worker=0.5",
+                                                "pool.candidates_per_worker=2"])]
 
 
 def layout_config(overrides, candidates, toy, config="tiny_cpu", sets=()):
@@ -59,10 +62,10 @@ def layout_config(overrides, candidates, toy, config="tiny_cpu", sets=()):
     benchmark's small population, and the user's ``sets`` last (they win)."""
     from primer_search.search.config import load_config
 
-    extra = [f"max_candidates={candidates}", "evolution.population_size=8",
-             "evolution.tournament_size=3", "seeds=['transformer', 'primer_ez']"]
+    extra = [f"limits.max_candidates={candidates}", "evolution.population_size=8",
+             "evolution.tournament_size=3", "seeding.blocks=['transformer', 'primer_ez']"]
     if toy:
-        extra += ["evaluator='toy'", "toy_sleep_s=2.0"]
+        extra += ["evaluator='toy'", "pool.toy_sleep_s=2.0"]
     return load_config(config, list(overrides) + extra + list(sets))
 
 
@@ -98,7 +101,7 @@ def run_layout(name, overrides, candidates, toy, tmp, config="tiny_cpu", sets=()
             "dedup_hit_rate": round(s.duplicates / max(s.finished, 1), 3),
             # The share of the workers' wall-clock time spent in training steps (a worker
             # trains one candidate at a time, however many it holds).
-            "busy_fraction": round(train_s / (cfg.workers * wall), 3),
+            "busy_fraction": round(train_s / (cfg.pool.workers * wall), 3),
             "best_fitness": s.best_fitness}
 
 
@@ -124,10 +127,10 @@ class InstantPool:
 
     def wait(self, timeout_s):
         from primer_search.program.validate import dna_hash
-        from primer_search.search.pool import Fingerprinted, run_job
+        from primer_search.search.pool import Fingerprinted, answer
 
         out = [(None, Fingerprinted(cid, "h" + dna_hash(dna))) for cid, dna in self.probes]
-        out += [(slot, run_job(self.evaluator, job, f"instant{slot}")) for slot, job in self.jobs]
+        out += [(slot, answer(self.evaluator, job, f"instant{slot}")) for slot, job in self.jobs]
         self.jobs, self.probes = [], []
         return out
 
@@ -145,8 +148,8 @@ def loop_ceiling(candidates: int, workers: int, tmp) -> dict:
     from primer_search.search.store import Store
 
     cfg = load_config("tiny_cpu", ["evaluator='toy'", "fitness.budget.stages=1",
-                                   f"max_candidates={candidates}", "keep_weights=0",
-                                   f"workers={workers}"])
+                                   f"limits.max_candidates={candidates}", "limits.keep_weights=0",
+                                   f"pool.workers={workers}"])
     with Store(Path(tmp) / "ceiling.sqlite", {}) as store:
         loop = SearchLoop(cfg, store, InstantPool(workers))
         start = time.perf_counter()

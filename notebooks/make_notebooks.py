@@ -95,8 +95,8 @@ FROM_PYTHON = [
              "seen = []\n"
              "summary = primer_search.search(\n"
              "    'tiny_cpu', store='from_python.sqlite',\n"
-             "    overrides=[\"evaluator='toy'\", 'fitness.budget.stages=1', 'workers=1',\n"
-             "               'max_candidates=12'],\n"
+             "    overrides=[\"evaluator='toy'\", 'fitness.budget.stages=1', 'pool.workers=1',\n"
+             "               'limits.max_candidates=12'],\n"
              "    on_result=lambda row: seen.append(row['id']))\n"
              "print(f'{summary.finished} finished candidates, best #{summary.best_id}; '\n"
              "      f'on_result heard of {len(seen)}')"),

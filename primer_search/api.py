@@ -4,7 +4,7 @@ and ``lineage`` do, as functions a notebook or a script calls.
     import primer_search
 
     summary = primer_search.search("tiny_cpu", store="run.sqlite",
-                                   overrides=["max_candidates=40"],
+                                   overrides=["limits.max_candidates=40"],
                                    on_result=lambda row: print(row["id"], row["fitness"]))
     results = primer_search.open_store("run.sqlite")
     df = results.candidates()                 # a pandas DataFrame, one row per candidate
@@ -182,9 +182,12 @@ class Results:
 
     @property
     def config(self) -> dict:
-        """The config the search was started with, as stored."""
+        """The config the search was started with, read by its version (a store written
+        before config version 2 has its flat keys in their sections here)."""
+        from primer_search.search.versions import upgrade
+
         with self._open() as store:
-            return store.config
+            return upgrade(store.config)
 
     def rows(self, kind: str = "search") -> list[dict[str, Any]]:
         """Every candidate of ``kind`` (``search``, or ``retrain`` for retraining runs)

@@ -170,7 +170,7 @@ def cmd_search(args) -> int:
     from primer_search.search.controller import resume_search, run_search
 
     if args.address:  # join a cluster started with `ray start`
-        args.set.append(f"address={json.dumps(args.address)}")
+        args.set.append(f"pool.address={json.dumps(args.address)}")
 
     # With --json, standard output carries the summary alone: whatever else is printed
     # meanwhile (Ray's messages about lost nodes and workers among it) goes to stderr.

@@ -378,15 +378,17 @@ def config_reference(root: type | None = None) -> str:
            "the source. A TOML file names only what it changes; `--set KEY=VALUE` changes "
            "one key on the command line, with the value read as TOML (else as a string), "
            "for example `--set fitness.budget.steps=50` or "
-           "`--set 'seeds=[\"transformer\", \"primer_ez\"]'`. An unknown key or a value of "
+           "`--set 'seeding.blocks=[\"transformer\", \"primer_ez\"]'`. An unknown key or a value of "
            "the wrong type is an error that names the key (exit status 2). A default "
            "shown as `None` is the key left unset (TOML has no null). The shipped configs "
            "change many of these defaults: see [the shipped configs](shipped-configs.md).",
            "",
-           "A resumed search may change only the keys marked *resumable*; the rest define "
-           "how candidates are scored or what the population is "
-           "(see [resume a search](../how-to/resume.md)).", ""]
-    from primer_search.search.config import RESUMABLE_KEYS
+           "A resumed search may change only the sections marked *resumable*; the rest "
+           "define how candidates are scored or what the population is "
+           "(see [resume a search](../how-to/resume.md)). A config without `version` is "
+           "read as version 1, whose flat top-level keys (`workers`, `max_candidates`, "
+           "`seeds`, ...) now live in `[pool]`, `[limits]`, `[seeding]` and `[hurdles]`.", ""]
+    from primer_search.search.config import section_resumable
 
     for prefix, cls, comment in _sections(root):
         section = prefix.rstrip(".")
@@ -398,6 +400,8 @@ def config_reference(root: type | None = None) -> str:
             title = f"`[[{section[:-2]}]]`"
         elif section:
             title = f"`[{section}]`"
+        if section and section_resumable(section.split(".")[0].removesuffix("[]")):
+            title += " *resumable*"
         out += [f"## {title}", ""]
         cls_doc = _first_paragraph(cls.__doc__)
         if comment:
@@ -407,8 +411,7 @@ def config_reference(root: type | None = None) -> str:
                     ""]
         out += ["| key | type | default | what it is |", "|---|---|---|---|"]
         for k in rows:
-            mark = " *resumable*" if k.key in RESUMABLE_KEYS else ""
-            out.append(f"| {_code(k.key)}{mark} | {_code(k.type)} | "
+            out.append(f"| {_code(k.key)} | {_code(k.type)} | "
                        f"{_code(format_default(k.default))} | {_text(k.comment)} |")
         out.append("")
     return "\n".join(out).rstrip() + "\n"

@@ -8,10 +8,12 @@ candidate. ``primer-search top STORE --retrained`` ranks by the mean over seeds.
 
 Runs on a :class:`~primer_search.search.pool.WorkerPool`: by default one slot in this
 process (in a child process when there is a time-out, so that a hung run can be ended),
-or the search's Ray workers (:func:`run_jobs` keeps every slot busy). A run past the
-per-candidate time-out has its worker replaced and is recorded as ``timeout``; the others
-go on. Already finished (candidate, seed) pairs are skipped, so an interrupted retrain
-resumes; a retrain holds the store's writer lease while it runs.
+or the search's Ray workers. Runs are dispatched as the search's candidates are
+(:func:`~primer_search.search.dispatch.run_jobs`): every slot is kept busy, a run whose
+worker died is sent again up to ``max_retries`` times, and a run past the per-run
+time-out has its worker replaced and is recorded as ``timeout``; the others go on.
+Already finished (candidate, seed) pairs are skipped, so an interrupted retrain resumes;
+a retrain holds the store's writer lease while it runs.
 
 :func:`climb_ladder` is final selection up a ladder of larger settings (the config's
 ``[ladder]``, :mod:`primer_search.search.ladder`): each rung trains the best of the rung
@@ -28,22 +30,21 @@ from __future__ import annotations
 
 import dataclasses
 import socket
-import time
 from pathlib import Path
 from typing import Callable
 
 from primer_search.fitness.config import BudgetConfig
 from primer_search.fitness.results import EvalResult, Status
 from primer_search.search.config import SearchConfig, config_from_dict, rung_fitness
+from primer_search.search.dispatch import run_jobs
 from primer_search.search.ladder import LadderConfig, check_rung_settings, promote, rung_label, rung_results
 from primer_search.search.loop import save_weights, weights_folder
-from primer_search.search.pool import Done, Job, Lost, WorkerPool
+from primer_search.search.pool import Done, Job, WorkerPool
 from primer_search.search.store import Candidate, Store
 from primer_search.stats import RetrainSummary, summarise_retrains
 
 __all__ = ["best_retrained_weights", "budget_label", "climb_ladder", "make_pool", "retrain",
-           "retrain_timeout", "retrained_weights_folder", "rung_timeout", "run_jobs",
-           "train_at_rung"]
+           "retrain_timeout", "retrained_weights_folder", "rung_timeout", "train_at_rung"]
 
 
 def retrained_weights_folder(store_path) -> Path:
@@ -93,56 +94,6 @@ def budget_label(budget: BudgetConfig) -> str:
     return " or ".join(parts)
 
 
-def run_jobs(pool: WorkerPool, jobs: list[Job],
-             on_done: Callable[[Job, Done], None] | None = None,
-             retries: int = 1, timeout_s: float | None = None,
-             clock: Callable[[], float] = time.monotonic) -> dict[int, Done]:
-    """Evaluate ``jobs`` on ``pool``, one per free slot, until all have come back; a job
-    whose worker died is sent again up to ``retries`` times, then recorded as an error;
-    a job running longer than ``timeout_s`` has its worker replaced and is recorded as a
-    ``timeout``. Returns the :class:`Done` of every job by its ``cid`` (which must be
-    unique); ``on_done`` is called as each one arrives, so a caller can save it at once.
-    ``clock`` is injectable so that tests pass time-outs without waiting."""
-    queue = list(reversed(jobs))
-    running: dict[int, tuple[Job, float]] = {}
-    tries: dict[int, int] = {}
-    out: dict[int, Done] = {}
-
-    def finished(job: Job, done: Done) -> None:
-        out[job.cid] = done
-        if on_done:
-            on_done(job, done)
-
-    while queue or running:
-        for slot in range(pool.size):
-            if slot not in running and queue and pool.available(slot):
-                job = queue.pop()
-                pool.submit(slot, job)
-                running[slot] = (job, clock())
-        for slot, outcome in pool.wait(1.0):
-            if slot is None:  # a fingerprint: run_jobs asks for none
-                continue
-            if slot not in running or running[slot][0].cid != outcome.cid:
-                continue  # a late answer for a job that was given up (a time-out)
-            job, _ = running.pop(slot)
-            if isinstance(outcome, Lost):
-                tries[job.cid] = tries.get(job.cid, 0) + 1
-                if outcome.worker_died and tries[job.cid] <= retries:
-                    queue.append(job)
-                    continue
-                outcome = Done(job.cid, EvalResult.failure(Status.ERROR, outcome.reason))
-            finished(job, outcome)
-        if timeout_s is not None:
-            for slot, (job, started) in list(running.items()):
-                if clock() - started > timeout_s:
-                    pool.replace(slot)
-                    del running[slot]
-                    finished(job, Done(job.cid, EvalResult.failure(
-                        Status.TIMEOUT, f"passed the retraining time limit of {timeout_s:g} s; "
-                                        "its worker was killed")))
-    return out
-
-
 def retrain_timeout(search_timeout_s: float | None, search: BudgetConfig,
                     budget: BudgetConfig) -> float | None:
     """The per-run time-out of a retrain: the search's ``candidate_timeout_s`` scaled by
@@ -164,16 +115,17 @@ def make_pool(cfg: SearchConfig, workers: int, address: str | None,
     if workers > 0:
         from primer_search.search.ray_pool import RayPool, init_ray
 
-        cfg = dataclasses.replace(cfg, workers=workers, address=address or cfg.address)
+        cfg = dataclasses.replace(cfg, pool=dataclasses.replace(
+            cfg.pool, workers=workers, address=address or cfg.pool.address))
         init_ray(cfg)
         return RayPool(cfg)
     if timeout_s is not None:
         from primer_search.search.pool import ProcessPool
 
-        return ProcessPool((cfg.fitness, cfg.evaluator, cfg.toy_sleep_s), name="retrain")
+        return ProcessPool((cfg.fitness, cfg.evaluator, cfg.pool.toy_sleep_s), name="retrain")
     from primer_search.search.pool import InProcessPool, make_evaluator
 
-    return InProcessPool(make_evaluator(cfg.fitness, cfg.evaluator, cfg.toy_sleep_s),
+    return InProcessPool(make_evaluator(cfg.fitness, cfg.evaluator, cfg.pool.toy_sleep_s),
                          name="retrain")
 
 
@@ -198,7 +150,7 @@ def retrain(store_path, top: int, seeds: int, steps: int | None = None,
                               seconds=seconds, stages=1, timeout_s=old.timeout_s)
         label = budget_label(budget)
         if timeout_s is None:
-            timeout_s = retrain_timeout(cfg.candidate_timeout_s, old, budget)
+            timeout_s = retrain_timeout(cfg.limits.candidate_timeout_s, old, budget)
         rows = store.retrain_rows(label)
         done = {(c.parent_id, c.seed) for c in rows if c.status != Status.PENDING}
         stale = {(c.parent_id, c.seed): c.id for c in rows if c.status == Status.PENDING}
@@ -228,7 +180,7 @@ def retrain(store_path, top: int, seeds: int, steps: int | None = None,
                 on_result(parents[job.cid], job.seed, done.result)
 
         try:
-            run_jobs(pool, jobs, on_done=save, retries=cfg.max_retries, timeout_s=timeout_s)
+            run_jobs(pool, jobs, on_done=save, max_retries=cfg.limits.max_retries, timeout_s=timeout_s)
         finally:
             if owned:
                 pool.close()
@@ -297,7 +249,7 @@ def climb_ladder(store_path, ladder: LadderConfig | None = None,
             fitness = rung_fitness(cfg, rung)
             rung_cfg = dataclasses.replace(cfg, fitness=fitness)
             train_at_rung(store, rung_cfg, label, entrants + seeds, rung.seeds,
-                          rung_timeout(cfg.candidate_timeout_s, cfg.fitness, fitness),
+                          rung_timeout(cfg.limits.candidate_timeout_s, cfg.fitness, fitness),
                           on_result, pool_for or (lambda c, t: make_pool(c, workers, address, t)))
             result = rung_results(store, index + 1, rung.name)
             result["entrants"] = entrants
@@ -341,6 +293,6 @@ def train_at_rung(store: Store, cfg: SearchConfig, label: str, ids: list[int], s
             on_result(label, parents[job.cid], job.seed, done.result)
 
     try:
-        run_jobs(pool, jobs, on_done=save, retries=cfg.max_retries, timeout_s=timeout_s)
+        run_jobs(pool, jobs, on_done=save, max_retries=cfg.limits.max_retries, timeout_s=timeout_s)
     finally:
         pool.close()

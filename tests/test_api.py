@@ -12,7 +12,7 @@ from primer_search.api import COLUMNS
 from primer_search.program import seeds
 from primer_search.search.store import Store, StoreError
 
-TOY = ["evaluator='toy'", "fitness.budget.stages=1", "workers=1"]
+TOY = ["evaluator='toy'", "fitness.budget.stages=1", "pool.workers=1"]
 
 
 def test_importing_the_package_loads_nothing_heavy():
@@ -54,7 +54,7 @@ def searched(tmp_path_factory):
     seed.write_text(str(seeds.get("primer_ez")))
     rows = []
     summary = primer_search.search("tiny_cpu", store=folder / "s.sqlite",
-                                   overrides=TOY + ["max_candidates=10", f'seeds=["{seed}"]'],
+                                   overrides=TOY + ["limits.max_candidates=10", f'seeding.blocks=["{seed}"]'],
                                    on_result=rows.append)
     yield summary, rows
     ray.shutdown()
@@ -91,9 +91,9 @@ def test_search_takes_a_config_object_with_overrides(tmp_path):
 
     config = load_config("tiny_cpu", TOY)
     summary = primer_search.search(config, store=tmp_path / "c.sqlite",
-                                   overrides=["max_candidates=3"])
+                                   overrides=["limits.max_candidates=3"])
     assert summary.finished == 3
-    assert primer_search.open_store(summary.store).config["max_candidates"] == 3
+    assert primer_search.open_store(summary.store).config["limits"]["max_candidates"] == 3
 
 
 def test_a_missing_store_fails_at_open(tmp_path):

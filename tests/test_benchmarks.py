@@ -178,13 +178,13 @@ def test_gpu_throughput_layouts_share_one_gpu_and_take_the_users_overrides():
 
     shared = dict(GPU_LAYOUTS)["2 workers x 0.5 GPU, 2 cand"]
     cfg = layout_config(shared, 12, False, "gpu_small", ["fitness.budget.seconds=10"])
-    assert (cfg.workers, cfg.gpus_per_worker, cfg.candidates_per_worker) == (2, 0.5, 2)
-    assert cfg.fitness.budget.seconds == 10 and cfg.max_candidates == 12
+    assert (cfg.pool.workers, cfg.pool.gpus_per_worker, cfg.pool.candidates_per_worker) == (2, 0.5, 2)
+    assert cfg.fitness.budget.seconds == 10 and cfg.limits.max_candidates == 12
     assert cfg.fitness.model.d_model == 256          # still gpu_small's model
     # every layout asks for no more than the one GPU
     for _, overrides in GPU_LAYOUTS:
         c = layout_config(overrides, 4, False, "gpu_small")
-        assert c.workers * c.gpus_per_worker == 1.0
+        assert c.pool.workers * c.pool.gpus_per_worker == 1.0
     with pytest.raises(ConfigError, match="unknown key 'fitness.budget.secnds' \\(did you mean "
                        "'fitness.budget.seconds'"):
         layout_config(shared, 4, False, "gpu_small", ["fitness.budget.secnds=10"])

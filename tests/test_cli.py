@@ -127,10 +127,10 @@ def test_a_file_named_latest_is_a_path(here, capsys):
     ("fitness.model.d_modle=3", "unknown key 'fitness.model.d_modle' (did you mean "
                                 "'fitness.model.d_model'?)"),
     ("fitness.budget.steps=-1", "budget.steps must be >= 1"),
-    ("workers=0", "workers must be >= 1, got 0"),
+    ("pool.workers=0", "workers must be >= 1, got 0"),
 ])
 def test_a_bad_override_is_blamed_not_the_file(override, message, here, capsys):
-    argv = ["search", "tiny_cpu", "--set", "max_candidates=3", "--set", override,
+    argv = ["search", "tiny_cpu", "--set", "limits.max_candidates=3", "--set", override,
             "--set", "evaluator=\"toy\"", "--store", "new/dir/s.sqlite"]
     assert main(argv) == 2
     err = capsys.readouterr().err
@@ -140,14 +140,14 @@ def test_a_bad_override_is_blamed_not_the_file(override, message, here, capsys):
 
 
 def test_a_bad_file_is_still_blamed_on_the_file(here, capsys):
-    (here / "bad.toml").write_text("workers = 0\n")
-    assert main(["search", "bad.toml", "--set", "max_candidates=3"]) == 2
-    assert capsys.readouterr().err.startswith("primer-search: error: bad.toml: workers must")
+    (here / "bad.toml").write_text("version = 2\n[pool]\nworkers = 0\n")
+    assert main(["search", "bad.toml", "--set", "limits.max_candidates=3"]) == 2
+    assert capsys.readouterr().err.startswith("primer-search: error: bad.toml: pool.workers must")
 
 
 def test_a_later_override_that_fixes_an_earlier_one_is_no_error():
-    config = load_config("tiny_cpu", ["workers=0", "workers=2"])
-    assert config.workers == 2
+    config = load_config("tiny_cpu", ["pool.workers=0", "pool.workers=2"])
+    assert config.pool.workers == 2
 
 
 def test_a_bad_resume_override_is_blamed(here, capsys):
@@ -155,7 +155,7 @@ def test_a_bad_resume_override_is_blamed(here, capsys):
     assert main(["search", "--resume", "s.sqlite", "--set", "max_candidats=5"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("primer-search: error: --set max_candidats=5: unknown key "
-                          "'max_candidats' (did you mean 'max_candidates'?)"), err
+                          "'max_candidats' (did you mean 'limits.max_candidates'?)"), err
 
 
 # ---- nothing left behind by a command that fails ------------------------------------

@@ -31,7 +31,7 @@ RAY = shutil.which("ray", path=str(BIN)) or shutil.which("ray")
 CLI = [sys.executable, "-m", "primer_search.cli"]
 # A toy search: no training, each candidate takes a couple of seconds.
 TOY = ["--set", "evaluator='toy'", "--set", "fitness.budget.stages=1", "--set", "dedup=false",
-       "--set", "workers=2", "--set", "cpus_per_worker=1.0"]
+       "--set", "pool.workers=2", "--set", "pool.cpus_per_worker=1.0"]
 
 
 def _free_port() -> int:
@@ -117,7 +117,7 @@ def test_a_node_lost_mid_search_costs_one_retry_not_a_timeout(cluster, tmp_path)
     store_path = tmp_path / "lost.sqlite"
     search = subprocess.Popen(
         CLI + ["search", "tiny_cpu", "--address", cluster.address, "--store", str(store_path),
-               "--json", *TOY, "--set", "toy_sleep_s=1.5", "--set", "max_candidates=16"],
+               "--json", *TOY, "--set", "pool.toy_sleep_s=1.5", "--set", "limits.max_candidates=16"],
         env=cluster.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     raylet = cluster.node2_raylet()
     start = time.monotonic()
@@ -164,7 +164,7 @@ def test_a_search_submitted_as_a_ray_job(cluster, tmp_path):
     run = subprocess.run(
         [RAY, "job", "submit", "--address", f"http://127.0.0.1:{cluster.dashboard_port}",
          "--", "primer-search", "search", "tiny_cpu", "--store", str(store_path), "--json",
-         *TOY, "--set", "toy_sleep_s=0.5", "--set", "max_candidates=10"],
+         *TOY, "--set", "pool.toy_sleep_s=0.5", "--set", "limits.max_candidates=10"],
         env=cluster.env, capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     assert "succeeded" in run.stdout + run.stderr
@@ -179,8 +179,8 @@ def test_worker_resources_pin_the_workers_to_the_nodes_that_have_them(cluster, t
     store_path = tmp_path / "pinned.sqlite"
     search = subprocess.Popen(
         CLI + ["search", "tiny_cpu", "--address", cluster.address, "--store", str(store_path),
-               "--json", *TOY, "--set", "cpus_per_worker=0.5", "--set", "toy_sleep_s=0.5",
-               "--set", "worker_resources.pinned=1", "--set", "max_candidates=10"],
+               "--json", *TOY, "--set", "pool.cpus_per_worker=0.5", "--set", "pool.toy_sleep_s=0.5",
+               "--set", "worker_resources.pinned=1", "--set", "limits.max_candidates=10"],
         env=cluster.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     raylet, on_node2 = cluster.node2_raylet(), set()
     while search.poll() is None:

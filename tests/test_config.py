@@ -30,29 +30,34 @@ def test_bundled_configs_are_the_promised_ones():
     assert (paper.evolution.population_size, paper.evolution.tournament_size) == (100, 10)
     # Four hurdles passing half each (five stages), 8 heads, a wall-clock budget.
     assert paper.fitness.budget.stages == 5 and paper.fitness.budget.pass_rate == 0.5
-    assert paper.fitness.budget.seconds is not None and paper.seed_heads == 8
+    assert paper.fitness.budget.seconds is not None and paper.seeding.heads == 8
     from primer_search.search.config import seed_dnas
     (_, dna), = seed_dnas(paper)
     assert dna.subprograms[0].instructions[1].heads == 8
 
 
 def test_overrides_apply_with_types():
-    cfg = load_config("tiny_cpu", ["fitness.budget.steps=7", "workers=1", "seeds=['primer_ez']"])
-    assert cfg.fitness.budget.steps == 7 and cfg.workers == 1 and cfg.seeds == ("primer_ez",)
+    cfg = load_config("tiny_cpu", ["fitness.budget.steps=7", "pool.workers=1",
+                                   "seeding.blocks=['primer_ez']"])
+    assert cfg.fitness.budget.steps == 7 and cfg.pool.workers == 1 and cfg.seeding.blocks == ("primer_ez",)
     assert apply_overrides({}, ["a.b=hello"]) == {"a": {"b": "hello"}}
 
 
 @pytest.mark.parametrize("override, message", [
-    (["wokers=2"], r"unknown key 'wokers' \(did you mean 'workers'\?\); the top level "
-                   "takes "),
+    (["pool.wokers=2"], r"unknown key 'pool.wokers' \(did you mean 'pool.workers'\?\); "
+                        r"\[pool\] takes accelerator_type, "),
+    (["workers=2"], r"unknown key 'workers' \(since config version 2 it is 'pool.workers'\); "
+                    "the top level takes "),
+    (["pool.workers=0"], "pool.workers must be >= 1, got 0"),
+    (["version=3"], r"version must be 2 \(this engine's config format\), got 3"),
     (["fitness.budget.stepz=2"], r"unknown key 'fitness.budget.stepz' \(did you mean "
                                  r"'fitness.budget.steps'\?\); \[fitness.budget\] takes "
                                  r"check_every, .*steps"),
     (["fitness.model.colour='red'"], r"unknown key 'fitness.model.colour'; "
                                      r"\[fitness.model\] takes d_model"),
-    (["workers='two'"], "workers"),
+    (["pool.workers='two'"], "workers"),
     (["fitness.budget.steps=0"], "budget.steps must be >= 1 or None, got 0"),
-    (["seeds=['gpt9']"], "unknown seed blocks \\['gpt9'\\]"),
+    (["seeding.blocks=['gpt9']"], "unknown seed blocks \\['gpt9'\\]"),
     (["evaluator='magic'"], "evaluator must be 'train' or 'toy', got 'magic'"),
     (["fitness.data.corpus='wiki'"], "wiki"),
 ])
@@ -78,19 +83,19 @@ def test_seeds_take_heads_and_d_ff_from_the_config_and_may_be_dna_files(tmp_path
     from primer_search.program.dna import save_dna
     from primer_search.search.config import seed_dnas
 
-    cfg = load_config("tiny_cpu", ["seeds=['transformer', 'rwkv']", "seed_heads=2",
-                                   "seed_d_ff='8/3'"])
+    cfg = load_config("tiny_cpu", ["seeding.blocks=['transformer', 'rwkv']", "seeding.heads=2",
+                                   "seeding.d_ff='8/3'"])
     (_, transformer), (_, rwkv) = seed_dnas(cfg)
     assert transformer == seeds.get("transformer", heads=2, d_ff=Fraction(8, 3))
     assert rwkv == seeds.get("rwkv", d_ff=Fraction(8, 3))    # no heads to take
     path = tmp_path / "best.dna"
     save_dna(seeds.get("primer_ez"), path)
-    from_file = load_config("tiny_cpu", [f"seeds=['{path}']"])
+    from_file = load_config("tiny_cpu", [f"seeding.blocks=['{path}']"])
     assert seed_dnas(from_file) == [(str(path), seeds.get("primer_ez"))]
     with pytest.raises(ConfigError, match="unknown seed blocks"):
-        load_config("tiny_cpu", ["seeds=['no_such_block']"])
-    with pytest.raises(ConfigError, match="seed_d_ff must be a positive number"):
-        load_config("tiny_cpu", ["seed_d_ff='x'"])
+        load_config("tiny_cpu", ["seeding.blocks=['no_such_block']"])
+    with pytest.raises(ConfigError, match="seeding.d_ff must be a positive number"):
+        load_config("tiny_cpu", ["seeding.d_ff='x'"])
 
 
 def test_a_wheel_ships_its_configs(tmp_path):
@@ -123,7 +128,7 @@ def test_a_wheel_ships_its_configs(tmp_path):
             "from primer_search.search.config import load_config\n"
             "assert primer_search.__file__.startswith(sys.argv[1]), primer_search.__file__\n"
             "cfg = load_config('tiny_cpu')\n"
-            "print(cfg.max_candidates, cfg.fitness.model.d_model)\n")
+            "print(cfg.limits.max_candidates, cfg.fitness.model.d_model)\n")
     run = subprocess.run([sys.executable, "-c", code, str(site)], capture_output=True, text=True,
                          cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(site)})
     assert run.returncode == 0, run.stderr[-2000:]
@@ -190,3 +195,71 @@ def test_the_kuberay_example_submits_a_command_this_version_accepts():
     head = job["spec"]["rayClusterSpec"]["headGroupSpec"]["template"]["spec"]
     mounts = {m["mountPath"] for m in head["containers"][0]["volumeMounts"]}
     assert any(args.store.startswith(m + "/") for m in mounts), (args.store, mounts)
+
+
+V1_TOML = """
+seeds = ["transformer", "primer_ez"]
+seed_heads = 2
+workers = 2
+max_candidates = 12
+candidate_timeout_s = 90.0
+hurdle_min_history = 5
+seed = 3
+
+[fitness.budget]
+steps = 20
+"""
+
+V2_TOML = """
+version = 2
+seed = 3
+
+[seeding]
+blocks = ["transformer", "primer_ez"]
+heads = 2
+
+[pool]
+workers = 2
+
+[limits]
+max_candidates = 12
+candidate_timeout_s = 90.0
+
+[hurdles]
+min_history = 5
+
+[fitness.budget]
+steps = 20
+"""
+
+
+def test_a_version_1_file_reads_as_its_version_2_equal(tmp_path):
+    """A flat config (version 1, as stores created before the sections keep) loads as the
+    sectioned one; where both spell a key, the section wins."""
+    from primer_search.search.versions import config_version, upgrade
+
+    old, new = tmp_path / "old.toml", tmp_path / "new.toml"
+    old.write_text(V1_TOML)
+    new.write_text(V2_TOML)
+    assert load_config(old) == load_config(new)
+    assert load_config(old).version == 2
+    assert config_version({"workers": 1}) == 1 and config_version({"hurdle_quantile": 0.5}) == 0
+    both = upgrade({"workers": 1, "pool": {"workers": 4}})
+    assert both == {"pool": {"workers": 4}, "version": 2}
+
+
+def test_what_a_resume_may_change_is_a_property_of_its_section():
+    from primer_search.search.config import ResumeError, resumable_sections, resume_overrides
+
+    assert resumable_sections() == ["pool", "limits", "ladder"]
+    stored = config_to_dict(load_config("tiny_cpu"))
+    merged = resume_overrides(stored, {"pool": {"workers": 1}, "limits": {"max_candidates": 99}})
+    assert merged["pool"]["workers"] == 1 and merged["limits"]["max_candidates"] == 99
+    with pytest.raises(ResumeError, match=r"a resume cannot change seeding.heads .*A resume "
+                       r"may change only the sections pool, limits, ladder"):
+        resume_overrides(stored, {"seeding": {"heads": 8}})
+    # A version-1 store's flat keys are resumable by their new names.
+    flat = {"workers": 2, "max_candidates": 10, "seeds": ["transformer"]}
+    assert resume_overrides(flat, {"pool": {"workers": 1}})["pool"]["workers"] == 1
+    with pytest.raises(ResumeError, match="earlier version of primer-search"):
+        resume_overrides({"hurdle_quantile": 0.5}, {})

@@ -347,8 +347,8 @@ def test_the_page_in_chromium_follows_a_running_search_and_opens_a_program(tmp_p
     search = subprocess.Popen(
         [sys.executable, "-m", "primer_search.cli", "search", "tiny_cpu", "--quiet", "--store",
          str(store), "--set", "evaluator='toy'", "--set", "fitness.budget.stages=1", "--set",
-         "workers=1", "--set", "dedup=false", "--set", "toy_sleep_s=0.3", "--set",
-         "max_candidates=40"], env=env, start_new_session=True, stdout=subprocess.DEVNULL,
+         "pool.workers=1", "--set", "dedup=false", "--set", "pool.toy_sleep_s=0.3", "--set",
+         "limits.max_candidates=40"], env=env, start_new_session=True, stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL)
     dash = None
     try:

@@ -125,8 +125,10 @@ def test_config_reference_names_every_key_with_its_default_and_comment():
     # Spot checks of what the source says beside a field, a shared comment among them.
     assert "`0.2`" not in rows["fitness.recall.weight"]  # the default, not tiny_cpu's
     assert "`1.0`" in rows["fitness.recall.weight"]
-    assert "CPU cores and GPUs reserved per worker" in rows["gpus_per_worker"]
-    assert "*resumable*" in rows["max_candidates"] and "*resumable*" not in rows["seeds"]
+    assert "CPU cores and GPUs reserved per worker" in rows["pool.gpus_per_worker"]
+    titles = [line for line in page.splitlines() if line.startswith("## ")]
+    assert "## `[limits]` *resumable*" in titles and "## `[pool]` *resumable*" in titles
+    assert "## `[seeding]`" in titles and "## `[fitness]`" in titles
     assert "`SCHEDULES` = " in rows["fitness.optim.schedule"]
 
 
@@ -281,10 +283,10 @@ def test_hand_written_seed_in_the_docs_loads_and_seeds_a_search(tmp_path):
     assert main(["show-dna", str(SEED_EXAMPLE)]) == 0
 
     cfg = load_config("tiny_cpu", [
-        "evaluator='toy'", "fitness.budget.stages=1", "keep_weights=0",
+        "evaluator='toy'", "fitness.budget.stages=1", "limits.keep_weights=0",
         "fitness.model.d_model=16", "evolution.population_size=4",
-        "evolution.tournament_size=2", "max_candidates=6", "prepare_ahead=0",
-        f"seeds=[{str(SEED_EXAMPLE)!r}]"])
+        "evolution.tournament_size=2", "limits.max_candidates=6", "pool.prepare_ahead=0",
+        f"seeding.blocks=[{str(SEED_EXAMPLE)!r}]"])
     with Store(tmp_path / "s.sqlite", config_to_dict(cfg)) as store:
         SearchLoop(cfg, store, InProcessPool(ToyEvaluator())).run()
     with Store(tmp_path / "s.sqlite", readonly=True) as store:

@@ -29,7 +29,7 @@ from primer_search.fitness.results import EvalResult
 from primer_search.fitness.toy import ToyEvaluator
 from primer_search.program import seeds
 from primer_search.program.validate import dna_hash
-from primer_search.retrain import retrain, run_jobs
+from primer_search.retrain import retrain
 from primer_search.search import loop as loop_module
 from primer_search.search.config import (
     ConfigError,
@@ -39,13 +39,14 @@ from primer_search.search.config import (
     config_to_dict,
     load_config,
 )
+from primer_search.search.dispatch import run_jobs
 from primer_search.search.loop import SearchLoop, weights_folder
 from primer_search.search.pool import Done, InProcessPool, Job, ProcessPool
 from primer_search.search.store import Store, StoreError
 
-TOY = ["evaluator='toy'", "fitness.budget.stages=1", "keep_weights=0", "dedup=false",
+TOY = ["evaluator='toy'", "fitness.budget.stages=1", "limits.keep_weights=0", "dedup=false",
        "fitness.model.d_model=16", "evolution.population_size=8",
-       "evolution.tournament_size=3", "prepare_ahead=0"]
+       "evolution.tournament_size=3", "pool.prepare_ahead=0"]
 
 
 def toy_config(*overrides) -> SearchConfig:
@@ -53,7 +54,7 @@ def toy_config(*overrides) -> SearchConfig:
 
 
 def search(store: Store, cfg: SearchConfig, pool=None):
-    pool = pool or InProcessPool(ToyEvaluator(cfg.toy_sleep_s))
+    pool = pool or InProcessPool(ToyEvaluator(cfg.pool.toy_sleep_s))
     return SearchLoop(cfg, store, pool).run()
 
 
@@ -91,7 +92,7 @@ def one_error_line(err: str, *needles: str) -> None:
 
 def test_a_missing_resume_path_creates_no_file_and_exits_1(tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    for extra in ([], ["--set", "max_candidates=40"]):
+    for extra in ([], ["--set", "limits.max_candidates=40"]):
         assert main(["search", "--resume", "nosuch.sqlite", "--quiet", *extra]) == 1
         one_error_line(capsys.readouterr().err, "nosuch.sqlite", "does not exist")
     assert list(tmp_path.iterdir()) == []
@@ -114,7 +115,7 @@ WRITER = textwrap.dedent("""
 
     cfg = load_config("tiny_cpu", sys.argv[2:])
     with Store(sys.argv[1], config_to_dict(cfg)) as store:
-        SearchLoop(cfg, store, InProcessPool(ToyEvaluator(cfg.toy_sleep_s))).run()
+        SearchLoop(cfg, store, InProcessPool(ToyEvaluator(cfg.pool.toy_sleep_s))).run()
 """)
 
 
@@ -137,14 +138,14 @@ def finished_count(path, kind: str = "search") -> int:
 def test_a_second_writer_is_refused_while_the_first_runs_and_accepted_after_sigkill(
         tmp_path, capsys):
     path = tmp_path / "s.sqlite"
-    overrides = [*TOY, "toy_sleep_s=0.2", "max_candidates=30"]
+    overrides = [*TOY, "pool.toy_sleep_s=0.2", "limits.max_candidates=30"]
     first = subprocess.Popen([sys.executable, "-c", WRITER, str(path), *overrides],
                              stderr=subprocess.PIPE, text=True)
     try:
         wait_for(lambda: finished_count(path) >= 3, "3 finished candidates", first)
         # The issue's reproduction: a resume of the same file while the first writes.
         assert main(["search", "--resume", str(path), "--quiet", "--set",
-                     "max_candidates=40"]) == 1
+                     "limits.max_candidates=40"]) == 1
         one_error_line(capsys.readouterr().err, str(path), f"pid {first.pid}",
                        "one writer at a time")
         assert main(["retrain", str(path), "--top", "2", "--seeds", "1"]) == 1
@@ -174,9 +175,9 @@ def test_disk_full_while_the_store_is_written(tmp_path):
     with a StoreError that says so, the transaction is rolled back, and a resume
     continues to the limit with every earlier result intact."""
     path = tmp_path / "s.sqlite"
-    cfg = toy_config("max_candidates=40")
+    cfg = toy_config("limits.max_candidates=40")
     with Store(path, config_to_dict(cfg)) as store:
-        search(store, toy_config("max_candidates=10"))
+        search(store, toy_config("limits.max_candidates=10"))
         pages = store._conn.execute("PRAGMA page_count").fetchone()[0]
         store._conn.execute(f"PRAGMA max_page_count = {pages + 2}")
         with pytest.raises(StoreError, match="a write failed.*full") as e:
@@ -205,7 +206,7 @@ def weights_of(cid: int) -> bytes:
 
 def test_disk_full_while_a_weights_file_is_written(tmp_path, monkeypatch):
     path = tmp_path / "s.sqlite"
-    cfg = toy_config("max_candidates=30", "keep_weights=3")
+    cfg = toy_config("limits.max_candidates=30", "limits.keep_weights=3")
     real_open, writes = open, []
 
     class FullDisk:
@@ -275,7 +276,7 @@ DAMAGES = ("truncated to half", "truncated to 100 bytes", "garbage",
 @pytest.fixture(scope="module")
 def sound_store(tmp_path_factory):
     path = tmp_path_factory.mktemp("sound") / "s.sqlite"
-    cfg = toy_config("max_candidates=60")
+    cfg = toy_config("limits.max_candidates=60")
     with Store(path, config_to_dict(cfg)) as store:
         search(store, cfg)
     return path
@@ -368,8 +369,8 @@ def test_run_jobs_replaces_a_worker_past_the_timeout():
 
 def test_a_worker_killed_during_retraining_is_retried_and_nothing_is_lost(tmp_path):
     path = tmp_path / "r.sqlite"
-    _toy_store(path, "toy_sleep_s=0.4")
-    cfg = toy_config("toy_sleep_s=0.4")
+    _toy_store(path, "pool.toy_sleep_s=0.4")
+    cfg = toy_config("pool.toy_sleep_s=0.4")
     pool = ProcessPool((cfg.fitness, "toy", 0.4), name="retrain")
     killed = []
 
@@ -401,7 +402,7 @@ RETRAIN = "import sys; from primer_search.cli import main; sys.exit(main(sys.arg
 def test_sigkill_of_the_driver_during_retrain_then_a_rerun_finishes_only_what_is_missing(
         tmp_path, capsys):
     path = tmp_path / "r.sqlite"
-    _toy_store(path, "toy_sleep_s=0.3")
+    _toy_store(path, "pool.toy_sleep_s=0.3")
     driver = subprocess.Popen([sys.executable, "-c", RETRAIN, "retrain", str(path), "--top",
                                "3", "--seeds", "2"], stdout=subprocess.DEVNULL,
                               stderr=subprocess.PIPE, text=True)

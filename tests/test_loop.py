@@ -14,10 +14,10 @@ from primer_search.fitness.results import Status
 from primer_search.fitness.toy import ToyEvaluator
 from primer_search.search.config import load_config
 from primer_search.search.loop import SearchLoop
-from primer_search.search.pool import InProcessPool, Job, Lost, compute_fingerprint, run_job
+from primer_search.search.pool import InProcessPool, Job, Lost, answer, compute_fingerprint
 from primer_search.search.store import Store
 
-TOY = ["evaluator='toy'", "fitness.budget.stages=1", "keep_weights=0",
+TOY = ["evaluator='toy'", "fitness.budget.stages=1", "limits.keep_weights=0",
        "fitness.model.d_model=16", "evolution.population_size=8",
        "evolution.tournament_size=3"]
 
@@ -80,7 +80,7 @@ class ScriptedPool:
                 return [(slot, Lost(job.cid, "ActorDiedError: the worker was killed", True))]
             if action == "raise":
                 return [(slot, Lost(job.cid, "ZeroDivisionError: division by zero", False))]
-            return [(slot, run_job(self.evaluator, job, f"fake{slot}"))]
+            return [(slot, answer(self.evaluator, job, f"fake{slot}"))]
         self.clock.now += timeout_s   # nothing answered: time passes
         return []
 
@@ -102,7 +102,7 @@ def test_initial_copies_of_the_seeds_reuse_the_first_results(tmp_path):
     clock = Clock()
     pool = ScriptedPool(1, clock)
     with Store(tmp_path / "s.sqlite", {}) as store:
-        summary = run_loop(store, toy_config("max_candidates=12"), pool, clock)
+        summary = run_loop(store, toy_config("limits.max_candidates=12"), pool, clock)
         rows = store.finished()
     assert summary.finished == 12 and summary.stopped_by == "candidate limit"
     assert pool.closed
@@ -125,7 +125,7 @@ def test_duplicates_of_a_candidate_in_flight_wait_for_its_result(tmp_path):
     clock = Clock()
     pool = ScriptedPool(3, clock)
     with Store(tmp_path / "s.sqlite", {}) as store:
-        run_loop(store, toy_config("max_candidates=10"), pool, clock)
+        run_loop(store, toy_config("limits.max_candidates=10"), pool, clock)
         rows = {r.id: r for r in store.finished()}
     # Slots 1 and 2 take the two seeds; the six other initial copies find them in flight
     # and wait instead of training; they finish as duplicates of the first two.
@@ -141,7 +141,7 @@ def test_waiting_duplicates_train_when_the_original_failed_for_a_moment(tmp_path
     clock = Clock()
     pool = ScriptedPool(3, clock, script={1: ["raise"]})
     with Store(tmp_path / "s.sqlite", {}) as store:
-        run_loop(store, toy_config("max_candidates=10"), pool, clock)
+        run_loop(store, toy_config("limits.max_candidates=10"), pool, clock)
         rows = {r.id: r for r in store.finished()}
     assert rows[1].status == Status.ERROR and "ZeroDivisionError" in rows[1].result.reason
     assert rows[1].fitness == math.inf
@@ -154,7 +154,7 @@ def test_a_dead_worker_is_retried_then_recorded(tmp_path):
     clock = Clock()
     pool = ScriptedPool(1, clock, script={1: ["die"], 2: ["die", "die"]})
     with Store(tmp_path / "s.sqlite", {}) as store:
-        run_loop(store, toy_config("max_candidates=4", "max_retries=1"), pool, clock)
+        run_loop(store, toy_config("limits.max_candidates=4", "limits.max_retries=1"), pool, clock)
         rows = {r.id: r for r in store.finished()}
     assert pool.submitted[:4] == [1, 1, 2, 2]     # retried at once, before new proposals
     assert rows[1].status == Status.OK
@@ -166,7 +166,7 @@ def test_a_candidate_past_its_time_limit_is_recorded_and_its_worker_replaced(tmp
     clock = Clock()
     pool = ScriptedPool(2, clock, script={1: ["hang"]})
     with Store(tmp_path / "s.sqlite", {}) as store:
-        run_loop(store, toy_config("max_candidates=6", "candidate_timeout_s=30"), pool, clock)
+        run_loop(store, toy_config("limits.max_candidates=6", "limits.candidate_timeout_s=30"), pool, clock)
         rows = {r.id: r for r in store.finished()}
     assert rows[1].status == Status.TIMEOUT
     assert "candidate time limit of 30 s" in rows[1].result.reason
@@ -193,14 +193,14 @@ def test_resume_finishes_what_was_in_flight_and_repeats_nothing(tmp_path):
     clock = Clock()
     first = Interrupt(3, clock, after=12)
     with Store(path, {}) as store:
-        summary = run_loop(store, toy_config("max_candidates=30"), first, clock)
+        summary = run_loop(store, toy_config("limits.max_candidates=30"), first, clock)
         assert summary.stopped_by.startswith("interrupted")
         done_before = {r.id for r in store.finished()}
         pending = [r.id for r in store.pending()]
     assert pending and first.closed
     second = ScriptedPool(3, clock)
     with Store(path) as store:
-        summary = run_loop(store, toy_config("max_candidates=30"), second, clock)
+        summary = run_loop(store, toy_config("limits.max_candidates=30"), second, clock)
         rows = store.finished()
     assert summary.finished == 30 and not summary.stopped_by.startswith("interrupted")
     # The candidates pending at Ctrl-C go first (those that turn out to be duplicates of a
@@ -215,14 +215,14 @@ def test_resume_rebuilds_the_population_and_the_proposal_count(tmp_path):
     # Proposing only when a worker is free, a search stopped and resumed proposes exactly
     # what an uninterrupted one proposes.
     clock = Clock()
-    exact = "prepare_ahead=0"
+    exact = "pool.prepare_ahead=0"
     with Store(tmp_path / "once.sqlite", {}) as store:
-        run_loop(store, toy_config("max_candidates=24", exact), ScriptedPool(1, clock), clock)
+        run_loop(store, toy_config("limits.max_candidates=24", exact), ScriptedPool(1, clock), clock)
         once = [r.dna_hash for r in store.finished()]
     with Store(tmp_path / "twice.sqlite", {}) as store:
-        run_loop(store, toy_config("max_candidates=14", exact), ScriptedPool(1, clock), clock)
+        run_loop(store, toy_config("limits.max_candidates=14", exact), ScriptedPool(1, clock), clock)
     with Store(tmp_path / "twice.sqlite") as store:
-        run_loop(store, toy_config("max_candidates=24", exact), ScriptedPool(1, clock), clock)
+        run_loop(store, toy_config("limits.max_candidates=24", exact), ScriptedPool(1, clock), clock)
         twice = [r.dna_hash for r in store.finished()]
     assert twice == once
 
@@ -239,7 +239,7 @@ def test_the_next_candidate_is_prepared_while_a_worker_trains(tmp_path):
 
     pool = Watch(1, clock)
     with Store(tmp_path / "s.sqlite", {}) as store:
-        run_loop(store, toy_config("max_candidates=12"), pool, clock)
+        run_loop(store, toy_config("limits.max_candidates=12"), pool, clock)
     proposed, probes = pool.seen_at_2
     assert proposed >= 3
     # The initial population repeats the two seeds: each is probed once.
@@ -250,30 +250,47 @@ def test_fingerprints_are_computed_by_the_pool_once_per_program(tmp_path):
     clock = Clock()
     pool = ScriptedPool(2, clock)
     with Store(tmp_path / "s.sqlite", {}) as store:
-        run_loop(store, toy_config("max_candidates=16"), pool, clock)
+        run_loop(store, toy_config("limits.max_candidates=16"), pool, clock)
         rows = store.finished()
     hashes = {r.id: r.dna_hash for r in rows}
     assert len(pool.probes) == len({hashes[c] for c in pool.probes}) == len(set(hashes.values()))
     assert all(r.fingerprint for r in rows)
 
 
+class LateAnswers(ScriptedPool):
+    """A replaced worker's job answers anyway, at the next wait: a result, and then a
+    death (a Ray actor's replies already on their way when it was killed)."""
+
+    late: list = []
+
+    def replace(self, slot):
+        job, _ = self.running[slot]
+        super().replace(slot)
+        self.late = [(slot, answer(self.evaluator, job, "late")),
+                     (slot, Lost(job.cid, "ActorDiedError: killed", True))]
+
+    def wait(self, timeout_s):
+        if self.late:
+            out, self.late = self.late, []
+            return out
+        return super().wait(timeout_s)
+
+
 def test_a_late_answer_for_a_timed_out_job_is_ignored(tmp_path):
     clock = Clock()
+    pool = LateAnswers(1, clock, script={1: ["hang"]})
     with Store(tmp_path / "s.sqlite", {}) as store:
-        loop = SearchLoop(toy_config("max_candidates=3"), store, ScriptedPool(1, clock),
-                          clock=clock)
-        loop._fill()                   # proposes and asks for fingerprints
-        for _, outcome in loop.pool.wait(0):
-            loop._fingerprinted(outcome)
-        loop._fill()                   # starts the first candidate
-        cid = loop.slots[0].cand.id
-        loop.slots[0] = None           # as after a time-out: the slot moved on
-        loop._collect(0, Lost(cid, "late", True))
-        assert store.get(cid).status == Status.PENDING
+        run_loop(store, toy_config("limits.max_candidates=6", "limits.candidate_timeout_s=30",
+                                   "dedup=false"), pool, clock)
+        rows = {r.id: r for r in store.finished()}
+        assert store.count() == 6 and not store.pending()
+    assert rows[1].status == Status.TIMEOUT and rows[1].worker is None
+    assert pool.submitted.count(1) == 1            # the late death is no cause to retry
+    assert all(rows[c].status == Status.OK for c in range(2, 7))
 
 
 def test_in_process_pool_runs_a_search_without_ray(tmp_path):
-    config = toy_config("max_candidates=10")
+    config = toy_config("limits.max_candidates=10")
     with Store(tmp_path / "s.sqlite", {}) as store:
         summary = SearchLoop(config, store, InProcessPool(ToyEvaluator())).run()
         rows = store.finished()

@@ -19,13 +19,13 @@ from primer_search.fitness.toy import ToyEvaluator
 from primer_search.program.validate import canonical
 from primer_search.search.config import ConfigError, load_config
 from primer_search.search.loop import SearchLoop
-from primer_search.search.pool import Fingerprinted, run_job
+from primer_search.search.pool import Fingerprinted, answer
 from primer_search.search.store import Store
 
 # Two stages, so that hurdles are set (after 4 candidates) and sent with every job.
-TOY = ["evaluator='toy'", "fitness.budget.stages=2", "keep_weights=0",
+TOY = ["evaluator='toy'", "fitness.budget.stages=2", "limits.keep_weights=0",
        "fitness.model.d_model=16", "evolution.population_size=8",
-       "evolution.tournament_size=3", "hurdle_min_history=4", "prepare_ahead=1"]
+       "evolution.tournament_size=3", "hurdles.min_history=4", "pool.prepare_ahead=1"]
 
 
 def toy_config(*overrides):
@@ -86,7 +86,7 @@ class ShufflingPool:
         for slot, job in list(self.running.items()):
             if self.rng.random() < 0.5:
                 del self.running[slot]
-                out.append((slot, run_job(self.evaluator, job, f"fake{slot}")))
+                out.append((slot, answer(self.evaluator, job, f"fake{slot}")))
         self.rng.shuffle(out)
         return out
 
@@ -116,7 +116,7 @@ def search(path, config, pool_seed, size=3, stop_after=None):
 
 
 def test_two_runs_with_different_timings_write_the_same_store(tmp_path):
-    config = toy_config("max_candidates=40", "reproducible_lag=6")
+    config = toy_config("limits.max_candidates=40", "reproducible_lag=6")
     _, rows_a, order_a, hurdles_a = search(tmp_path / "a.sqlite", config, pool_seed=1)
     _, rows_b, order_b, hurdles_b = search(tmp_path / "b.sqlite", config, pool_seed=2)
     assert len(rows_a) == 40
@@ -131,14 +131,14 @@ def test_two_runs_with_different_timings_write_the_same_store(tmp_path):
 def test_without_a_lag_the_timing_changes_what_is_proposed(tmp_path):
     # The control: the same two timings without reproducible_lag give different
     # searches, so the test above can fail.
-    config = toy_config("max_candidates=40")
+    config = toy_config("limits.max_candidates=40")
     _, rows_a, *_ = search(tmp_path / "a.sqlite", config, pool_seed=1)
     _, rows_b, *_ = search(tmp_path / "b.sqlite", config, pool_seed=2)
     assert rows_a != rows_b
 
 
 def test_an_interrupted_reproducible_search_resumes_into_the_same_store(tmp_path):
-    config = toy_config("max_candidates=40", "reproducible_lag=6")
+    config = toy_config("limits.max_candidates=40", "reproducible_lag=6")
     _, whole, *_ = search(tmp_path / "whole.sqlite", config, pool_seed=1)
     path = tmp_path / "cut.sqlite"
     summary, *_ = search(path, config, pool_seed=3, stop_after=15)
@@ -152,7 +152,7 @@ def test_an_interrupted_reproducible_search_resumes_into_the_same_store(tmp_path
 def test_a_lag_of_one_is_one_candidate_at_a_time(tmp_path):
     # Proposal n sees candidates 1..n-1: with a lag of 1 the loop proposes only once
     # everything before has finished, so two slots never hold two jobs.
-    config = toy_config("max_candidates=12", "reproducible_lag=1")
+    config = toy_config("limits.max_candidates=12", "reproducible_lag=1")
     clock = Clock()
 
     class OneAtATime(ShufflingPool):

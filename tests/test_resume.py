@@ -16,10 +16,10 @@ def stored():
 @pytest.mark.parametrize("override, key", [
     ({"fitness": {"budget": {"steps": 200}}}, "fitness.budget.steps"),
     ({"fitness": {"model": {"d_model": 128}}}, "fitness.model.d_model"),
-    ({"seeds": ["primer_ez"]}, "seeds"),
+    ({"seeding": {"blocks": ["primer_ez"]}}, "seeding.blocks"),
     ({"evolution": {"tournament_size": 2}}, "evolution.tournament_size"),
-    ({"seed_heads": 8}, "seed_heads"),
-    ({"hurdle_min_history": 1}, "hurdle_min_history"),
+    ({"seeding": {"heads": 8}}, "seeding.heads"),
+    ({"hurdles": {"min_history": 1}}, "hurdles.min_history"),
 ])
 def test_resume_refuses_changes_to_what_fitness_means(stored, override, key):
     with pytest.raises(ConfigError, match=f"a resume cannot change {key}") as e:
@@ -29,8 +29,10 @@ def test_resume_refuses_changes_to_what_fitness_means(stored, override, key):
 
 
 def test_resume_merges_allowed_overrides_key_by_key(stored):
-    merged = resume_overrides(stored, {"max_candidates": 80, "workers": 1}, "s.sqlite")
-    assert merged["max_candidates"] == 80 and merged["workers"] == 1
+    merged = resume_overrides(stored, {"limits": {"max_candidates": 80},
+                                       "pool": {"workers": 1}}, "s.sqlite")
+    assert merged["limits"]["max_candidates"] == 80 and merged["pool"]["workers"] == 1
+    assert merged["limits"]["max_hours"] == stored["limits"]["max_hours"]
     assert merged["fitness"] == stored["fitness"]
     # Restating a stored value is no change.
     same = resume_overrides(stored, {"fitness": {"budget": {"steps": 100}}}, "s.sqlite")

@@ -94,7 +94,7 @@ class _FlakyPool:
 
 def test_run_jobs_keeps_slots_busy_retries_dead_workers_and_records_bugs():
     from primer_search.fitness.config import BudgetConfig
-    from primer_search.retrain import run_jobs
+    from primer_search.search.dispatch import run_jobs
     from primer_search.search.pool import Job
 
     budget = BudgetConfig(steps=30, stages=3, pass_rate=1.0)
@@ -102,7 +102,7 @@ def test_run_jobs_keeps_slots_busy_retries_dead_workers_and_records_bugs():
     jobs = [Job(cid, dna, seed=cid % 2, budget=budget) for cid in range(5)]
     pool = _FlakyPool(deaths={1: 1, 2: 5}, crash={3})
     seen = []
-    out = run_jobs(pool, jobs, on_done=lambda job, done: seen.append(job.cid), retries=1)
+    out = run_jobs(pool, jobs, on_done=lambda job, done: seen.append(job.cid), max_retries=1)
     assert sorted(out) == [0, 1, 2, 3, 4] and sorted(seen) == [0, 1, 2, 3, 4]
     assert out[1].result.status == "ok"                  # died once, retried, trained
     assert out[2].result.status == "error"               # died past its retries

@@ -28,13 +28,6 @@ def toy_config(*overrides):
     return load_config("tiny_cpu", TOY + list(overrides))
 
 
-@pytest.fixture(scope="module")
-def local_ray():
-    ray.init(num_cpus=2, include_dashboard=False, logging_level="WARNING", log_to_driver=False)
-    yield
-    ray.shutdown()
-
-
 def finished_so_far(store_path) -> int:
     """Finished candidates in a store a search is writing; 0 while the file does not exist
     yet or is still being created (it exists, empty, before its schema is committed)."""
@@ -52,7 +45,7 @@ def worker_pids():
 
 def test_toy_search_end_to_end_and_the_cli(local_ray, tmp_path, capsys):
     store_path = tmp_path / "s.sqlite"
-    summary = run_search(toy_config("max_candidates=40", "workers=2"), store_path, progress=False)
+    summary = run_search(toy_config("limits.max_candidates=40", "pool.workers=2"), store_path, progress=False)
     assert summary.finished == 40 and summary.stopped_by == "candidate limit"
     with Store(store_path, readonly=True) as store:
         rows = store.finished()
@@ -78,8 +71,8 @@ def test_toy_search_end_to_end_and_the_cli(local_ray, tmp_path, capsys):
 def test_a_worker_no_node_has_room_for_gets_no_work(local_ray, tmp_path):
     """Three workers of one CPU on a two-CPU cluster: the third is never placed, and the
     search runs on the two that are, instead of waiting on the third forever."""
-    cfg = toy_config("max_candidates=12", "workers=3", "cpus_per_worker=1.0",
-                     "toy_sleep_s=0.2", "dedup=false")
+    cfg = toy_config("limits.max_candidates=12", "pool.workers=3", "pool.cpus_per_worker=1.0",
+                     "pool.toy_sleep_s=0.2", "dedup=false")
     summary = run_search(cfg, tmp_path / "p.sqlite", progress=False)
     assert summary.finished == 12
     with Store(tmp_path / "p.sqlite", readonly=True) as store:
@@ -90,8 +83,8 @@ def test_a_worker_no_node_has_room_for_gets_no_work(local_ray, tmp_path):
 
 def test_a_killed_worker_does_not_stop_the_search(local_ray, tmp_path):
     store_path = tmp_path / "k.sqlite"
-    cfg = toy_config("max_candidates=24", "workers=1", "toy_sleep_s=0.5", "max_retries=1",
-                     "dedup=false")
+    cfg = toy_config("limits.max_candidates=24", "pool.workers=1", "pool.toy_sleep_s=0.5",
+                     "limits.max_retries=1", "dedup=false")
     result = {}
     thread = threading.Thread(target=lambda: result.update(
         summary=run_search(cfg, store_path, progress=False)), daemon=True)
@@ -117,8 +110,8 @@ def test_a_killed_worker_does_not_stop_the_search(local_ray, tmp_path):
 def test_sigkill_the_controller_then_resume(tmp_path):
     store_path = tmp_path / "crash.sqlite"
     args = [sys.executable, "-m", "primer_search.cli", "search", "tiny_cpu", "--quiet",
-            "--store", str(store_path), "--set", "max_candidates=30", "--set", "workers=2",
-            "--set", "toy_sleep_s=0.3", "--set", "dedup=false"] + \
+            "--store", str(store_path), "--set", "limits.max_candidates=30", "--set", "pool.workers=2",
+            "--set", "pool.toy_sleep_s=0.3", "--set", "dedup=false"] + \
         [x for o in TOY for x in ("--set", o)]
     proc = subprocess.Popen(args, start_new_session=True, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
@@ -149,13 +142,13 @@ def test_sigkill_the_controller_then_resume(tmp_path):
     with Store(store_path, readonly=True) as store:
         assert store.finished() == before and store.resumes() == []
     resumed = subprocess.run([sys.executable, "-m", "primer_search.cli", "search", "--resume",
-                              str(store_path), "--quiet", "--set", "workers=1"],
+                              str(store_path), "--quiet", "--set", "pool.workers=1"],
                              capture_output=True, text=True, timeout=300)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     with Store(store_path, readonly=True) as store:
         after = store.finished()
         assert not store.pending()
-        assert [r["overrides"] for r in store.resumes()] == [{"workers": 1}]
+        assert [r["overrides"] for r in store.resumes()] == [{"pool": {"workers": 1}}]
     ids = [c.id for c in after]
     assert len(after) == 30 and len(set(ids)) == 30
     # Every evaluation completed before the crash is there once, unchanged, and first.
@@ -173,7 +166,7 @@ def test_removing_a_node_does_not_stop_the_search(tmp_path):
     ray.init(address=cluster.address, logging_level="WARNING", log_to_driver=False)
     try:
         store_path = tmp_path / "n.sqlite"
-        cfg = toy_config("max_candidates=30", "workers=2", "toy_sleep_s=0.3", "dedup=false")
+        cfg = toy_config("limits.max_candidates=30", "pool.workers=2", "pool.toy_sleep_s=0.3", "dedup=false")
         result = {}
         thread = threading.Thread(target=lambda: result.update(
             summary=run_search(cfg, store_path, progress=False)), daemon=True)
@@ -213,7 +206,7 @@ def test_real_search_keeps_top_weights_for_export(local_ray, tmp_path, capsys):
 
     store_path = tmp_path / "w.sqlite"
     cfg = load_config("tiny_cpu", [
-        "max_candidates=6", "workers=1", "keep_weights=2", "evolution.population_size=2",
+        "limits.max_candidates=6", "pool.workers=1", "limits.keep_weights=2", "evolution.population_size=2",
         "evolution.tournament_size=2", "fitness.model.d_model=16", "fitness.model.num_layers=1",
         "fitness.data.seq_len=16", "fitness.data.batch_size=4", "fitness.data.eval_tokens=256",
         "fitness.budget.steps=4", "fitness.budget.stages=1"])
@@ -253,7 +246,7 @@ def test_a_driver_under_ray_job_submit_connects_without_resources(monkeypatch):
     assert calls[-1]["address"] == "10.0.0.5:6379"
     assert "num_cpus" not in calls[-1] and "num_gpus" not in calls[-1]
     monkeypatch.delenv("RAY_ADDRESS")
-    ray_pool.init_ray(toy_config("address='auto'"))
+    ray_pool.init_ray(toy_config("pool.address='auto'"))
     assert calls[-1]["address"] == "auto" and "num_cpus" not in calls[-1]
     ray_pool.init_ray(toy_config())
     assert "address" not in calls[-1] and calls[-1]["num_cpus"] >= 1
@@ -278,7 +271,7 @@ def test_a_search_logged_to_a_file_prints_a_line_per_candidate_and_json_alone(tm
     out = subprocess.run(
         [sys.executable, "-m", "primer_search.cli", "search", "tiny_cpu", "--store", str(store),
          "--json", "--set", "evaluator='toy'", "--set", "fitness.budget.stages=1",
-         "--set", "max_candidates=6", "--set", "workers=1"],
+         "--set", "limits.max_candidates=6", "--set", "pool.workers=1"],
         capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
     summary = json.loads(out.stdout)               # standard output is the JSON alone
@@ -292,23 +285,23 @@ def test_a_search_logged_to_a_file_prints_a_line_per_candidate_and_json_alone(tm
 def test_workers_sharing_a_gpu_each_take_only_their_share_of_its_memory():
     from primer_search.search.ray_pool import worker_env
 
-    cpu = worker_env(toy_config("threads_per_worker=2"))
+    cpu = worker_env(toy_config("pool.threads_per_worker=2"))
     assert cpu["JAX_PLATFORMS"] == "cpu" and cpu["PJRT_NPROC"] == "2"
-    half = worker_env(toy_config("gpus_per_worker=0.5"))
+    half = worker_env(toy_config("pool.gpus_per_worker=0.5"))
     assert half["XLA_PYTHON_CLIENT_MEM_FRACTION"] == "0.450" and "JAX_PLATFORMS" not in half
-    assert "XLA_PYTHON_CLIENT_MEM_FRACTION" not in worker_env(toy_config("gpus_per_worker=1.0"))
+    assert "XLA_PYTHON_CLIENT_MEM_FRACTION" not in worker_env(toy_config("pool.gpus_per_worker=1.0"))
 
 
 def test_worker_options_pin_workers_to_hardware():
     from primer_search.search.ray_pool import actor_options
 
-    plain = actor_options(toy_config("cpus_per_worker=2.0", "gpus_per_worker=0.5"))
+    plain = actor_options(toy_config("pool.cpus_per_worker=2.0", "pool.gpus_per_worker=0.5"))
     assert plain["num_cpus"] == 2.0 and plain["num_gpus"] == 0.5 and plain["max_restarts"] == 0
     assert "accelerator_type" not in plain and "resources" not in plain
-    pinned = actor_options(toy_config("accelerator_type='H100'", "worker_resources.h100_node=1"))
+    pinned = actor_options(toy_config("pool.accelerator_type='H100'", "pool.worker_resources.h100_node=1"))
     assert pinned["accelerator_type"] == "H100" and pinned["resources"] == {"h100_node": 1.0}
     with pytest.raises(ConfigError, match="worker_resources must map resource names to amounts"):
-        toy_config("worker_resources.h100_node=-1")
+        toy_config("pool.worker_resources.h100_node=-1")
 
 
 def test_a_worker_that_cannot_start_stops_the_search_with_its_error(local_ray, tmp_path,
@@ -321,7 +314,7 @@ def test_a_worker_that_cannot_start_stops_the_search_with_its_error(local_ray, t
 
     monkeypatch.setattr(controller, "_prepare_data", lambda config: None)
 
-    cfg = load_config("tiny_cpu", ["fitness.data.corpus='text'", "workers=1",
+    cfg = load_config("tiny_cpu", ["fitness.data.corpus='text'", "pool.workers=1",
                                    f"fitness.data.path='{tmp_path / 'gone.txt'}'"])
     with pytest.raises(WorkerStartError, match="failed to start 3 times") as e:
         run_search(cfg, tmp_path / "w.sqlite", progress=False)
@@ -329,10 +322,10 @@ def test_a_worker_that_cannot_start_stops_the_search_with_its_error(local_ray, t
 
 
 def test_two_candidates_per_worker_take_turns(local_ray, tmp_path):
-    """candidates_per_worker=2: one Ray worker holds two candidates, and their toy
+    """pool.candidates_per_worker=2: one Ray worker holds two candidates, and their toy
     'training' (the sleep) never overlaps, so 8 candidates of 0.4 s take 3.2 s or more."""
-    cfg = toy_config("max_candidates=8", "workers=1", "candidates_per_worker=2",
-                     "toy_sleep_s=0.4", "dedup=false")
+    cfg = toy_config("limits.max_candidates=8", "pool.workers=1", "pool.candidates_per_worker=2",
+                     "pool.toy_sleep_s=0.4", "dedup=false")
     summary = run_search(cfg, tmp_path / "two.sqlite", progress=False)
     assert summary.finished == 8
     with Store(tmp_path / "two.sqlite", readonly=True) as store:

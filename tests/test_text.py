@@ -106,7 +106,7 @@ def test_a_search_config_takes_a_text_seed(tmp_path):
 
     path = tmp_path / "p.txt"
     path.write_text(str(seeds.get("transformer")).replace("dim=4d", "dim=2d"))
-    cfg = load_config("tiny_cpu", [f'seeds=["{path}"]'])
+    cfg = load_config("tiny_cpu", [f'seeding.blocks=["{path}"]'])
     ((name, dna),) = seed_dnas(cfg)
     assert name == str(path)
     assert dna.main.instructions[5] == I("CONV_1X1", 6, dim=2)

@@ -143,7 +143,7 @@ else
     EFFICACY_RESERVE_S=60
     SMOKE_CPUS=2
 fi
-THROUGHPUT_ARGS+=(--json --set "max_hours=$("$PY" -c "print(round($LAYOUT_S / 3600, 5))")")
+THROUGHPUT_ARGS+=(--json --set "limits.max_hours=$("$PY" -c "print(round($LAYOUT_S / 3600, 5))")")
 RESERVE_S=$EFFICACY_RESERVE_S
 
 echo "check.sh ($MODE): budget ${BUDGET_S} s; outputs in $RESULTS"
@@ -175,7 +175,7 @@ else
         printf 'efficacy\tskipped\t0\t0\n' >> "$STEPS"
         echo "== efficacy: skipped, $(left) s of the budget left"
     else
-        efficacy+=(--set "max_hours=$("$PY" -c "print(round($search_s / 3600, 5))")")
+        efficacy+=(--set "limits.max_hours=$("$PY" -c "print(round($search_s / 3600, 5))")")
         step efficacy 600 "$PYV" "$BENCH/search_efficacy.py" "${efficacy[@]}"
     fi
 fi

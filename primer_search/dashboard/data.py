@@ -54,10 +54,14 @@ def _finite(x) -> float | None:
 
 
 def _effective_config(store: Store) -> dict:
-    """The stored config with every resume's overrides (limits, workers) applied."""
-    config = dict(store.config)
+    """The stored config, read by its version (an old store's flat keys in their sections
+    now), with every resume's overrides (limits, workers) applied."""
+    from primer_search.search.config import merge
+    from primer_search.search.versions import upgrade
+
+    config = upgrade(store.config)
     for resume in store.resumes():
-        config.update(resume["overrides"])
+        config = merge(config, upgrade(resume["overrides"]))
     return config
 
 
@@ -214,8 +218,8 @@ def overview(store: Store, name: str = "") -> dict[str, Any]:
         "name": name or store.path.name, "path": str(store.path.resolve()),
         "token": list(store.change_token()),
         "config": {"evaluator": config.get("evaluator", "train"),
-                   "workers": config.get("workers"),
-                   "max_candidates": config.get("max_candidates"),
+                   "workers": config.get("pool", {}).get("workers"),
+                   "max_candidates": config.get("limits", {}).get("max_candidates"),
                    "population_size": evolution.get("population_size"),
                    "stages": stages,
                    "budget": (config.get("fitness") or {}).get("budget")},
@@ -230,7 +234,7 @@ def overview(store: Store, name: str = "") -> dict[str, Any]:
         "top": top,
         "latest": [_row(r) for r in rows[-LATEST_N:][::-1]],
         "throughput": _throughput(rows, finished),
-        "workers": _workers(rows, finished, config.get("workers")),
+        "workers": _workers(rows, finished, config.get("pool", {}).get("workers")),
         "last_change": last_change,
         "read_at": time.time(),
     }

@@ -1,7 +1,7 @@
 """Programs as text: read back the code that ``str(dna)`` prints.
 
 A program can be written by hand, or edited from what ``primer-search show-dna`` prints,
-and loaded wherever a DNA file is (``load_dna``, ``--dna FILE``, ``seeds=["FILE"]``):
+and loaded wherever a DNA file is (``load_dna``, ``--dna FILE``, ``seeding.blocks=["FILE"]``):
 :func:`primer_search.program.dna.read_dna` tells the two apart by content (a msgpack DNA
 is not UTF-8 text). The text is exactly the program: ``parse(str(dna)) == dna``, field
 for field, so the two forms serialise to the same bytes.

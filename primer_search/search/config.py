@@ -1,22 +1,27 @@
 """Search configuration: typed, composed dataclasses filled from TOML with clear errors.
 
-A search config file (``search_configs/*.toml``, shipped in the package)
-mirrors :class:`SearchConfig`: top-level
-the search's own settings, and tables ``[fitness.data]``, ``[fitness.model]``,
-``[fitness.optim]``, ``[fitness.budget]``, ``[evolution]``, ``[evolution.mutation]``.
-Every field has a default, so a file names only what it changes. An unknown key or a
-value of the wrong type is an error that names it. ``--set a.b.c=value`` overrides one
-field (the value is read as TOML, else as a string).
+A search config file (``search_configs/*.toml``, shipped in the package) mirrors
+:class:`SearchConfig`: a few top-level keys (``version``, ``evaluator``, ``seed``,
+``dedup``, ``reproducible_lag``) and one table per concern, each a small frozen
+dataclass: ``[fitness.*]`` (how one candidate is scored), ``[evolution]``, ``[seeding]``
+(the seed blocks), ``[hurdles]``, ``[pool]`` (the workers and their resources),
+``[limits]`` (when to stop, time-outs, kept weights) and ``[[ladder.rungs]]``. Every
+field has a default, so a file names only what it changes. An unknown key or a value of
+the wrong type is an error that names it; a key of version 1's flat layout says where
+it lives now. ``--set a.b.c=value`` overrides one field (the value is read as TOML, else
+as a string). Configs of earlier versions, as old stores hold them, are read through
+:mod:`primer_search.search.versions`.
 
 Dict-to-dataclass conversion uses ``dacite`` in strict mode.
 
 A resumed search keeps its word (:func:`resume_overrides`): overrides are merged key by
-key into the stored config, and only the keys in :data:`RESUMABLE_KEYS` (limits, workers,
-resources, the cluster address) and the final-selection ladder may change. Everything
-else defines what a fitness means or what the population is (the fitness task and
-budget, the seeds, evolution, hurdles, dedup, the search seed); changing it halfway
-would rank candidates scored under different rules against each other, so it is refused
-with an error that says how to start a new search from this one's best instead.
+key into the stored config, and only the sections whose class says ``resumable``
+(``pool``, ``limits`` and the final-selection ``ladder``: when and where the work runs)
+may change. Everything else defines what a fitness means or what the population is (the
+fitness task and budget, the seeds, evolution, hurdles, dedup, the search seed); changing
+it halfway would rank candidates scored under different rules against each other, so it
+is refused with an error that says how to start a new search from this one's best
+instead.
 """
 
 from __future__ import annotations
@@ -33,7 +38,7 @@ import typing
 from collections.abc import Sequence
 from fractions import Fraction
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import dacite
 
@@ -42,10 +47,20 @@ from primer_search.program.dna import DNA
 from primer_search.search.errors import ConfigError, ResumeError
 from primer_search.search.evolution import EvolutionConfig
 from primer_search.search.ladder import LadderConfig, Rung
+from primer_search.search.versions import (
+    CONFIG_VERSION,
+    MOVED_IN_VERSION_2,
+    config_version,
+    moved_key_hint,
+    upgrade,
+)
 
 __all__ = [
-    "RESUMABLE_KEYS",
     "ConfigError",
+    "HurdlesConfig",
+    "LimitsConfig",
+    "PoolConfig",
+    "SeedingConfig",
     "ResumeError",
     "SearchConfig",
     "apply_overrides",
@@ -54,34 +69,29 @@ __all__ = [
     "load_config",
     "merge",
     "resume_overrides",
+    "resumable_sections",
     "rung_fitness",
+    "section_resumable",
     "seed_dnas",
+    "shipped_configs",
 ]
 
 
 
 
-@dataclasses.dataclass(frozen=True)
-class SearchConfig:
-    """One search: how candidates are scored, how they evolve, and how the work runs."""
+class _Section:
+    """A section of the search config. ``resumable``: whether a resume may change its
+    keys (they say when and where the work runs, not what a candidate's fitness means)."""
 
-    # How one candidate is trained and scored (data, model, optimiser, budget, seed).
-    fitness: FitnessConfig = FitnessConfig()
-    # Regularized evolution: population, tournament, mutations.
-    evolution: EvolutionConfig = EvolutionConfig()
-    # Seed blocks of the initial population: names from `primer-search seeds`, or paths
-    # to DNA files (for example the program.dna that `primer-search export` writes).
-    seeds: tuple[str, ...] = ("transformer",)
-    # Attention heads of the seed blocks that have heads (the Primer paper used 8).
-    seed_heads: int = 4
-    # FFN width of the seed blocks as a multiple of d_model, e.g. 4 or "8/3"; None keeps
-    # each seed's own (4 for the Transformer family, 8/3 for the GLU family).
-    seed_d_ff: int | float | str | None = None
-    # "train": real training (the fitness section); "toy": a cheap stand-in fitness of
-    # the program's shape, for testing the search machinery and measuring its overhead.
-    evaluator: str = "train"
-    # Seconds a toy evaluation sleeps, to stand in for training time.
-    toy_sleep_s: float = 0.0
+    resumable: ClassVar[bool] = False
+
+
+@dataclasses.dataclass(frozen=True)
+class PoolConfig(_Section):
+    """The workers: how many, with which resources, on which cluster ([pool])."""
+
+    resumable: ClassVar[bool] = True
+
     # Ray workers (processes), each with the resources below.
     workers: int = 1
     # Candidates a worker holds at once. With 2, one trains while the next is built and
@@ -101,6 +111,37 @@ class SearchConfig:
     # {h100_node = 1} for nodes started with `ray start --resources '{"h100_node": 8}'`.
     accelerator_type: str | None = None
     worker_resources: dict[str, float] = dataclasses.field(default_factory=dict)
+    # Ray cluster address ("auto" or HOST:PORT); None starts Ray locally, embedded.
+    address: str | None = None
+    # Candidates proposed and fingerprinted ahead, per worker, while the workers train, so
+    # that a worker that finishes finds its next candidate ready. 0: propose only when a
+    # worker is free (every proposal then sees every result before it; a resumed search
+    # proposes exactly what an uninterrupted one would have).
+    prepare_ahead: int = 1
+    # Seconds a toy evaluation (evaluator = "toy") sleeps, to stand in for training time.
+    toy_sleep_s: float = 0.0
+
+    def __post_init__(self):
+        if self.workers < 1:
+            raise ConfigError(f"pool.workers must be >= 1, got {self.workers}")
+        bad = {k: v for k, v in self.worker_resources.items()
+               if isinstance(v, bool) or not isinstance(v, (int, float)) or not v >= 0}
+        if bad:
+            raise ConfigError(f"pool.worker_resources must map resource names to amounts "
+                              f">= 0, got {bad}")
+        if self.candidates_per_worker < 1:
+            raise ConfigError(f"pool.candidates_per_worker must be >= 1, got "
+                              f"{self.candidates_per_worker}")
+        if self.prepare_ahead < 0:
+            raise ConfigError(f"pool.prepare_ahead must be >= 0, got {self.prepare_ahead}")
+
+
+@dataclasses.dataclass(frozen=True)
+class LimitsConfig(_Section):
+    """When the search stops, how long a candidate may take, and what is kept ([limits])."""
+
+    resumable: ClassVar[bool] = True
+
     # Stop after this many finished candidates (None: no limit).
     max_candidates: int | None = 100
     # Stop after this many hours (None: no limit).
@@ -109,18 +150,93 @@ class SearchConfig:
     candidate_timeout_s: float | None = None
     # Times a candidate is retried after its worker died, before it is recorded as failed.
     max_retries: int = 1
-    # Hurdles (fitness.budget.stages > 1; the pass rate is fitness.budget.pass_rate): how
-    # many candidates must have completed a stage before its hurdle is set, and how many
-    # of the most recent ones it is computed from (None: the population size).
-    hurdle_min_history: int = 10
-    hurdle_window: int | None = None
+    # Keep the trained weights of the best K candidates beside the store (STORE.weights/),
+    # so that `primer-search export` can write them; 0 keeps none.
+    keep_weights: int = 10
+
+
+@dataclasses.dataclass(frozen=True)
+class SeedingConfig(_Section):
+    """The seed blocks of the initial population ([seeding])."""
+
+    # Seed blocks: names from `primer-search seeds`, or paths to DNA files (for example
+    # the program.dna that `primer-search export` writes) or to programs written as text.
+    blocks: tuple[str, ...] = ("transformer",)
+    # Attention heads of the seed blocks that have heads (the Primer paper used 8).
+    heads: int = 4
+    # FFN width of the seed blocks as a multiple of d_model, e.g. 4 or "8/3"; None keeps
+    # each seed's own (4 for the Transformer family, 8/3 for the GLU family).
+    d_ff: int | float | str | None = None
+
+    def __post_init__(self):
+        if not self.blocks:
+            raise ConfigError("seeding.blocks must name at least one seed block")
+        from primer_search.program import seeds as seed_library
+
+        unknown = [s for s in self.blocks
+                   if s not in seed_library.names() and not Path(s).is_file()]
+        if unknown:
+            raise ConfigError(f"unknown seed blocks {unknown}: expected names ("
+                              f"{', '.join(seed_library.names())}) or paths to DNA files")
+        if self.heads < 1:
+            raise ConfigError(f"seeding.heads must be >= 1, got {self.heads}")
+        if self.d_ff is not None:
+            try:
+                ratio = self.d_ff_ratio
+            except (ValueError, ZeroDivisionError):
+                ratio = Fraction(0)
+            if ratio <= 0:
+                raise ConfigError(f"seeding.d_ff must be a positive number such as 4 or "
+                                  f"\"8/3\", got {self.d_ff!r}")
+
+    @property
+    def d_ff_ratio(self) -> Fraction | None:
+        """``d_ff`` as an exact fraction (None: each seed's own)."""
+        return None if self.d_ff is None else Fraction(str(self.d_ff))
+
+
+@dataclasses.dataclass(frozen=True)
+class HurdlesConfig(_Section):
+    """Where hurdles are set (fitness.budget.stages > 1; the pass rate is
+    fitness.budget.pass_rate) ([hurdles])."""
+
+    # How many candidates must have completed a stage before its hurdle is set.
+    min_history: int = 10
+    # How many of the most recent candidates a hurdle is computed from (None: the
+    # population size).
+    window: int | None = None
+
+    def __post_init__(self):
+        if self.window is not None and self.window < 1:
+            raise ConfigError(f"hurdles.window must be >= 1 or None, got {self.window}")
+
+
+@dataclasses.dataclass(frozen=True)
+class SearchConfig:
+    """One search: how candidates are scored, how they evolve, and how the work runs."""
+
+    # The config's format (see primer_search.search.versions): files without it are read
+    # as version 1, whose flat keys are moved into the sections below.
+    version: int = CONFIG_VERSION
+    # How one candidate is trained and scored (data, model, optimiser, budget, seed).
+    fitness: FitnessConfig = FitnessConfig()
+    # Regularized evolution: population, tournament, mutations.
+    evolution: EvolutionConfig = EvolutionConfig()
+    # The seed blocks of the initial population.
+    seeding: SeedingConfig = SeedingConfig()
+    # Where hurdles are set.
+    hurdles: HurdlesConfig = HurdlesConfig()
+    # The workers. A resume may change this section.
+    pool: PoolConfig = PoolConfig()
+    # When to stop, how long a candidate may take, what is kept. A resume may change it.
+    limits: LimitsConfig = LimitsConfig()
+    # "train": real training (the fitness section); "toy": a cheap stand-in fitness of
+    # the program's shape, for testing the search machinery and measuring its overhead.
+    evaluator: str = "train"
+    # The search's random seed (proposals); fitness.seed seeds training.
+    seed: int = 0
     # Reuse the fitness of an earlier candidate with the same functional fingerprint.
     dedup: bool = True
-    # Candidates proposed and fingerprinted ahead, per worker, while the workers train, so
-    # that a worker that finishes finds its next candidate ready. 0: propose only when a
-    # worker is free (every proposal then sees every result before it; a resumed search
-    # proposes exactly what an uninterrupted one would have).
-    prepare_ahead: int = 1
     # Reproducible proposals. With an integer k >= 1, proposal n (counting from 1) sees
     # exactly the results of candidates 1 .. n-k, fed to evolution and the hurdles in
     # proposal order, and waits for a late one; so two runs of one config make the same
@@ -130,51 +246,17 @@ class SearchConfig:
     # busy while results come back in order. None: each proposal sees whatever has come
     # back (the fastest, and not repeatable with more than one worker).
     reproducible_lag: int | None = None
-    # Keep the trained weights of the best K candidates beside the store (STORE.weights/),
-    # so that `primer-search export` can write them; 0 keeps none.
-    keep_weights: int = 10
-    # Ray cluster address ("auto" or HOST:PORT); None starts Ray locally, embedded.
-    address: str | None = None
-    # The search's random seed (proposals); fitness.seed seeds training.
-    seed: int = 0
     # Final selection up a ladder of larger settings ([[ladder.rungs]] tables; see
-    # primer_search.search.ladder): what `primer-search retrain --ladder` climbs.
+    # primer_search.search.ladder): what `primer-search retrain --ladder` climbs. A
+    # resume may change it.
     ladder: LadderConfig = LadderConfig()
 
     def __post_init__(self):
+        if self.version != CONFIG_VERSION:
+            raise ConfigError(f"version must be {CONFIG_VERSION} (this engine's config "
+                              f"format), got {self.version!r}")
         if self.evaluator not in ("train", "toy"):
             raise ConfigError(f"evaluator must be 'train' or 'toy', got {self.evaluator!r}")
-        if self.workers < 1:
-            raise ConfigError(f"workers must be >= 1, got {self.workers}")
-        bad = {k: v for k, v in self.worker_resources.items()
-               if isinstance(v, bool) or not isinstance(v, (int, float)) or not v >= 0}
-        if bad:
-            raise ConfigError(f"worker_resources must map resource names to amounts >= 0, "
-                              f"got {bad}")
-        if self.candidates_per_worker < 1:
-            raise ConfigError(f"candidates_per_worker must be >= 1, got "
-                              f"{self.candidates_per_worker}")
-        if self.prepare_ahead < 0:
-            raise ConfigError(f"prepare_ahead must be >= 0, got {self.prepare_ahead}")
-        if not self.seeds:
-            raise ConfigError("seeds must name at least one seed block")
-        from primer_search.program import seeds as seed_library
-
-        unknown = [s for s in self.seeds
-                   if s not in seed_library.names() and not Path(s).is_file()]
-        if unknown:
-            raise ConfigError(f"unknown seed blocks {unknown}: expected names ("
-                              f"{', '.join(seed_library.names())}) or paths to DNA files")
-        if self.seed_heads < 1:
-            raise ConfigError(f"seed_heads must be >= 1, got {self.seed_heads}")
-        if self.seed_d_ff is not None:
-            try:
-                ratio = self.seed_d_ff_ratio
-            except (ValueError, ZeroDivisionError):
-                ratio = Fraction(0)
-            if ratio <= 0:
-                raise ConfigError(f"seed_d_ff must be a positive number such as 4 or \"8/3\", "
-                                  f"got {self.seed_d_ff!r}")
         if self.reproducible_lag is not None:
             if self.reproducible_lag < 1:
                 raise ConfigError(f"reproducible_lag must be >= 1 or None, got "
@@ -184,19 +266,23 @@ class SearchConfig:
                     f"reproducible_lag = {self.reproducible_lag} needs a budget in steps: "
                     f"fitness.budget.seconds = {self.fitness.budget.seconds:g} makes a "
                     "candidate's fitness depend on how fast its worker ran; set it to None")
-        if self.hurdle_window is not None and self.hurdle_window < 1:
-            raise ConfigError(f"hurdle_window must be >= 1 or None, got {self.hurdle_window}")
         for rung in self.ladder.rungs:
             rung_fitness(self, rung)  # a bad key or value names the rung
 
     @property
-    def seed_d_ff_ratio(self) -> Fraction | None:
-        """``seed_d_ff`` as an exact fraction (None: each seed's own)."""
-        return None if self.seed_d_ff is None else Fraction(str(self.seed_d_ff))
-
-    @property
     def hurdle_window_size(self) -> int:
-        return self.hurdle_window or self.evolution.population_size
+        return self.hurdles.window or self.evolution.population_size
+
+
+def section_resumable(name: str) -> bool:
+    """Whether a resume may change the keys of the search config's section ``name``."""
+    hint = typing.get_type_hints(SearchConfig).get(name)
+    return bool(getattr(hint, "resumable", False))
+
+
+def resumable_sections() -> list[str]:
+    """The sections of the search config that a resume may change."""
+    return [f.name for f in dataclasses.fields(SearchConfig) if section_resumable(f.name)]
 
 
 def rung_fitness(config: SearchConfig, rung: Rung) -> FitnessConfig:
@@ -221,16 +307,16 @@ def seed_dnas(config: SearchConfig) -> list[tuple[str, DNA]]:
     from primer_search.program.validate import load_dna
 
     out = []
-    for name in config.seeds:
+    for name in config.seeding.blocks:
         if name not in seed_library.names():
             out.append((name, load_dna(name)))
             continue
         accepts = inspect.signature(seed_library._SEEDS[name]).parameters
         kwargs: dict[str, Any] = {}
         if "heads" in accepts:
-            kwargs["heads"] = config.seed_heads
-        if "d_ff" in accepts and config.seed_d_ff is not None:
-            kwargs["d_ff"] = config.seed_d_ff_ratio
+            kwargs["heads"] = config.seeding.heads
+        if "d_ff" in accepts and config.seeding.d_ff is not None:
+            kwargs["d_ff"] = config.seeding.d_ff_ratio
         out.append((name, seed_library.get(name, **kwargs)))
     return out
 
@@ -246,7 +332,9 @@ def config_from_dict(data: dict, source: str = "config") -> SearchConfig:
 
 
 def _build(data: dict) -> SearchConfig:
-    """``data`` as a SearchConfig, or a ConfigError that says what is wrong (not where)."""
+    """``data`` as a SearchConfig, or a ConfigError that says what is wrong (not where).
+    A config of an earlier version is upgraded first (:mod:`~primer_search.search.versions`)."""
+    data = upgrade(data)
     unknown = unknown_keys(data)
     if unknown:
         raise ConfigError("; ".join(unknown))
@@ -287,10 +375,15 @@ def unknown_keys(data: dict, cls: type = SearchConfig, prefix: str = "") -> list
     for key, value in data.items():
         name = f"{prefix}{key}"
         if key not in fields:
-            close = difflib.get_close_matches(str(key), fields, n=1)
+            moved = None if prefix else moved_key_hint(str(key))
+            close = [prefix + c for c in difflib.get_close_matches(str(key), fields, n=1)]
+            if not (moved or close or prefix):    # a misspelt version-1 key: its new home
+                close = [".".join(MOVED_IN_VERSION_2[c]) for c in
+                         difflib.get_close_matches(str(key), MOVED_IN_VERSION_2, n=1)]
             table = f"[{prefix[:-1]}]" if prefix else "the top level"
             out.append(f"unknown key {name!r}"
-                       + (f" (did you mean {prefix + close[0]!r}?)" if close else "")
+                       + (f" ({moved})" if moved else
+                          f" (did you mean {close[0]!r}?)" if close else "")
                        + f"; {table} takes {', '.join(fields)}")
         elif isinstance(value, dict) and dataclasses.is_dataclass(hints[key]):
             out += unknown_keys(value, hints[key], f"{name}.")
@@ -381,15 +474,6 @@ def merge(base: dict, overrides: dict) -> dict:
     return out
 
 
-# Top-level keys a resume may change: when and where the work runs, not what it means.
-RESUMABLE_KEYS = frozenset({
-    "max_candidates", "max_hours", "workers", "candidates_per_worker", "cpus_per_worker",
-    "gpus_per_worker",
-    "threads_per_worker", "candidate_timeout_s", "max_retries", "keep_weights", "address",
-    "prepare_ahead",
-    "toy_sleep_s"})
-
-
 def _leaves(d: dict, prefix: str = "") -> dict[str, Any]:
     out = {}
     for key, value in d.items():
@@ -401,17 +485,20 @@ def _leaves(d: dict, prefix: str = "") -> dict[str, Any]:
 
 
 def resume_overrides(stored: dict, overrides: dict, store_path: str = "STORE") -> dict:
-    """The stored config with ``overrides`` merged in, or a :class:`ResumeError` naming
-    the first key that a resume may not change (see the module doc); an unknown key or
-    a value of the wrong type is a :class:`ConfigError`."""
-    if "hurdle_quantile" in stored:
+    """The stored config (upgraded to this version, :func:`~primer_search.search.versions.upgrade`)
+    with ``overrides`` merged in, or a :class:`ResumeError` naming the first key that a
+    resume may not change: any key outside the resumable sections
+    (:func:`resumable_sections`); an unknown key or a value of the wrong type is a
+    :class:`ConfigError`."""
+    if config_version(stored) == 0:
         raise ResumeError(
             f"{store_path} was written by an earlier version of primer-search, whose hurdle "
             "stages were equal in length and whose fingerprints and trainer differ; "
             "resuming it would mix candidates judged under different rules. Its rows can "
             "still be read (top, show, export); start a new search from its best: "
             f"`primer-search export {store_path} ID --out DIR`, then `primer-search search "
-            "CONFIG --set 'seeds=[\"DIR/program.dna\"]'`")
+            "CONFIG --set 'seeding.blocks=[\"DIR/program.dna\"]'`")
+    stored = upgrade(stored)
     merged = merge(stored, overrides)
     steps, data = [(f"{store_path} (stored config)", stored)], stored
     for key, value in _leaves(overrides).items():
@@ -419,20 +506,19 @@ def resume_overrides(stored: dict, overrides: dict, store_path: str = "STORE") -
         steps.append((f"--set {key}={_toml(value)}", data))
     _build_blamed(steps)
     before, after = _leaves(stored), _leaves(merged)
+    sections = resumable_sections()
     for key in sorted(after):
-        if (key in RESUMABLE_KEYS or key.startswith("ladder.")
-                or before.get(key, _MISSING) == after[key]):
+        if section_resumable(key.split(".")[0]) or before.get(key, _MISSING) == after[key]:
             continue
         raise ResumeError(
             f"a resume cannot change {key} (stored {before.get(key, '(unset)')!r}, given "
             f"{after[key]!r}): it defines how candidates are scored or what the population "
             f"is, and the search would compare candidates judged under different rules. "
-            f"A resume may change only {', '.join(sorted(RESUMABLE_KEYS))} and the ladder. "
-            f"To search under "
+            f"A resume may change only the sections {', '.join(sections)}. To search under "
             f"new rules, start a new search from this one's best: `primer-search top "
             f"{store_path}` gives its id, `primer-search export {store_path} ID --out DIR` "
             f"writes DIR/program.dna, then `primer-search search CONFIG --set "
-            f"'seeds=[\"DIR/program.dna\"]' --set {key}=...`")
+            f"'seeding.blocks=[\"DIR/program.dna\"]' --set {key}=...`")
     return merged
 
 

@@ -91,7 +91,7 @@ def _prepare_data(config: SearchConfig) -> None:
     try:
         load_dataset(config.fitness.data)
     except DataError as e:
-        if not (config.address or os.environ.get("RAY_ADDRESS")):
+        if not (config.pool.address or os.environ.get("RAY_ADDRESS")):
             raise
         log.warning("the corpus cannot be read on this machine (%s); the workers will "
                     "read it on their nodes", e)
@@ -116,8 +116,8 @@ def run_search(config: SearchConfig, store_path: str | os.PathLike,
 def resume_search(store_path: str | os.PathLike, overrides: dict | None = None,
                   progress: bool = True) -> SearchSummary:
     """Continue the search in ``store_path`` with its stored config. ``overrides`` (a
-    nested dict) are merged key by key and may change only limits, workers, resources
-    and the address (:data:`primer_search.search.config.RESUMABLE_KEYS`); anything else is
+    nested dict) are merged key by key and may change only the resumable sections
+    (:func:`primer_search.search.config.resumable_sections`: pool, limits, ladder); anything else is
     refused with a :class:`~primer_search.search.config.ConfigError`. Each resume and its
     overrides are recorded in the store."""
     with Store(store_path) as store:
@@ -148,7 +148,7 @@ class _Progress:
         self.progress = Progress(TextColumn("[bold]search"), BarColumn(), MofNCompleteColumn(),
                                  TimeElapsedColumn(), TextColumn("{task.fields[info]}"),
                                  console=Console(stderr=True))  # stdout is for results
-        total = loop.cfg.max_candidates
+        total = loop.cfg.limits.max_candidates
         self.task = self.progress.add_task("search", total=total, info="")
         self.progress.start()
         self.update()

@@ -33,7 +33,7 @@ import math
 import re
 import statistics
 from collections.abc import Hashable, Mapping, Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 from primer_search.stats import over_seeds
 
@@ -72,6 +72,10 @@ class Rung:
 @dataclasses.dataclass(frozen=True)
 class LadderConfig:
     """Final selection up a ladder of larger settings (``primer-search retrain --ladder``)."""
+
+    # A resume may change the ladder: it is climbed after the search, and each rung's
+    # settings are checked against the runs already made under its name.
+    resumable: ClassVar[bool] = True
 
     # The rungs, smallest first; empty: the search has no ladder.
     rungs: tuple[Rung, ...] = ()

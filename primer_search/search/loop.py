@@ -14,8 +14,10 @@ the store *before* it acts on it, and can be killed at any moment and resumed:
 Failures: a worker that dies is replaced by its pool, and its candidate is retried up
 to ``max_retries`` times, then recorded as ``error``; a candidate past
 ``candidate_timeout_s`` has its worker replaced and is recorded as ``timeout``. None of
-them stops the search. The search ends at ``max_candidates``, at ``max_hours``, or on
-Ctrl-C (in-flight candidates stay pending for a resume).
+them stops the search. That policy, and when a ready candidate gets a worker, is the
+:class:`~primer_search.search.dispatch.Dispatcher`'s, which retraining shares; the loop
+keeps what to propose and what a result means. The search ends at ``max_candidates``,
+at ``max_hours``, or on Ctrl-C (in-flight candidates stay pending for a resume).
 
 Preparing ahead: while the workers train, the loop proposes the next candidates and has
 the pool compute their fingerprints (a JAX compile each, which the loop's own process
@@ -50,8 +52,9 @@ from primer_search.fitness.results import WORST_FITNESS, EvalResult, Status
 from primer_search.program.dna import DNA
 from primer_search.program.validate import dna_hash
 from primer_search.search.config import SearchConfig, seed_dnas
+from primer_search.search.dispatch import Dispatcher, Ended
 from primer_search.search.evolution import Member, RegularizedEvolution
-from primer_search.search.pool import Done, Fingerprinted, Job, Lost, WorkerPool
+from primer_search.search.pool import Fingerprinted, Job, WorkerPool
 from primer_search.search.store import Store, StoreError
 
 __all__ = ["SearchLoop", "SearchSummary", "weights_folder"]
@@ -89,12 +92,6 @@ class _Pending:
     # Reproducible mode: the hurdles set when it was proposed (None: the hurdles of the
     # moment it is dispatched).
     thresholds: tuple[float | None, ...] | None = None
-
-
-@dataclasses.dataclass(frozen=True)
-class _Running:
-    cand: _Pending
-    started: float
 
 
 def weights_folder(store_path) -> Path:
@@ -159,15 +156,16 @@ class SearchLoop:
         self.fed = 0
         self.held: list[_Pending] = []
         # A candidate on its way: queued (resumed, or released by a failed original) ->
-        # fingerprinting -> deduplicated -> ready -> running in a slot.
+        # fingerprinting -> deduplicated -> ready -> running in a slot; the last two are
+        # the dispatcher's (``dispatch.ready``, ``dispatch.running()``).
         self.queue: list[_Pending] = []
         self.fingerprinting: dict[str, list[_Pending]] = {}  # dna_hash -> its candidates
         self.probes: dict[int, str] = {}  # cid whose probe is running -> its dna_hash
-        self.ready: list[_Pending] = []
         self.waiting: dict[str, list[_Pending]] = {}  # fingerprint -> duplicates in wait
-        self.tries: dict[int, int] = {}
         self.fingerprints: dict[str, str | None] = {}  # dna_hash -> fingerprint
-        self.slots: list[_Running | None] = [None] * pool.size
+        self.dispatch: Dispatcher[_Pending] = Dispatcher(
+            pool, self._job, max_retries=config.limits.max_retries,
+            timeout_s=config.limits.candidate_timeout_s, clock=clock)
         self.start = clock()
         self.stopped_by = ""
         self.loop_s = 0.0
@@ -177,7 +175,7 @@ class SearchLoop:
 
     def _new_hurdles(self) -> HurdleTracker:
         budget = self.cfg.fitness.budget
-        return HurdleTracker(budget.stages, budget.pass_rate, self.cfg.hurdle_min_history,
+        return HurdleTracker(budget.stages, budget.pass_rate, self.cfg.hurdles.min_history,
                              self.cfg.hurdle_window_size)
 
     # ---- state from the store -------------------------------------------------------
@@ -251,12 +249,11 @@ class SearchLoop:
                 self._fill()
                 if not self._busy():
                     break
-                for slot, outcome in self.pool.wait(0.5):
-                    if isinstance(outcome, Fingerprinted):
-                        self._fingerprinted(outcome)
+                for event in self.dispatch.poll(0.5):
+                    if isinstance(event, Fingerprinted):
+                        self._fingerprinted(event)
                     else:
-                        self._collect(slot, outcome)
-                self._check_timeouts()
+                        self._record(event)
                 if on_turn:
                     on_turn()
         except KeyboardInterrupt:
@@ -266,23 +263,22 @@ class SearchLoop:
         return self.summary()
 
     def _busy(self) -> bool:
-        return (any(s is not None for s in self.slots) or bool(self.fingerprinting)
-                or bool(self.ready) or bool(self.held))
+        return self.dispatch.busy() or bool(self.fingerprinting) or bool(self.held)
 
     def _preparing(self) -> int:
-        return (len(self.ready) + len(self.held)
+        return (len(self.dispatch.ready) + len(self.held)
                 + sum(len(c) for c in self.fingerprinting.values()))
 
     def _limits_reached(self) -> bool:
         """True when no new proposal may be made (queued candidates always may go on)."""
         cfg = self.cfg
-        if cfg.max_hours is not None and self.clock() - self.start > cfg.max_hours * 3600:
+        if cfg.limits.max_hours is not None and self.clock() - self.start > cfg.limits.max_hours * 3600:
             self.stopped_by = self.stopped_by or "time limit"
             return True
-        if cfg.max_candidates is not None:
+        if cfg.limits.max_candidates is not None:
             # Every proposal is in the store (finished, waiting, running or on its way);
             # evolution counts them, starting from the store's count on a resume.
-            if self.evolution.num_proposed >= cfg.max_candidates:
+            if self.evolution.num_proposed >= cfg.limits.max_candidates:
                 self.stopped_by = self.stopped_by or "candidate limit"
                 return True
         return False
@@ -292,8 +288,7 @@ class SearchLoop:
     def _fill(self) -> None:
         """Prepare candidates until every worker has one running and ``prepare_ahead``
         more ready or being fingerprinted; start the ready ones on free workers."""
-        free = sum(s is None and self.pool.available(i) for i, s in enumerate(self.slots))
-        target = free + self.cfg.prepare_ahead * len(self.slots)
+        target = self.dispatch.free() + self.cfg.pool.prepare_ahead * self.pool.size
         while self._preparing() < target:
             t = time.perf_counter()
             if self.queue:
@@ -304,14 +299,15 @@ class SearchLoop:
             else:
                 self._route(self._propose())
             self.loop_s += time.perf_counter() - t
-        for index, running in enumerate(self.slots):
-            if running is None and self.ready and self.pool.available(index):
-                cand = self.ready.pop(0)
-                thresholds = (cand.thresholds if cand.thresholds is not None
-                              else tuple(self.hurdles.thresholds()))
-                job = Job(cand.id, cand.dna, thresholds, want_weights=self.cfg.keep_weights > 0)
-                self.pool.submit(index, job)
-                self.slots[index] = _Running(cand, self.clock())
+        self.dispatch.start()
+
+    def _job(self, cand: _Pending) -> Job:
+        """``cand``'s job as it gets a worker: with the hurdles set when it was proposed
+        (reproducible mode), else those of this moment."""
+        thresholds = (cand.thresholds if cand.thresholds is not None
+                      else tuple(self.hurdles.thresholds()))
+        return Job(cand.id, cand.dna, thresholds,
+                   want_weights=self.cfg.limits.keep_weights > 0)
 
     def _propose(self) -> _Pending:
         """A new proposal, written to the store (its fingerprint follows when known)."""
@@ -350,7 +346,7 @@ class SearchLoop:
         and which copies its result never depends on whose probe came back first."""
         if self.lag is None:
             if not self._dedup(cand):
-                self.ready.append(cand)
+                self.dispatch.ready.append(cand)
             return
         bisect.insort(self.held, cand, key=lambda c: c.id)
         earliest = min((c.id for cands in self.fingerprinting.values() for c in cands),
@@ -358,7 +354,7 @@ class SearchLoop:
         while self.held and (earliest is None or self.held[0].id < earliest):
             cand = self.held.pop(0)
             if not self._dedup(cand):
-                self.ready.append(cand)
+                self.dispatch.ready.append(cand)
 
     def _fingerprinted(self, outcome: Fingerprinted) -> None:
         t = time.perf_counter()
@@ -385,7 +381,7 @@ class SearchLoop:
         if earlier is not None:
             self._finish_duplicate(cand, earlier.id, earlier.result)
             return True
-        in_flight = [s.cand for s in self.slots if s is not None] + self.ready
+        in_flight = self.dispatch.running() + self.dispatch.ready
         if fp in self.waiting or any(c.fingerprint == fp for c in in_flight):
             self.waiting.setdefault(fp, []).append(cand)
             return True
@@ -402,33 +398,14 @@ class SearchLoop:
 
     # ---- results -----------------------------------------------------------------------
 
-    def _collect(self, index: int, outcome: Done | Lost) -> None:
-        running = self.slots[index]
-        if running is None or running.cand.id != outcome.cid:
-            return  # a late answer for a job the loop already gave up (a time-out)
-        cid = running.cand.id
-        if isinstance(outcome, Done):
-            self._record(index, outcome.result, outcome.worker, outcome.node)
-            if outcome.weights is not None:
-                self._keep_weights(cid, outcome.weights)
-            return
-        if outcome.worker_died:
-            self.tries[cid] = self.tries.get(cid, 0) + 1
-            if self.tries[cid] <= self.cfg.max_retries:
-                self.ready.insert(0, running.cand)
-                self.slots[index] = None
-                return
-            reason = f"worker died {self.tries[cid]} times: {outcome.reason}"
-        else:
-            reason = outcome.reason
-        self._record(index, EvalResult.failure(Status.ERROR, reason), None, None)
-
-    def _record(self, index: int, result: EvalResult, worker, node) -> None:
+    def _record(self, ended: Ended[_Pending]) -> None:
+        """A candidate's job ended (the dispatcher has dealt with retries and time-outs):
+        store its result, feed it back, settle the duplicates that waited for it, then
+        keep its weights if it sent them."""
         t = time.perf_counter()
-        running = self.slots[index]
-        cand = running.cand
-        self.evaluation_s += self.clock() - running.started
-        self.store.finish(cand.id, result, worker=worker, node=node)  # first: never lost
+        cand, done, result = ended.item, ended.done, ended.done.result
+        self.evaluation_s += ended.seconds
+        self.store.finish(cand.id, result, worker=done.worker, node=done.node)  # first: never lost
         if self.lag is not None:
             self._remember(cand.id, cand.dna, result.status, result)
         else:
@@ -436,35 +413,25 @@ class SearchLoop:
             self.hurdles.record(result.stage_fitness)
         if self.on_finish:
             self.on_finish(cand, result.status, result)
-        self.slots[index] = None
         for waiting in self.waiting.pop(cand.fingerprint, []) if cand.fingerprint else []:
             if result.status.is_reusable():
                 self._finish_duplicate(waiting, cand.id, result)
             else:
                 self.queue.append(waiting)
         self.loop_s += time.perf_counter() - t
+        if done.weights is not None:
+            self._keep_weights(cand.id, done.weights)
 
     def _keep_weights(self, cid: int, weights: bytes) -> None:
         """Write ``cid``'s weights if it is among the best ``keep_weights``; delete the
         files of candidates that dropped out. Written after the result is stored."""
         folder = weights_folder(self.store.path)
-        best = {c.id for c in self.store.top(self.cfg.keep_weights)}
+        best = {c.id for c in self.store.top(self.cfg.limits.keep_weights)}
         if cid in best:
             save_weights(folder, cid, weights)
         for path in folder.glob("*.msgpack") if folder.exists() else []:
             if int(path.stem) not in best:
                 path.unlink()
-
-    def _check_timeouts(self) -> None:
-        limit = self.cfg.candidate_timeout_s
-        if limit is None:
-            return
-        for index, running in enumerate(self.slots):
-            if running is not None and self.clock() - running.started > limit:
-                self.pool.replace(index)
-                self._record(index, EvalResult.failure(
-                    Status.TIMEOUT, f"passed the candidate time limit of {limit:g} s; its "
-                                    "worker was killed"), None, None)
 
     def summary(self) -> SearchSummary:
         # Counts, not rows: the progress display calls this on every loop turn.

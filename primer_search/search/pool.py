@@ -37,7 +37,7 @@ from primer_search.fitness.results import EvalResult
 from primer_search.program.dna import DNA
 
 __all__ = ["Done", "Fingerprinted", "InProcessPool", "Job", "Lost", "ProcessPool", "WorkerPool",
-           "compute_fingerprint", "make_evaluator", "run_job"]
+           "answer", "compute_fingerprint", "make_evaluator", "run_job"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -103,7 +103,23 @@ class WorkerPool(Protocol):
 
     ``available(slot)``: whether the slot's worker is running and may be given a job; a
     worker that is still starting, or a replacement that no node has room for yet, is
-    not (a job given to it would wait for as long as the cluster lacks the room)."""
+    not (a job given to it would wait for as long as the cluster lacks the room).
+
+    The contract the dispatcher counts on, which every implementation passes
+    (``tests/test_pools.py``; a new pool joins its list there):
+
+    * every slot becomes available while the caller waits;
+    * a job submitted on an available slot is answered by ``wait``, once, as ``(slot,
+      Done)`` with the job's ``cid``; an exception escaping the evaluator is ``(slot,
+      Lost)`` with ``worker_died`` false and the exception named (:func:`answer`); a
+      worker that dies is ``Lost`` with ``worker_died`` true;
+    * ``fingerprint(cid, ...)`` is answered as ``(None, Fingerprinted)`` with that
+      ``cid``, and one program's fingerprint is the same each time;
+    * after ``replace(slot)`` the slot becomes available again and answers the next
+      job with that job's ``cid`` (an answer for the replaced job may still come: the
+      dispatcher drops it by its ``cid``);
+    * ``wait`` with nothing to answer returns an empty list within about its time-out.
+    """
 
     size: int
 
@@ -157,6 +173,17 @@ def run_job(evaluator, job: Job, worker: str, gate=None) -> Done:
                 worker=f"{worker}/pid{os.getpid()}", node=socket.gethostname())
 
 
+def answer(evaluator, job: Job, worker: str, gate=None) -> Done | Lost:
+    """What a worker sends back for ``job``: :func:`run_job`'s :class:`Done`, or, when an
+    exception escapes the evaluator (a bug, or a job that is not a program), a
+    :class:`Lost` job whose worker did not die, naming the exception, so that the
+    dispatcher records it and does not retry it."""
+    try:
+        return run_job(evaluator, job, worker, gate)
+    except Exception as e:  # noqa: BLE001 - a bug in the evaluator: the loop records it
+        return Lost(job.cid, f"{type(e).__name__}: {e}", worker_died=False)
+
+
 class _LocalFingerprints:
     """Fingerprints computed in the calling process: asked for by ``fingerprint`` and
     answered by the next ``wait`` (the pools below that have no remote workers for it)."""
@@ -200,7 +227,7 @@ class InProcessPool(_LocalFingerprints):
         if self._job is None:
             return []
         job, self._job = self._job, None
-        return [(0, run_job(self.evaluator, job, self.name))]
+        return [(0, answer(self.evaluator, job, self.name))]
 
     def replace(self, slot: int) -> None:
         self._job = None
@@ -232,11 +259,7 @@ def _process_worker(conn, factory, args: tuple, name: str) -> None:
             job = conn.recv()
         except (EOFError, OSError):
             return
-        try:
-            answer = run_job(evaluator, job, name)
-        except Exception as e:  # noqa: BLE001 - a bug in the evaluator: the loop records it
-            answer = Lost(job.cid, f"{type(e).__name__}: {e}", worker_died=False)
-        conn.send(answer)
+        conn.send(answer(evaluator, job, name))
 
 
 class ProcessPool(_LocalFingerprints):

@@ -2,8 +2,9 @@
 
 :class:`RayPool` keeps one Ray actor per slot. Each actor loads the data once and
 evaluates one :class:`~primer_search.search.pool.Job` at a time through
-:func:`~primer_search.search.pool.run_job`, so it answers with the same typed
-:class:`~primer_search.search.pool.Done` as an in-process evaluation. An actor that dies is
+:func:`~primer_search.search.pool.answer`, so it answers with the same typed
+:class:`~primer_search.search.pool.Done` (or ``Lost``, for an exception that escaped the
+evaluator) as an in-process evaluation. An actor that dies is
 replaced at once and reported as :class:`~primer_search.search.pool.Lost` with
 ``worker_died=True``; the loop decides whether to retry.
 
@@ -39,9 +40,9 @@ from primer_search.search.pool import (
     Lost,
     Outcome,
     WorkerStartError,
+    answer,
     compute_fingerprint,
     make_evaluator,
-    run_job,
 )
 
 __all__ = ["ClusterError", "RayPool", "WorkerStartError", "actor_options", "init_ray",
@@ -70,7 +71,7 @@ class _Worker:
         return os.getpid()
 
     def evaluate(self, job: Job) -> Done:
-        return run_job(self.evaluator, job, self.name, gate=self.gate)
+        return answer(self.evaluator, job, self.name, gate=self.gate)
 
 
 def worker_env(cfg: SearchConfig) -> dict[str, str]:
@@ -78,31 +79,31 @@ def worker_env(cfg: SearchConfig) -> dict[str, str]:
     ``threads_per_worker`` threads; workers that share a GPU each pre-allocate only their
     share of its memory (JAX's default is 75% of it in every process)."""
     env = {"RAY_USAGE_STATS_ENABLED": "0"}
-    if cfg.gpus_per_worker == 0:
+    if cfg.pool.gpus_per_worker == 0:
         env["JAX_PLATFORMS"] = "cpu"
-        if cfg.threads_per_worker > 0:
-            env["PJRT_NPROC"] = str(cfg.threads_per_worker)
-    elif cfg.gpus_per_worker < 1:
-        env["XLA_PYTHON_CLIENT_MEM_FRACTION"] = f"{0.9 * cfg.gpus_per_worker:.3f}"
+        if cfg.pool.threads_per_worker > 0:
+            env["PJRT_NPROC"] = str(cfg.pool.threads_per_worker)
+    elif cfg.pool.gpus_per_worker < 1:
+        env["XLA_PYTHON_CLIENT_MEM_FRACTION"] = f"{0.9 * cfg.pool.gpus_per_worker:.3f}"
     return env
 
 
 def actor_options(cfg: SearchConfig) -> dict:
     """The Ray options of a worker actor: the resources it reserves, where it may run,
     its environment; never restarted by Ray (the pool replaces it)."""
-    options = {"num_cpus": cfg.cpus_per_worker, "num_gpus": cfg.gpus_per_worker,
+    options = {"num_cpus": cfg.pool.cpus_per_worker, "num_gpus": cfg.pool.gpus_per_worker,
                "max_restarts": 0, "runtime_env": {"env_vars": worker_env(cfg)}}
-    if cfg.candidates_per_worker > 1:  # its jobs and its probe each run in a thread
-        options["max_concurrency"] = cfg.candidates_per_worker + 1
-    if cfg.accelerator_type:
-        options["accelerator_type"] = cfg.accelerator_type
-    if cfg.worker_resources:
-        options["resources"] = {k: float(v) for k, v in cfg.worker_resources.items()}
+    if cfg.pool.candidates_per_worker > 1:  # its jobs and its probe each run in a thread
+        options["max_concurrency"] = cfg.pool.candidates_per_worker + 1
+    if cfg.pool.accelerator_type:
+        options["accelerator_type"] = cfg.pool.accelerator_type
+    if cfg.pool.worker_resources:
+        options["resources"] = {k: float(v) for k, v in cfg.pool.worker_resources.items()}
     return options
 
 
 class RayPool:
-    """``config.workers`` Ray actors with the resources the config asks, each holding
+    """``config.pool.workers`` Ray actors with the resources the config asks, each holding
     ``candidates_per_worker`` slots (slot ``s`` is on actor ``s // candidates_per_worker``)."""
 
     def __init__(self, config: SearchConfig):
@@ -110,9 +111,9 @@ class RayPool:
 
         self.ray = ray
         self.cfg = config
-        self.per_worker = config.candidates_per_worker
-        self.size = config.workers * self.per_worker
-        n = config.workers
+        self.per_worker = config.pool.candidates_per_worker
+        self.size = config.pool.workers * self.per_worker
+        n = config.pool.workers
         self.probes: dict = {}  # ref of a started-yet? call -> (worker, actor)
         self.started = [False] * n
         self.created = [0.0] * n
@@ -132,7 +133,7 @@ class RayPool:
         """Start worker ``w``'s actor; its slots are available once its probe answers."""
         cfg = self.cfg
         actor = self.ray.remote(_Worker).options(**actor_options(cfg)).remote(
-            cfg.fitness, cfg.evaluator, cfg.toy_sleep_s, f"worker{w}", self.per_worker > 1)
+            cfg.fitness, cfg.evaluator, cfg.pool.toy_sleep_s, f"worker{w}", self.per_worker > 1)
         self.probes[actor.pid.remote()] = (w, actor)
         self.started[w] = False
         self.created[w] = time.monotonic()
@@ -214,7 +215,7 @@ class RayPool:
                     self.actors[w] = self._new_actor(w)
                 out.append((slot, Lost(job.cid, f"{type(e).__name__}: "
                                                 f"{str(e).splitlines()[0][:300]}", True)))
-            except ray.exceptions.RayTaskError as e:  # an exception escaped the evaluator
+            except ray.exceptions.RayTaskError as e:  # an exception escaped answer() itself
                 out.append((slot, Lost(job.cid, str(e).strip().splitlines()[-1][:500], False)))
         self._warn_unplaced()
         return out
@@ -249,7 +250,7 @@ class ClusterError(ConnectionError):
 def init_ray(config: SearchConfig) -> None:
     """Connect to a cluster or start Ray embedded, sized for the workers.
 
-    The cluster is ``config.address`` if set, else ``RAY_ADDRESS`` (which ``ray job
+    The cluster is ``config.pool.address`` if set, else ``RAY_ADDRESS`` (which ``ray job
     submit`` sets for the job's driver). Connecting to a cluster passes no resources:
     the cluster has its own, and Ray refuses ``num_cpus`` for an existing cluster."""
     import ray
@@ -259,12 +260,12 @@ def init_ray(config: SearchConfig) -> None:
     # At debug level (primer-search --log-level debug), the workers' own output (their
     # prints, JAX's warnings, tracebacks) streams to the driver's standard error.
     to_driver = logging.getLogger("primer_search").isEnabledFor(logging.DEBUG)
-    address = config.address or os.environ.get("RAY_ADDRESS")
+    address = config.pool.address or os.environ.get("RAY_ADDRESS")
     if address:
         try:
             ray.init(address=address, logging_level="WARNING", log_to_driver=to_driver)
         except ConnectionError as e:
-            where = "address" if config.address else "RAY_ADDRESS"
+            where = "address" if config.pool.address else "RAY_ADDRESS"
             raise ClusterError(
                 f"cannot reach the Ray cluster at {where} {address!r} ({str(e).splitlines()[0]}"
                 "); check that `ray status` works on this machine, use the address that "
@@ -274,4 +275,4 @@ def init_ray(config: SearchConfig) -> None:
     else:
         ray.init(include_dashboard=False, logging_level="WARNING", log_to_driver=to_driver,
                  num_cpus=max(os.cpu_count() or 1,
-                              math.ceil(config.workers * config.cpus_per_worker)))
+                              math.ceil(config.pool.workers * config.pool.cpus_per_worker)))
