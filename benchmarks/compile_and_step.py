@@ -48,10 +48,6 @@ import time
 # compiles into disk reads (primer_search.fitness.compile_cache measures those).
 os.environ.setdefault("PRIMER_SEARCH_COMPILATION_CACHE", "0")
 
-_HERE = os.path.dirname(os.path.abspath(__file__))
-for _p in (_HERE, os.path.dirname(_HERE)):
-    if _p not in sys.path:
-        sys.path.insert(0, _p)
 
 import jax
 import jax.numpy as jnp

@@ -12,11 +12,6 @@ share ``benchmarks/_seed_training.py``.
 
 from __future__ import annotations
 
-import os
-import sys
-
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-
 import _seed_training
 from _seed_training import fmt  # noqa: F401 - part of this script's interface
 

@@ -27,12 +27,9 @@ import argparse
 import itertools
 import json
 import math
-import os
 import random
 import statistics
 import sys
-
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
 from primer_search.fitness.evaluate import Evaluator
 from primer_search.program import seeds as seed_library

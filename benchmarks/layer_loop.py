@@ -38,10 +38,6 @@ import time
 # Every compile is timed cold (primer_search.fitness.compile_cache would read a rerun's).
 os.environ.setdefault("PRIMER_SEARCH_COMPILATION_CACHE", "0")
 
-_HERE = os.path.dirname(os.path.abspath(__file__))
-for _p in (_HERE, os.path.dirname(_HERE)):
-    if _p not in sys.path:
-        sys.path.insert(0, _p)
 
 import jax
 from compile_and_step import COMPILE_CFG, lm_config, log, make_batch

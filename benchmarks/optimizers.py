@@ -16,11 +16,8 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import os
 import statistics
 import sys
-
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
 from primer_search.fitness.evaluate import Evaluator
 from primer_search.program import seeds as seed_library

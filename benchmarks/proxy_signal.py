@@ -23,11 +23,8 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import statistics
 import sys
-
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
 from primer_search.fitness.config import BudgetConfig, FitnessConfig, ModelConfig
 from primer_search.fitness.data import DataConfig

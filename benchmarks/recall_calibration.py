@@ -22,12 +22,9 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import statistics
 import sys
 from pathlib import Path
-
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
 from primer_search.fitness.evaluate import Evaluator
 from primer_search.program import seeds as seed_library

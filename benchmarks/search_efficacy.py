@@ -72,13 +72,10 @@ import argparse
 import dataclasses
 import json
 import math
-import os
 import random
 import statistics
 import sys
 from pathlib import Path
-
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
 from primer_search.fitness.config import BudgetConfig
 from primer_search.fitness.results import EvalResult, Status

@@ -28,8 +28,6 @@ import sys
 import tempfile
 import time
 
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
-
 
 def _splits(path: str | None) -> tuple[list[str], list[str]]:
     if path is None:

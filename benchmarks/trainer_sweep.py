@@ -22,11 +22,8 @@ import argparse
 import dataclasses
 import itertools
 import json
-import os
 import statistics
 import sys
-
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
 from primer_search.fitness.config import BudgetConfig, FitnessConfig, ModelConfig, OptimConfig
 from primer_search.fitness.data import DataConfig

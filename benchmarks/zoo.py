@@ -21,11 +21,6 @@ The table is Markdown (aligned, so readable in a terminal and pasteable into a R
 
 from __future__ import annotations
 
-import os
-import sys
-
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-
 import _seed_training
 
 from primer_search.search.config import load_config

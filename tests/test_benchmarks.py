@@ -27,6 +27,17 @@ from primer_search.fitness.train import make_optimizer, make_steps
 from primer_search.program import seeds
 
 
+def test_benchmark_scripts_import_the_installed_engine_without_editing_sys_path():
+    """A script imports the engine as installed (``pip install -e .``, or PYTHONPATH as
+    the GPU check sets it) and its siblings from its own folder, which Python puts first
+    on the path when it runs a script; none edits ``sys.path``."""
+    from pathlib import Path
+
+    scripts = sorted(Path(BENCH).glob("*.py"))
+    assert len(scripts) >= 15
+    assert [p.name for p in scripts if "sys.path" in p.read_text()] == []
+
+
 def test_compile_and_step_quick_json():
     """``compile_and_step.py --quick --json`` (about 30 s on 2 idle CPU cores).
 
