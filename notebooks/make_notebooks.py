@@ -89,7 +89,7 @@ FROM_PYTHON = [
            "Runs a short search with `primer_search.search` and reads its store with "
            "`primer_search.open_store`. It uses the toy evaluator (a stand-in fitness of the "
            "program's shape, no training) so that it runs in seconds; drop the `evaluator` "
-           "override, and raise `max_candidates`, for a real search of `tiny_cpu`. Needs the "
+           "override, and raise `limits.max_candidates`, for a real search of `tiny_cpu`. Needs the "
            "`dataframe` extra (pandas)."),
     ("code", "import primer_search\n\n"
              "seen = []\n"
