@@ -21,7 +21,7 @@ import threading
 import time
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from primer_search.cli import main
@@ -466,6 +466,8 @@ def _names_a_key(message: str, keys) -> bool:
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(st.tuples(NAMES, VALUES), min_size=1, max_size=4))
+@example([("evolution.mutation.weights", [None])])    # found by this fuzz: a list of lists
+@example([("ladder.rungs", [{"name": "a", "candidates": [None]}])])
 def test_config_fuzz_is_a_config_error_naming_the_key_never_a_traceback(items):
     data: dict = {}
     for key, value in items:

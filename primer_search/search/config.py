@@ -334,17 +334,26 @@ def config_from_dict(data: dict, source: str = "config") -> SearchConfig:
 def _build(data: dict) -> SearchConfig:
     """``data`` as a SearchConfig, or a ConfigError that says what is wrong (not where).
     A config of an earlier version is upgraded first (:mod:`~primer_search.search.versions`)."""
+    # A version-1 key's error names its new home; say how the file wrote it as well.
+    flat = {} if config_version(data) >= 2 else {
+        ".".join(home): old for old, home in MOVED_IN_VERSION_2.items() if old in data}
+
+    def refuse(problem: str) -> ConfigError:
+        named = [f"'{old}' in this version-1 config is {new}" for new, old in flat.items()
+                 if new in problem]
+        return ConfigError(problem + (f" ({'; '.join(named)})" if named else ""))
+
     data = upgrade(data)
     unknown = unknown_keys(data)
     if unknown:
-        raise ConfigError("; ".join(unknown))
+        raise refuse("; ".join(unknown))
     shapes = _shape_errors(data)
     if shapes:
-        raise ConfigError("; ".join(shapes))
+        raise refuse("; ".join(shapes))
     try:
         return dacite.from_dict(SearchConfig, data, config=_DACITE)
     except (dacite.DaciteError, ValueError, TypeError) as e:
-        raise ConfigError(str(e)) from None
+        raise refuse(str(e)) from None
 
 
 def _build_blamed(steps: Sequence[tuple[str, dict]]) -> SearchConfig:
@@ -412,19 +421,40 @@ def _is_sequence_type(hint) -> bool:
 
 
 def _shape_errors(data: dict, cls: type = SearchConfig, prefix: str = "") -> list[str]:
-    """One message per key whose field takes a list and whose value is not one: dacite
-    casts it to a tuple, and the TypeError of that (``'bool' object is not iterable``)
-    names no key."""
+    """One message per key whose field takes a list and whose value is not one, searched
+    into nested tables, lists of tables and lists of lists: dacite casts such a value to
+    a tuple, and the TypeError of that (``'bool' object is not iterable``) names no key."""
     hints = typing.get_type_hints(cls)
     out = []
     for key, value in data.items():
-        name, hint = f"{prefix}{key}", hints[key]
-        optional = type(None) in typing.get_args(hint)
-        if _is_sequence_type(hint) and not isinstance(value, (list, tuple)) and not (
-                value is None and optional):
-            out.append(f"{name} must be a list, got {value!r}")
-        elif isinstance(value, dict) and dataclasses.is_dataclass(hint):
-            out += _shape_errors(value, hint, f"{name}.")
+        out += _value_shape_errors(f"{prefix}{key}", hints[key], value)
+    return out
+
+
+def _value_shape_errors(name: str, hint, value) -> list[str]:
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        if value is None and type(None) in typing.get_args(hint):
+            return []
+        members = [h for h in typing.get_args(hint) if h is not type(None)]
+        if len(members) != 1:
+            return []
+        hint = members[0]
+    if dataclasses.is_dataclass(hint):
+        return _shape_errors(value, hint, f"{name}.") if isinstance(value, dict) else []
+    if not _is_sequence_type(hint):
+        return []
+    if not isinstance(value, (list, tuple)):
+        return [f"{name} must be a list, got {value!r}"]
+    args = typing.get_args(hint)
+    if not args:
+        return []
+    if len(args) == 2 and args[1] is Ellipsis or typing.get_origin(hint) is list:
+        items = [args[0]] * len(value)
+    else:   # a tuple of fixed length: one type a position
+        items = list(args)[:len(value)]
+    out = []
+    for i, (item_hint, item) in enumerate(zip(items, value)):
+        out += _value_shape_errors(f"{name}[{i}]", item_hint, item)
     return out
 
 
