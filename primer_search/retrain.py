@@ -10,7 +10,7 @@ Runs on a :class:`~primer_search.search.pool.WorkerPool`: by default one slot in
 process (in a child process when there is a time-out, so that a hung run can be ended),
 or the search's Ray workers. Runs are dispatched as the search's candidates are
 (:func:`~primer_search.search.dispatch.run_jobs`): every slot is kept busy, a run whose
-worker died is sent again up to ``max_retries`` times, and a run past the per-run
+worker died is sent again up to ``limits.max_retries`` times, and a run past the per-run
 time-out has its worker replaced and is recorded as ``timeout``; the others go on.
 Already finished (candidate, seed) pairs are skipped, so an interrupted retrain resumes;
 a retrain holds the store's writer lease while it runs.

@@ -12,17 +12,18 @@ the store *before* it acts on it, and can be killed at any moment and resumed:
   evaluation is never lost and never repeated.
 
 Failures: a worker that dies is replaced by its pool, and its candidate is retried up
-to ``max_retries`` times, then recorded as ``error``; a candidate past
-``candidate_timeout_s`` has its worker replaced and is recorded as ``timeout``. None of
+to ``limits.max_retries`` times, then recorded as ``error``; a candidate past
+``limits.candidate_timeout_s`` has its worker replaced and is recorded as ``timeout``. None of
 them stops the search. That policy, and when a ready candidate gets a worker, is the
 :class:`~primer_search.search.dispatch.Dispatcher`'s, which retraining shares; the loop
-keeps what to propose and what a result means. The search ends at ``max_candidates``,
-at ``max_hours``, or on Ctrl-C (in-flight candidates stay pending for a resume).
+keeps what to propose and what a result means. The search ends at
+``limits.max_candidates``, at ``limits.max_hours``, or on Ctrl-C (in-flight candidates
+stay pending for a resume).
 
 Preparing ahead: while the workers train, the loop proposes the next candidates and has
 the pool compute their fingerprints (a JAX compile each, which the loop's own process
 never does), so that a worker that finishes finds its next candidate ready
-(``prepare_ahead`` per worker).
+(``pool.prepare_ahead`` per worker).
 
 Functional dedup: a proposal whose fingerprint matches a finished candidate with a
 reusable result (:meth:`~primer_search.fitness.results.Status.is_reusable`) takes that result
@@ -286,7 +287,7 @@ class SearchLoop:
     # ---- preparing candidates: propose, fingerprint, dedup ----------------------------
 
     def _fill(self) -> None:
-        """Prepare candidates until every worker has one running and ``prepare_ahead``
+        """Prepare candidates until every worker has one running and ``pool.prepare_ahead``
         more ready or being fingerprinted; start the ready ones on free workers."""
         target = self.dispatch.free() + self.cfg.pool.prepare_ahead * self.pool.size
         while self._preparing() < target:
