@@ -38,7 +38,12 @@ def make_budgets(steps: int, seconds: float) -> list[tuple[str, BudgetConfig]]:
 def run(base: FitnessConfig, blocks, budgets, num_seeds: int) -> list[dict]:
     """Train every block under every budget with seeds ``0 .. num_seeds - 1``; a row per
     (budget, block). Statistics are (mean, std) pairs over the successful runs, (None,
-    None) when none succeeded."""
+    None) when none succeeded.
+
+    Language modelling alone: ``base``'s recall task is turned off, since it would train
+    its own fixed budget beside every run (``benchmarks/recall_calibration.py`` measures
+    it) and its factor would hide the perplexity these rows report."""
+    base = dataclasses.replace(base, recall=dataclasses.replace(base.recall, enabled=False))
     evaluator = Evaluator(base)
     rows, total = [], len(budgets) * len(blocks) * num_seeds
     for budget_name, budget in budgets:
@@ -50,7 +55,7 @@ def run(base: FitnessConfig, blocks, budgets, num_seeds: int) -> list[dict]:
                 if r.failed:
                     log(f"{done}: FAILED {r.status}: {r.reason}")
                 else:
-                    log(f"{done}: ppl {r.fitness:.1f} after {r.steps} steps "
+                    log(f"{done}: ppl {r.perplexity:.1f} after {r.steps} steps "
                         f"({1000 * r.step_time_s:.1f} ms/step)")
                 results.append(r)
             ok = [r for r in results if not r.failed]
@@ -64,7 +69,7 @@ def run(base: FitnessConfig, blocks, budgets, num_seeds: int) -> list[dict]:
             rows.append({
                 "budget": budget_name, "block": block, "runs": len(ok), "seeds": num_seeds,
                 "params": next((r.num_params for r in results if r.num_params), None),
-                "steps": stat("steps"), "valid_ppl": stat("fitness"),
+                "steps": stat("steps"), "valid_ppl": stat("perplexity"),
                 "tokens_per_s": stat("tokens_per_s"), "step_ms": tuple(
                     None if v is None else 1000 * v for v in stat("step_time_s")),
                 "compile_s": stat("compile_s"),
