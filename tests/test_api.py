@@ -6,13 +6,14 @@ import subprocess
 import sys
 
 import pytest
+from toy_settings import TOY as SHARED_TOY
 
 import primer_search
 from primer_search.api import COLUMNS
 from primer_search.program import seeds
 from primer_search.search.store import Store, StoreError
 
-TOY = ["evaluator='toy'", "fitness.budget.stages=1", "pool.workers=1"]
+TOY = [*SHARED_TOY, "pool.workers=1"]
 
 
 def test_importing_the_package_loads_nothing_heavy():

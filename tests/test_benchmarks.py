@@ -13,6 +13,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from toy_settings import TINY_TRAINING, as_flags
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BENCH = os.path.join(ROOT, "benchmarks")
@@ -166,8 +167,7 @@ def test_trainer_sweep_runs_its_grid():
 
 def test_fitness_noise_reports_a_threshold():
     res = _run_json("fitness_noise.py", "--seeds", "2", "--mutants", "1",
-                    "--set", "fitness.budget.steps=3", "--set", "fitness.budget.stages=1",
-                    "--set", "fitness.data.eval_tokens=512")
+                    *as_flags([*TINY_TRAINING, "fitness.budget.steps=3"]))
     assert [r["program"] for r in res["rows"]] == ["transformer", "primer_ez", "mutant1"]
     summary = res["summary"]
     assert summary["smallest_difference"] == pytest.approx(

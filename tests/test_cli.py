@@ -9,6 +9,7 @@ import os
 import time
 
 import pytest
+from toy_settings import TINY_TRAINING
 
 from primer_search.cli import main
 from primer_search.fitness.results import EvalResult
@@ -17,13 +18,10 @@ from primer_search.program.validate import dna_hash
 from primer_search.search.config import config_to_dict, load_config
 from primer_search.search.store import Store
 
-TINY = ["fitness.model.d_model=16", "fitness.model.num_layers=1", "fitness.data.seq_len=16",
-        "fitness.data.batch_size=4", "fitness.data.eval_tokens=256", "fitness.budget.stages=1"]
-
 
 def _store(path, fitness=(900.0, 800.0)):
     """A tiny_cpu store holding the seeds transformer (1) and primer_ez (2, child of 1)."""
-    with Store(path, config_to_dict(load_config("tiny_cpu", TINY))) as store:
+    with Store(path, config_to_dict(load_config("tiny_cpu", TINY_TRAINING))) as store:
         parent = None
         for name, f in zip(("transformer", "primer_ez"), fitness):
             dna = seeds.get(name)

@@ -21,17 +21,19 @@ import time
 from pathlib import Path
 
 import pytest
+from toy_settings import TOY as SHARED_TOY
+from toy_settings import as_flags
 
 from primer_search.search.store import Store, StoreError
 
-pytestmark = pytest.mark.slow
+# Slow; and one test process runs them all (`--dist loadgroup`), one cluster at a time.
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("ray-cluster")]
 
 BIN = Path(sys.executable).parent
 RAY = shutil.which("ray", path=str(BIN)) or shutil.which("ray")
 CLI = [sys.executable, "-m", "primer_search.cli"]
 # A toy search: no training, each candidate takes a couple of seconds.
-TOY = ["--set", "evaluator='toy'", "--set", "fitness.budget.stages=1", "--set", "dedup=false",
-       "--set", "pool.workers=2", "--set", "pool.cpus_per_worker=1.0"]
+TOY = as_flags([*SHARED_TOY, "dedup=false", "pool.workers=2", "pool.cpus_per_worker=1.0"])
 
 
 def _free_port() -> int:

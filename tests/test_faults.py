@@ -23,6 +23,7 @@ import time
 import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
+from toy_settings import TOY_LOOP
 
 from primer_search.cli import main
 from primer_search.fitness.results import EvalResult
@@ -44,9 +45,7 @@ from primer_search.search.loop import SearchLoop, weights_folder
 from primer_search.search.pool import Done, InProcessPool, Job, ProcessPool
 from primer_search.search.store import Store, StoreError
 
-TOY = ["evaluator='toy'", "fitness.budget.stages=1", "limits.keep_weights=0", "dedup=false",
-       "fitness.model.d_model=16", "evolution.population_size=8",
-       "evolution.tournament_size=3", "pool.prepare_ahead=0"]
+TOY = [*TOY_LOOP, "dedup=false", "pool.prepare_ahead=0"]
 
 
 def toy_config(*overrides) -> SearchConfig:

@@ -6,6 +6,7 @@ import dataclasses
 import math
 
 import pytest
+from toy_settings import TINY_TRAINING
 
 from primer_search.cli import main
 from primer_search.fitness.results import EvalResult, Status
@@ -17,10 +18,6 @@ from primer_search.search.config import ConfigError, config_to_dict, load_config
 from primer_search.search.ladder import LadderConfig, Rung, ladder_results, promote
 from primer_search.search.pool import Done
 from primer_search.search.store import Store
-
-TINY = ["fitness.model.d_model=16", "fitness.model.num_layers=1", "fitness.data.seq_len=16",
-        "fitness.data.batch_size=4", "fitness.data.eval_tokens=256", "fitness.budget.stages=1",
-        "fitness.budget.steps=4", "fitness.recall.eval_sequences=16"]
 
 
 def test_promote_ranks_by_mean_over_seeds_and_never_promotes_a_failure():
@@ -48,7 +45,7 @@ def test_a_ladder_that_grows_is_refused_with_the_rungs_named():
 def _store(path, ladder_overrides=(), n=8):
     """Candidates 1, 2: the seed copies (search fitness 50, 60); 3 .. n: children of the
     Transformer with search fitness 3 .. n (3 best)."""
-    store = Store(path, config_to_dict(load_config("tiny_cpu", TINY + list(ladder_overrides))))
+    store = Store(path, config_to_dict(load_config("tiny_cpu", TINY_TRAINING + list(ladder_overrides))))
     import random
 
     rng = random.Random(0)

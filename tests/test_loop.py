@@ -9,6 +9,7 @@ job hang. A fake clock lets time-outs pass without waiting.
 import math
 
 import pytest
+from toy_settings import TOY_LOOP
 
 from primer_search.fitness.results import Status
 from primer_search.fitness.toy import ToyEvaluator
@@ -17,9 +18,7 @@ from primer_search.search.loop import SearchLoop
 from primer_search.search.pool import InProcessPool, Job, Lost, answer, compute_fingerprint
 from primer_search.search.store import Store
 
-TOY = ["evaluator='toy'", "fitness.budget.stages=1", "limits.keep_weights=0",
-       "fitness.model.d_model=16", "evolution.population_size=8",
-       "evolution.tournament_size=3"]
+TOY = TOY_LOOP
 
 
 def toy_config(*overrides):

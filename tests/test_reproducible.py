@@ -14,6 +14,7 @@ fingerprints could change."""
 import random
 
 import pytest
+from toy_settings import TOY_LOOP
 
 from primer_search.fitness.toy import ToyEvaluator
 from primer_search.program.validate import canonical
@@ -23,9 +24,7 @@ from primer_search.search.pool import Fingerprinted, answer
 from primer_search.search.store import Store
 
 # Two stages, so that hurdles are set (after 4 candidates) and sent with every job.
-TOY = ["evaluator='toy'", "fitness.budget.stages=2", "limits.keep_weights=0",
-       "fitness.model.d_model=16", "evolution.population_size=8",
-       "evolution.tournament_size=3", "hurdles.min_history=4", "pool.prepare_ahead=1"]
+TOY = [*TOY_LOOP, "fitness.budget.stages=2", "hurdles.min_history=4", "pool.prepare_ahead=1"]
 
 
 def toy_config(*overrides):

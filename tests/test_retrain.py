@@ -2,6 +2,8 @@
 
 import math
 
+from toy_settings import TINY_TRAINING
+
 from primer_search.cli import main
 from primer_search.fitness.results import EvalResult
 from primer_search.program import seeds
@@ -10,13 +12,10 @@ from primer_search.retrain import retrain
 from primer_search.search.config import config_to_dict, load_config
 from primer_search.search.store import Store
 
-TINY = ["fitness.model.d_model=16", "fitness.model.num_layers=1", "fitness.data.seq_len=16",
-        "fitness.data.batch_size=4", "fitness.data.eval_tokens=256", "fitness.budget.stages=1"]
-
 
 def _seeded_store(path) -> Store:
-    """A tiny_cpu store (TINY model) holding the two seeds as finished candidates 1, 2."""
-    store = Store(path, config_to_dict(load_config("tiny_cpu", TINY)))
+    """A tiny_cpu store (tiny training settings) holding the two seeds as finished candidates 1, 2."""
+    store = Store(path, config_to_dict(load_config("tiny_cpu", TINY_TRAINING)))
     for name, fitness in (("transformer", 900.0), ("primer_ez", 800.0)):
         dna = seeds.get(name)
         cid = store.add(dna=dna, parent_id=None, mutation=f"seed:{name}", dna_hash=dna_hash(dna))

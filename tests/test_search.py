@@ -16,12 +16,12 @@ import pytest
 
 ray = pytest.importorskip("ray")
 
+from toy_settings import TINY_TRAINING, TOY, as_flags
+
 from primer_search.cli import main
 from primer_search.search.config import ConfigError, load_config
 from primer_search.search.controller import run_search
 from primer_search.search.store import Store, StoreError
-
-TOY = ["evaluator='toy'", "fitness.budget.stages=1"]
 
 
 def toy_config(*overrides):
@@ -112,7 +112,7 @@ def test_sigkill_the_controller_then_resume(tmp_path):
     args = [sys.executable, "-m", "primer_search.cli", "search", "tiny_cpu", "--quiet",
             "--store", str(store_path), "--set", "limits.max_candidates=30", "--set", "pool.workers=2",
             "--set", "pool.toy_sleep_s=0.3", "--set", "dedup=false"] + \
-        [x for o in TOY for x in ("--set", o)]
+        as_flags(TOY)
     proc = subprocess.Popen(args, start_new_session=True, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
     try:
@@ -206,10 +206,8 @@ def test_real_search_keeps_top_weights_for_export(local_ray, tmp_path, capsys):
 
     store_path = tmp_path / "w.sqlite"
     cfg = load_config("tiny_cpu", [
-        "limits.max_candidates=6", "pool.workers=1", "limits.keep_weights=2", "evolution.population_size=2",
-        "evolution.tournament_size=2", "fitness.model.d_model=16", "fitness.model.num_layers=1",
-        "fitness.data.seq_len=16", "fitness.data.batch_size=4", "fitness.data.eval_tokens=256",
-        "fitness.budget.steps=4", "fitness.budget.stages=1"])
+        *TINY_TRAINING, "limits.max_candidates=6", "pool.workers=1", "limits.keep_weights=2",
+        "evolution.population_size=2", "evolution.tournament_size=2"])
     run_search(cfg, store_path, progress=False)
     with Store(store_path, readonly=True) as store:
         best = [c.id for c in store.top(2)]
