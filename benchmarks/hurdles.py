@@ -39,7 +39,7 @@ def run_search_for(config_name: str, overrides: list[str], store: Path):
     from primer_search.search.controller import run_search
 
     cfg = load_config(config_name, overrides)
-    ray.init(num_cpus=max(2, os.cpu_count() or 1), include_dashboard=False,
+    ray.init(address="local", num_cpus=max(2, os.cpu_count() or 1), include_dashboard=False,
              logging_level="WARNING", log_to_driver=False)
     try:
         start = time.time()

@@ -79,7 +79,7 @@ def run_layout(name, overrides, candidates, toy, tmp, config="tiny_cpu", sets=()
     from primer_search.search.store import Store
 
     cfg = layout_config(overrides, candidates, toy, config, sets)
-    ray.init(num_cpus=num_cpus, include_dashboard=False, logging_level="WARNING",
+    ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, logging_level="WARNING",
              log_to_driver=False)
     path = Path(tmp) / f"{name.replace(' ', '_')}.sqlite"
     try:

@@ -42,6 +42,7 @@ def local_ray():
     """Ray started in this process with two CPUs, for one test module; shut down after."""
     import ray
 
-    ray.init(num_cpus=2, include_dashboard=False, logging_level="WARNING", log_to_driver=False)
+    ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level="WARNING",
+             log_to_driver=False)
     yield
     ray.shutdown()

@@ -16,7 +16,7 @@ import pytest
 
 ray = pytest.importorskip("ray")
 
-from toy_settings import TINY_TRAINING, TOY, as_flags
+from toys import TINY_TRAINING, TOY, as_flags
 
 from primer_search.cli import main
 from primer_search.search.config import ConfigError, load_config
@@ -246,8 +246,32 @@ def test_a_driver_under_ray_job_submit_connects_without_resources(monkeypatch):
     monkeypatch.delenv("RAY_ADDRESS")
     ray_pool.init_ray(toy_config("pool.address='auto'"))
     assert calls[-1]["address"] == "auto" and "num_cpus" not in calls[-1]
-    ray_pool.init_ray(toy_config())
-    assert "address" not in calls[-1] and calls[-1]["num_cpus"] >= 1
+    ray_pool.init_ray(toy_config())   # a new instance, whatever else runs on the machine
+    assert calls[-1]["address"] == "local" and calls[-1]["num_cpus"] >= 1
+
+
+def test_a_search_starts_its_own_ray_beside_a_cluster_the_machine_runs():
+    """Without an address a search starts Ray of its own, even where the machine has a
+    cluster (`ray start` records its address in Ray's temp folder; Ray would join it and
+    then refuse the search's num_cpus). Here that record names a dead address."""
+    import shutil
+    import tempfile
+
+    tmp = tempfile.mkdtemp(prefix="r", dir="/tmp")  # short: Ray's socket paths live here
+    try:
+        os.makedirs(os.path.join(tmp, "ray"))
+        with open(os.path.join(tmp, "ray", "ray_current_cluster"), "w") as f:
+            f.write("127.0.0.1:9\n")
+        env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+        out = subprocess.run(
+            [sys.executable, "-m", "primer_search.cli", "search", "tiny_cpu", "--store",
+             os.path.join(tmp, "s.sqlite"), "--json", *as_flags(TOY),
+             "--set", "limits.max_candidates=4", "--set", "pool.workers=1"],
+            capture_output=True, text=True, timeout=300, env=env | {"RAY_TMPDIR": tmp})
+        assert out.returncode == 0, out.stderr[-2000:]
+        assert json.loads(out.stdout)["finished"] == 4
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def test_an_unreachable_cluster_is_one_clear_error(monkeypatch, tmp_path, capsys):

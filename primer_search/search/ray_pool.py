@@ -252,7 +252,9 @@ def init_ray(config: SearchConfig) -> None:
 
     The cluster is ``config.pool.address`` if set, else ``RAY_ADDRESS`` (which ``ray job
     submit`` sets for the job's driver). Connecting to a cluster passes no resources:
-    the cluster has its own, and Ray refuses ``num_cpus`` for an existing cluster."""
+    the cluster has its own, and Ray refuses ``num_cpus`` for an existing cluster. With
+    neither, a new Ray instance starts in this process, even where the machine runs a
+    cluster already (``--address auto`` joins that one)."""
     import ray
 
     if ray.is_initialized():
@@ -273,6 +275,10 @@ def init_ray(config: SearchConfig) -> None:
                 "or `--address auto` on a node of the cluster; a head started by `ray "
                 "start` turns token authentication on, so set RAY_AUTH_MODE=token") from None
     else:
-        ray.init(include_dashboard=False, logging_level="WARNING", log_to_driver=to_driver,
+        # "local": a new embedded instance, always. Without it Ray joins any cluster this
+        # machine already runs (a `ray start`, another search's instance) and then
+        # refuses the num_cpus given here.
+        ray.init(address="local", include_dashboard=False, logging_level="WARNING",
+                 log_to_driver=to_driver,
                  num_cpus=max(os.cpu_count() or 1,
                               math.ceil(config.pool.workers * config.pool.cpus_per_worker)))
