@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
-import statistics
-import sys
+
+import _harness
+from _harness import fmt, table
 
 from primer_search.fitness.config import BudgetConfig, FitnessConfig, ModelConfig
 from primer_search.fitness.evaluate import Evaluator
@@ -22,10 +22,6 @@ from primer_search.program import seeds as seed_library
 
 # --quick: tiny budgets and a small evaluation set, for smoke tests.
 QUICK = {"steps": 5, "seconds": 1.0, "seeds": 1, "eval_tokens": 1024}
-
-
-def log(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
 
 
 def make_budgets(steps: int, seconds: float) -> list[tuple[str, BudgetConfig]]:
@@ -37,53 +33,35 @@ def make_budgets(steps: int, seconds: float) -> list[tuple[str, BudgetConfig]]:
 
 def run(base: FitnessConfig, blocks, budgets, num_seeds: int) -> list[dict]:
     """Train every block under every budget with seeds ``0 .. num_seeds - 1``; a row per
-    (budget, block). Statistics are (mean, std) pairs over the successful runs, (None,
-    None) when none succeeded.
+    (budget, block). Statistics are :func:`_harness.mean_std` pairs over the successful
+    runs.
 
     Language modelling alone: ``base``'s recall task is turned off, since it would train
     its own fixed budget beside every run (``benchmarks/recall_calibration.py`` measures
     it) and its factor would hide the perplexity these rows report."""
     base = dataclasses.replace(base, recall=dataclasses.replace(base.recall, enabled=False))
     evaluator = Evaluator(base)
-    rows, total = [], len(budgets) * len(blocks) * num_seeds
+    rows = []
     for budget_name, budget in budgets:
-        for block in blocks:
-            results = []
-            for seed in range(num_seeds):
-                r, _ = evaluator.evaluate(seed_library.get(block), seed=seed, budget=budget)
-                done = f"[{len(rows) * num_seeds + seed + 1}/{total}] {budget_name}, {block}, seed {seed}"
-                if r.failed:
-                    log(f"{done}: FAILED {r.status}: {r.reason}")
-                else:
-                    log(f"{done}: ppl {r.perplexity:.1f} after {r.steps} steps "
-                        f"({1000 * r.step_time_s:.1f} ms/step)")
-                results.append(r)
-            ok = [r for r in results if not r.failed]
-
-            def stat(field, ok=ok):
-                values = [getattr(r, field) for r in ok]
-                if not values:
-                    return None, None
-                return statistics.mean(values), statistics.stdev(values) if len(values) > 1 else 0.0
+        trained = _harness.train_over_seeds(
+            evaluator, [(b, seed_library.get(b)) for b in blocks], range(num_seeds),
+            budget=budget, label=budget_name + ",")
+        for block, results in trained.items():
+            def stat(field, results=results):
+                return _harness.summarise(results, field)
 
             rows.append({
-                "budget": budget_name, "block": block, "runs": len(ok), "seeds": num_seeds,
+                "budget": budget_name, "block": block,
+                "runs": sum(not r.failed for r in results), "seeds": num_seeds,
                 "params": next((r.num_params for r in results if r.num_params), None),
                 "steps": stat("steps"), "valid_ppl": stat("perplexity"),
                 "tokens_per_s": stat("tokens_per_s"), "step_ms": tuple(
                     None if v is None else 1000 * v for v in stat("step_time_s")),
-                "compile_s": stat("compile_s"),
-                "failed": [{"seed": seed, "status": r.status, "reason": r.reason}
-                           for seed, r in enumerate(results) if r.failed]})
+                "compile_s": stat("compile_s"), "failed": _harness.failures(results)})
     return rows
 
 
-def fmt(pair, digits=1):
-    mean, std = pair
-    return "n/a" if mean is None else f"{mean:.{digits}f} +- {std:.{digits}f}"
-
-
-# Table columns: title, right-aligned, cell of a row.
+# Table columns (:data:`_harness.Column`) by key.
 COLUMNS = {
     "budget": ("budget", False, lambda r: r["budget"]),
     "block": ("block", False, lambda r: r["block"]),
@@ -94,27 +72,6 @@ COLUMNS = {
     "tokens_per_s": ("tokens/s", True, lambda r: fmt(r["tokens_per_s"], 0)),
     "valid_ppl": ("valid ppl", True, lambda r: fmt(r["valid_ppl"])),
 }
-
-
-def table(rows, columns, markdown=False) -> str:
-    """``rows`` as a table of ``columns`` (keys of :data:`COLUMNS`), aligned for a terminal;
-    ``markdown``: a Markdown table (still aligned), else space-separated with a rule."""
-    cols = [COLUMNS[c] for c in columns]
-    cells = [[title for title, _, _ in cols]] + [[cell(r) for _, _, cell in cols] for r in rows]
-    widths = [max(len(line[i]) for line in cells) for i in range(len(cols))]
-
-    def line(values):
-        parts = [v.rjust(w) if right else v.ljust(w)
-                 for v, w, (_, right, _) in zip(values, widths, cols)]
-        return f"| {' | '.join(parts)} |" if markdown else " ".join(parts)
-
-    header = line(cells[0])
-    if markdown:
-        rule = "|" + "|".join("-" * (w + 1) + (":" if right else "-")
-                              for w, (_, right, _) in zip(widths, cols)) + "|"
-    else:
-        rule = "-" * len(header)
-    return "\n".join([header, rule] + [line(values) for values in cells[1:]])
 
 
 def main(argv, *, doc: str, base: FitnessConfig, blocks: str, steps: int, seconds: float,
@@ -159,12 +116,12 @@ def main(argv, *, doc: str, base: FitnessConfig, blocks: str, steps: int, second
               "eval_tokens": args.eval_tokens, "steps": args.steps, "seconds": args.seconds,
               "blocks": names}
     if args.json:
-        print(json.dumps({"config": config, "rows": rows}, indent=1))
+        _harness.print_json({"config": config, "rows": rows})
         return
     print(f"{base.data.corpus.upper()}, d_model {args.d_model}, {args.layers} layers, "
           f"seq {args.seq_len}, batch {args.batch_size}, {args.seeds} seed{'s' * (args.seeds != 1)} "
           "(mean +- std)")
     if markdown:
         print()
-    print(table(rows, columns, markdown))
+    print(table(rows, [COLUMNS[c] for c in columns], markdown))
 

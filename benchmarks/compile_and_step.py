@@ -52,6 +52,7 @@ os.environ.setdefault("PRIMER_SEARCH_COMPILATION_CACHE", "0")
 import jax
 import jax.numpy as jnp
 import numpy as np
+from _harness import COMPILE_SHAPE, lm_config, log, random_batch
 from flax_transformer import FlaxLM, params_from_dna
 
 from primer_search.fitness.config import ModelConfig, OptimConfig
@@ -61,26 +62,10 @@ from primer_search.program import seeds
 from primer_search.program.builder import ProgramBuilder
 from primer_search.program.random_programs import RandomSpec, random_dna
 
-# Compile-latency config (small, so 20+ programs compile quickly).
-COMPILE_CFG = {"d_model": 128, "num_layers": 2, "seq": 64, "batch": 8, "vocab": 1024}
 # Step-speed config (the project's design notes).
 STEP_CFG = {"d_model": 128, "num_layers": 2, "seq": 128, "batch": 32, "vocab": 8192}
 # --quick (a smoke test): a smaller batch and vocabulary, so the steps take little time.
 QUICK_STEP_CFG = {"d_model": 128, "num_layers": 2, "seq": 64, "batch": 8, "vocab": 2048}
-
-
-def log(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
-
-
-def lm_config(c: dict) -> tuple[ModelConfig, int]:
-    """The model config and vocabulary size of a benchmark config."""
-    return ModelConfig(d_model=c["d_model"], num_layers=c["num_layers"]), c["vocab"]
-
-
-def make_batch(c: dict, seed: int = 0):
-    rng = np.random.default_rng(seed)
-    return jnp.asarray(rng.integers(0, c["vocab"], (c["batch"], c["seq"] + 1)), jnp.int32)
 
 
 # ---- part 1: DNA -> first train step -------------------------------------------------
@@ -120,8 +105,8 @@ def time_first_step(dna, cfg: tuple[ModelConfig, int], batch, optimizer) -> dict
 
 
 def compile_benchmark(num_programs: int, optimizer) -> dict:
-    c = COMPILE_CFG
-    cfg, batch = lm_config(c), make_batch(c)
+    c = COMPILE_SHAPE
+    cfg, batch = lm_config(c), random_batch(c)
     programs: list[tuple[str, str, object]] = []
     for s in range(num_programs):
         try:
@@ -239,7 +224,7 @@ def hlo_stats(step, state, batch) -> dict:
 
 def step_benchmark(steps: int, repeats: int, optimizer, with_loop: bool,
                    with_hlo: bool, c: dict = STEP_CFG) -> dict:
-    cfg, batch = lm_config(c), make_batch(c, seed=1)
+    cfg, batch = lm_config(c), random_batch(c, seed=1)
     tokens_per_step = c["batch"] * c["seq"]
 
     dna_model = build_lm(seeds.get("transformer"), *cfg)
@@ -321,7 +306,7 @@ def step_benchmark(steps: int, repeats: int, optimizer, with_loop: bool,
 # ---- report ---------------------------------------------------------------------------
 
 def table(res: dict) -> str:
-    c = COMPILE_CFG
+    c = COMPILE_SHAPE
     lines = [
         (f"DNA -> first train step (d_model {c['d_model']}, {c['num_layers']} layers, "
          f"seq {c['seq']}, batch {c['batch']}, vocab {c['vocab']})"),
@@ -422,7 +407,7 @@ def main(argv=None) -> int:
     optimizer = make_optimizer(OptimConfig(learning_rate=1e-3))
     res: dict = {"jax_version": jax.__version__, "backend": jax.default_backend(),
                  "cpu_count": os.cpu_count(), "xla_flags": os.environ.get("XLA_FLAGS", ""),
-                 "compile_config": dict(COMPILE_CFG),
+                 "compile_config": dict(COMPILE_SHAPE),
                  "quick": args.quick}
     res["loadavg_start"] = os.getloadavg()[0]
     t0 = time.perf_counter()

@@ -13,21 +13,12 @@ share ``benchmarks/_seed_training.py``.
 from __future__ import annotations
 
 import _seed_training
-from _seed_training import fmt  # noqa: F401 - part of this script's interface
+from _harness import fitness_settings
 
-from primer_search.fitness.config import FitnessConfig, ModelConfig
-from primer_search.fitness.data import DataConfig
-
-# PTB at DataConfig's defaults (eval_tokens 16384), a 128-wide 2-layer model.
-BASE = FitnessConfig(data=DataConfig(seq_len=64, batch_size=16),
-                     model=ModelConfig(d_model=128, num_layers=2))
-
-
-def run(blocks, budgets, num_seeds, d_model, layers, seq_len, batch_size):
-    """Rows of :func:`_seed_training.run` for this script's model settings."""
-    base = FitnessConfig(data=DataConfig(seq_len=seq_len, batch_size=batch_size),
-                         model=ModelConfig(d_model=d_model, num_layers=layers))
-    return _seed_training.run(base, blocks, budgets, num_seeds)
+# tiny_cpu's data (PTB, seq 64, batch 16) with 16384 validation tokens and a 128-wide
+# 2-layer model.
+BASE = fitness_settings("tiny_cpu", ["fitness.model.d_model=128",
+                                     "fitness.data.eval_tokens=16384"], recall=False)
 
 
 def main(argv=None):

@@ -25,11 +25,12 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import json
 import math
 import random
 import statistics
 import sys
+
+import _harness
 
 from primer_search.fitness.evaluate import Evaluator
 from primer_search.program import seeds as seed_library
@@ -88,30 +89,25 @@ def main(argv=None) -> int:
     evaluator = Evaluator(config.fitness)
     rows = []
     for name, how, dna in programs(args.mutants, config):
-        values, statuses = [], []
-        for seed in range(args.seeds):
-            r, _ = evaluator.evaluate(dna, seed=seed)
-            statuses.append(r.status)
-            print(f"{name} seed {seed}: {r.status} {r.fitness:.2f}", file=sys.stderr, flush=True)
-            if not r.failed:
-                values.append(r.fitness)
-        mean = statistics.mean(values) if values else math.nan
-        std = statistics.stdev(values) if len(values) > 1 else math.nan
-        rows.append({"program": name, "mutation": how, "fitness": values, "statuses": statuses,
-                     "mean": mean, "std": std,
-                     "relative_std": std / mean if values else math.nan})
+        results = _harness.train_over_seeds(evaluator, [(name, dna)], range(args.seeds))[name]
+        values = [r.fitness for r in results if not r.failed]
+        mean, std = _harness.mean_std(values)
+        rows.append({"program": name, "mutation": how, "fitness": values,
+                     "statuses": [r.status for r in results], "mean": mean, "std": std,
+                     "relative_std": std / mean if values else None})
     summary = {"config": args.config, "seeds": args.seeds,
                "budget_steps": config.fitness.budget.steps, **summarise(rows)}
     if args.json:
-        print(json.dumps({"summary": summary, "rows": rows}))
+        _harness.print_json({"summary": summary, "rows": rows})
         return 0
     print(f"fitness noise at the {args.config} budget ({config.fitness.budget.steps} steps), "
           f"{args.seeds} training seeds each\n")
-    print(f"| {'program':<12} | {'valid ppl':>16} | {'rel. std':>8} | mutation")
-    print(f"|{'-' * 14}|{'-' * 17}:|{'-' * 9}:|{'-' * 40}")
-    for r in rows:
-        print(f"| {r['program']:<12} | {r['mean']:7.1f} +- {r['std']:5.1f} | "
-              f"{100 * r['relative_std']:7.2f}% | {r['mutation'][:90]}")
+    columns = [("program", False, lambda r: r["program"]),
+               ("fitness", True, lambda r: _harness.fmt((r["mean"], r["std"]))),
+               ("rel. std", True, lambda r: "n/a" if r["relative_std"] is None
+                else f"{100 * r['relative_std']:.2f}%"),
+               ("mutation", False, lambda r: r["mutation"][:90])]
+    print(_harness.table(rows, columns, markdown=True))
     print(f"\npooled seed-to-seed std: {summary['pooled_std']:.1f} "
           f"({100 * summary['pooled_relative_std']:.2f}%)")
     print(f"smallest difference one evaluation each can tell apart (95%), unpaired: "

@@ -40,7 +40,7 @@ os.environ.setdefault("PRIMER_SEARCH_COMPILATION_CACHE", "0")
 
 
 import jax
-from compile_and_step import COMPILE_CFG, lm_config, log, make_batch
+from _harness import COMPILE_SHAPE, lm_config, log, random_batch
 
 from primer_search.fitness.config import OptimConfig
 from primer_search.fitness.model import build_lm, layer_unroll
@@ -159,8 +159,8 @@ def main(argv=None) -> int:
              "seq": batch.shape[1] - 1, "batch": batch.shape[0], "vocab": cfg[1],
              "store": args.store}
     else:
-        c = dict(COMPILE_CFG, num_layers=args.layers)
-        cfg, batch = lm_config(c), make_batch(c)
+        c = dict(COMPILE_SHAPE, num_layers=args.layers)
+        cfg, batch = lm_config(c), random_batch(c)
         todo = programs(num_random, args.quick)
     optimizer = make_optimizer(OptimConfig(learning_rate=1e-3))
     layers = c["num_layers"]

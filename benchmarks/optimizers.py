@@ -15,13 +15,12 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
-import statistics
 import sys
+
+import _harness
 
 from primer_search.fitness.evaluate import Evaluator
 from primer_search.program import seeds as seed_library
-from primer_search.search.config import load_config
 
 BLOCKS = ("transformer", "primer_ez")
 SETTINGS = {
@@ -35,34 +34,40 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--config", default="tiny_cpu")
     p.add_argument("--seeds", type=int, default=3)
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config field, e.g. --set fitness.budget.steps=10")
     p.add_argument("--json", action="store_true")
     args = p.parse_args(argv)
-    base = load_config(args.config).fitness
+    base = _harness.fitness_settings(args.config, args.set, recall=False)
+    programs = [(b, seed_library.get(b)) for b in BLOCKS]
     rows = []
     for name, changes in SETTINGS.items():
         fitness = dataclasses.replace(base, optim=dataclasses.replace(base.optim, **changes))
-        evaluator = Evaluator(fitness)
-        for block in BLOCKS:
-            ppl = []
-            for seed in range(args.seeds):
-                r, _ = evaluator.evaluate(seed_library.get(block), seed=seed)
-                print(f"{name} {block} seed {seed}: {r.status} {r.fitness:.2f}",
-                      file=sys.stderr, flush=True)
-                ppl.append(r.fitness)
-            rows.append({"optimizer": name, "block": block, "ppl": ppl,
-                         "mean": statistics.fmean(ppl),
-                         "std": statistics.stdev(ppl) if len(ppl) > 1 else 0.0})
+        trained = _harness.train_over_seeds(Evaluator(fitness), programs, range(args.seeds),
+                                            label=f"{name}:")
+        for block, results in trained.items():
+            mean, std = _harness.summarise(results, "perplexity")
+            rows.append({"optimizer": name, "block": block,
+                         "ppl": [r.perplexity for r in results if not r.failed],
+                         "mean": mean, "std": std, "failed": _harness.failures(results)})
     if args.json:
-        print(json.dumps(rows, indent=1))
+        _harness.print_json(rows)
         return 0
-    print(f"{args.config} fitness budget, {args.seeds} seeds: validation perplexity")
-    print("| optimiser | Transformer | Primer-EZ | Primer-EZ's lead |")
-    print("|---|---:|---:|---:|")
+    leads = {}
     for name in SETTINGS:
         t, e = (next(r for r in rows if r["optimizer"] == name and r["block"] == b)
                 for b in BLOCKS)
-        print(f"| {name} | {t['mean']:.1f} ± {t['std']:.1f} | {e['mean']:.1f} ± {e['std']:.1f} | "
-              f"{100 * (1 - e['mean'] / t['mean']):.1f}% |")
+        leads[name] = ("n/a" if t["mean"] is None or e["mean"] is None
+                       else f"{100 * (1 - e['mean'] / t['mean']):.1f}%")
+    columns = [("optimiser", False, lambda r: r["optimizer"]),
+               ("Transformer", True, lambda r: _harness.fmt(r["transformer"])),
+               ("Primer-EZ", True, lambda r: _harness.fmt(r["primer_ez"])),
+               ("Primer-EZ's lead", True, lambda r: leads[r["optimizer"]])]
+    by_setting = [{"optimizer": name, **{r["block"]: (r["mean"], r["std"])
+                                         for r in rows if r["optimizer"] == name}}
+                  for name in SETTINGS]
+    print(f"{args.config} fitness budget, {args.seeds} seeds: validation perplexity")
+    print(_harness.table(by_setting, columns, markdown=True))
     return 0
 
 

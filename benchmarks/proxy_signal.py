@@ -21,12 +21,14 @@ context; all are PTB at width 64 with 2 layers, trained 200 steps of batch 16.
 from __future__ import annotations
 
 import argparse
-import json
+import dataclasses
 import math
 import statistics
 import sys
 
-from primer_search.fitness.config import BudgetConfig, FitnessConfig, ModelConfig
+import _harness
+
+from primer_search.fitness.config import BudgetConfig
 from primer_search.fitness.data import DataConfig
 from primer_search.fitness.evaluate import Evaluator
 from primer_search.program import seeds as seed_library
@@ -44,18 +46,20 @@ BLOCKS = ("transformer", "primer_ez")
 
 
 def measure(data: DataConfig, steps: int, num_seeds: int, d_model: int) -> dict:
-    evaluator = Evaluator(FitnessConfig(data=data, model=ModelConfig(d_model=d_model,
-                                                                     num_layers=2),
-                                        budget=BudgetConfig(steps=steps)))
-    logs, seconds, step_ms = {b: [] for b in BLOCKS}, [], []
-    for block in BLOCKS:
-        for seed in range(num_seeds):
-            r, _ = evaluator.evaluate(seed_library.get(block), seed=seed)
-            if r.failed:
-                raise RuntimeError(f"{block} seed {seed} failed: {r.status} {r.reason}")
-            logs[block].append(math.log(r.fitness))
-            seconds.append(r.compile_s + r.train_s + r.eval_s)
-            step_ms.append(1000 * r.train_s / r.steps)
+    base = _harness.fitness_settings("tiny_cpu", recall=False)
+    evaluator = Evaluator(dataclasses.replace(
+        base, data=data, model=dataclasses.replace(base.model, d_model=d_model, num_layers=2),
+        budget=BudgetConfig(steps=steps)))
+    trained = _harness.train_over_seeds(
+        evaluator, [(b, seed_library.get(b)) for b in BLOCKS], range(num_seeds))
+    failed = [(b, f) for b, results in trained.items() for f in _harness.failures(results)]
+    if failed:
+        block, f = failed[0]
+        raise RuntimeError(f"{block} seed {f['seed']} failed: {f['status']} {f['reason']}")
+    logs = {b: [math.log(r.perplexity) for r in results] for b, results in trained.items()}
+    runs = [r for results in trained.values() for r in results]
+    seconds = [r.compile_s + r.train_s + r.eval_s for r in runs]
+    step_ms = [1000 * r.train_s / r.steps for r in runs]
     gap = statistics.fmean(logs["transformer"]) - statistics.fmean(logs["primer_ez"])
     noise = math.sqrt(statistics.fmean(statistics.variance(v) for v in logs.values())) \
         if num_seeds > 1 else float("nan")
@@ -71,16 +75,18 @@ def main(argv=None) -> int:
     p.add_argument("--seeds", type=int, default=3)
     p.add_argument("--steps", type=int, default=200)
     p.add_argument("--d-model", type=int, default=64)
-    p.add_argument("--proxies", help="comma-separated names (default: all)")
+    p.add_argument("--proxy", action="append", choices=list(PROXIES), metavar="NAME",
+                   help="a proxy to measure, by name (repeatable; default: all of "
+                        f"{', '.join(map(repr, PROXIES))})")
     p.add_argument("--json", action="store_true")
     args = p.parse_args(argv)
-    names = [n.strip() for n in args.proxies.split(",")] if args.proxies else list(PROXIES)
+    names = args.proxy or list(PROXIES)
     rows = {}
     for name in names:
         print(f"{name} ...", file=sys.stderr, flush=True)
         rows[name] = measure(PROXIES[name], args.steps, args.seeds, args.d_model)
     if args.json:
-        print(json.dumps(rows, indent=1))
+        _harness.print_json(rows)
         return 0
     print(f"{args.steps} steps, width {args.d_model}, {args.seeds} seeds per block")
     print("| proxy | s / candidate | ms / step | gap (log ppl) | noise (log ppl) | z | "

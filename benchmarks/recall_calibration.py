@@ -20,11 +20,12 @@ through a width-3 convolution; ``--dna`` adds more DNA files) and ``dconv_for_at
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import statistics
 import sys
 from pathlib import Path
+
+import _harness
 
 from primer_search.fitness.evaluate import Evaluator
 from primer_search.program import seeds as seed_library
@@ -63,22 +64,18 @@ def blocks(names: list[str] | None, dna_files: list[str]) -> dict:
     return out
 
 
-def measure(evaluator: Evaluator, dna, num_seeds: int) -> dict:
-    rows = []
-    for seed in range(num_seeds):
-        r, _ = evaluator.evaluate(dna, seed=seed)
-        if r.failed:
-            return {"failed": f"{r.status}: {r.reason}"}
-        rows.append(r)
+def measure(evaluator: Evaluator, name: str, dna, num_seeds: int) -> dict:
+    rows = _harness.train_over_seeds(evaluator, [(name, dna)], range(num_seeds))[name]
+    failed = _harness.failures(rows)
+    if failed:
+        return {"failed": f"{failed[0]['status']}: {failed[0]['reason']}"}
 
-    def mean(name):
-        return statistics.fmean(getattr(r, name) for r in rows)
+    def mean(field):
+        return _harness.summarise(rows, field)[0]
 
-    def spread(name):
-        return statistics.stdev(getattr(r, name) for r in rows) if len(rows) > 1 else 0.0
     rest = mean("compile_s") + mean("train_s") + mean("eval_s")
     return {"recall_accuracy": mean("recall_accuracy"), "recall_accuracy_std":
-            spread("recall_accuracy"), "recall_loss": mean("recall_loss"),
+            _harness.summarise(rows, "recall_accuracy")[1], "recall_loss": mean("recall_loss"),
             "perplexity": math.exp(statistics.fmean(math.log(r.perplexity) for r in rows)),
             "fitness": math.exp(statistics.fmean(math.log(r.fitness) for r in rows)),
             "context_use": mean("context_use"), "compile_s": mean("compile_s"),
@@ -105,10 +102,9 @@ def main(argv=None) -> int:
     chosen = blocks(args.blocks.split(",") if args.blocks else None, args.dna)
     results = {}
     for name, dna in chosen.items():
-        print(f"{name} ...", file=sys.stderr, flush=True)
-        results[name] = measure(evaluator, dna, args.seeds)
+        results[name] = measure(evaluator, name, dna, args.seeds)
     if args.json:
-        print(json.dumps({"recall": vars(fitness.recall), "results": results}, indent=1))
+        _harness.print_json({"recall": vars(fitness.recall), "results": results})
         return 0
     r = fitness.recall
     steps = r.steps or fitness.budget.steps

@@ -157,7 +157,13 @@ def main(argv=None) -> int:
     train, valid = _splits(args.corpus_path)
     rows = []
     for name, run in CANDIDATES.items():
-        train_s, rate, tpw, fallback, exact = run(train, valid, args.vocab_size)
+        try:
+            train_s, rate, tpw, fallback, exact = run(train, valid, args.vocab_size)
+        except ModuleNotFoundError as e:  # a library this machine lacks: say so, go on
+            rows.append({"tokenizer": name, "missing": e.name})
+            print(f"{name}: skipped, {e.name} is not installed (pip install {e.name})",
+                  file=sys.stderr, flush=True)
+            continue
         rows.append({"tokenizer": name, "train_s": train_s, "encode_tok_per_s": rate,
                      "tokens_per_word": tpw, "fallback_rate": fallback, "round_trip": exact})
         print(f"{name}: done", file=sys.stderr, flush=True)
@@ -169,6 +175,9 @@ def main(argv=None) -> int:
     print(f"{'tokenizer':28} {'train_s':>8} {'encode tok/s':>13} {'tok/word':>9} "
           f"{'fallback':>9} {'round trip':>10}")
     for r in rows:
+        if "missing" in r:
+            print(f"{r['tokenizer']:28} (not installed: pip install {r['missing']})")
+            continue
         print(f"{r['tokenizer']:28} {r['train_s']:8.2f} {r['encode_tok_per_s']:13,.0f} "
               f"{r['tokens_per_word']:9.3f} {r['fallback_rate']:9.5f} {str(r['round_trip']):>10}")
     return 0

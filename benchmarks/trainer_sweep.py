@@ -21,29 +21,32 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import itertools
-import json
-import statistics
 import sys
 
-from primer_search.fitness.config import BudgetConfig, FitnessConfig, ModelConfig, OptimConfig
-from primer_search.fitness.data import DataConfig
+import _harness
+
+from primer_search.fitness.config import BudgetConfig, OptimConfig
 from primer_search.fitness.evaluate import Evaluator
 from primer_search.program import seeds as seed_library
 
 FULL_VALIDATION = 73_760  # PTB validation tokens with sentence ends
 
+# Each profile is tiny_cpu's fitness (language modelling alone, one stage) with these
+# overrides.
 PROFILES = {
-    "tiny_cpu": FitnessConfig(data=DataConfig(seq_len=64, batch_size=16, eval_tokens=8192),
-                              model=ModelConfig(d_model=64, num_layers=2),
-                              budget=BudgetConfig(steps=100)),
-    "train": FitnessConfig(data=DataConfig(seq_len=64, batch_size=16),
-                           model=ModelConfig(d_model=128, num_layers=2),
-                           budget=BudgetConfig(steps=300)),
-    "long": FitnessConfig(data=DataConfig(seq_len=64, batch_size=32,
-                                          eval_tokens=FULL_VALIDATION - FULL_VALIDATION % 64),
-                          model=ModelConfig(d_model=128, num_layers=2),
-                          budget=BudgetConfig(steps=600)),
+    "tiny_cpu": [],
+    "train": ["fitness.model.d_model=128", "fitness.budget.steps=300",
+              "fitness.data.eval_tokens=16384"],
+    "long": ["fitness.model.d_model=128", "fitness.budget.steps=600",
+             "fitness.data.batch_size=32",
+             f"fitness.data.eval_tokens={FULL_VALIDATION - FULL_VALIDATION % 64}"],
 }
+
+
+def profile(name: str):
+    """The fitness settings of profile ``name``."""
+    return _harness.fitness_settings("tiny_cpu", ["fitness.budget.stages=1", *PROFILES[name]],
+                                     recall=False)
 
 
 def parse_grid(items: list[str]) -> list[dict]:
@@ -75,40 +78,42 @@ def main(argv=None) -> int:
     p.add_argument("--json", action="store_true")
     args = p.parse_args(argv)
 
-    base = PROFILES[args.profile]
+    base = profile(args.profile)
     if args.steps:
         base = dataclasses.replace(base, budget=BudgetConfig(steps=args.steps))
     evaluator = Evaluator(base)
     settings = parse_grid(args.grid)
     blocks = args.blocks.split(",")
+    programs = [(b, seed_library.get(b)) for b in blocks]
     rows = []
     for setting in settings:
+        # Same loaded data, another optimiser: a new evaluator over its dataset.
         optim = dataclasses.replace(OptimConfig(), **setting)
-        for block in blocks:
-            values = []
-            for seed in range(args.seeds):
-                # Same loaded data, another optimiser: a new evaluator over its dataset.
-                r, _ = Evaluator(dataclasses.replace(base, optim=optim),
-                                 dataset=evaluator.dataset).evaluate(
-                    seed_library.get(block), seed=seed)
-                print(f"{label(setting)} {block} seed {seed}: {r.status} {r.fitness:.2f}",
-                      file=sys.stderr, flush=True)
-                values.append(r.fitness)
-            rows.append({"setting": setting, "block": block, "fitness": values,
-                         "mean": statistics.mean(values),
-                         "std": statistics.stdev(values) if len(values) > 1 else 0.0})
-    best = {b: min(r["mean"] for r in rows if r["block"] == b) for b in blocks}
+        trained = _harness.train_over_seeds(
+            Evaluator(dataclasses.replace(base, optim=optim), dataset=evaluator.dataset),
+            programs, range(args.seeds), label=label(setting) + ":")
+        for block, results in trained.items():
+            mean, std = _harness.summarise(results, "perplexity")
+            rows.append({"setting": setting, "block": block,
+                         "fitness": [r.perplexity for r in results if not r.failed],
+                         "mean": mean, "std": std, "failed": _harness.failures(results)})
+    best = {b: min((r["mean"] for r in rows if r["block"] == b and r["mean"] is not None),
+                   default=None) for b in blocks}
     for r in rows:
-        r["gap_to_best"] = r["mean"] / best[r["block"]] - 1.0
+        r["gap_to_best"] = (None if r["mean"] is None or best[r["block"]] is None
+                            else r["mean"] / best[r["block"]] - 1.0)
     if args.json:
-        print(json.dumps({"profile": args.profile, "seeds": args.seeds, "rows": rows}))
+        _harness.print_json({"profile": args.profile, "seeds": args.seeds, "rows": rows})
         return 0
+    columns = [("setting", False, lambda r: label(r["setting"])),
+               ("block", False, lambda r: r["block"]),
+               ("valid ppl", True, lambda r: _harness.fmt((r["mean"], r["std"]))),
+               ("vs best", True, lambda r: "n/a" if r["gap_to_best"] is None
+                else f"{100 * r['gap_to_best']:+.1f}%")]
     print(f"profile {args.profile}, {args.seeds} seeds, validation perplexity\n")
-    print(f"| {'setting':<58} | {'block':<11} | {'valid ppl':>15} | {'vs best':>7} |")
-    print(f"|{'-' * 60}|{'-' * 13}|{'-' * 17}:|{'-' * 8}:|")
-    for r in sorted(rows, key=lambda r: (r["block"], r["mean"])):
-        print(f"| {label(r['setting']):<58} | {r['block']:<11} | "
-              f"{r['mean']:7.1f} +- {r['std']:5.1f} | {100 * r['gap_to_best']:+6.1f}% |")
+    print(_harness.table(sorted(rows, key=lambda r: (r["block"], r["mean"] is None,
+                                                     r["mean"] or 0.0)),
+                         columns, markdown=True))
     return 0
 
 

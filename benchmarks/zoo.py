@@ -22,12 +22,11 @@ The table is Markdown (aligned, so readable in a terminal and pasteable into a R
 from __future__ import annotations
 
 import _seed_training
-
-from primer_search.search.config import load_config
+from _harness import fitness_settings
 
 
 def main(argv=None):
-    _seed_training.main(argv, doc=__doc__, base=load_config("tiny_cpu").fitness, blocks="",
+    _seed_training.main(argv, doc=__doc__, base=fitness_settings("tiny_cpu", recall=False), blocks="",
                         steps=300, seconds=15.0, markdown=True,
                         columns=["budget", "block", "params", "runs", "steps", "step_ms",
                                  "tokens_per_s", "valid_ppl"])

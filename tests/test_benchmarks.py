@@ -8,12 +8,13 @@ import math
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from toy_settings import TINY_TRAINING, as_flags
+from toys import TINY_TRAINING, as_flags
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BENCH = os.path.join(ROOT, "benchmarks")
@@ -313,3 +314,81 @@ def test_recall_calibration_separates_and_times_the_tasks():
     for r in report["results"].values():
         assert 0 <= r["recall_accuracy"] <= 1 and r["perplexity"] > 1
         assert r["recall_s"] > 0 and r["cost_ratio"] > 1
+
+
+# ---- smoke tests of the remaining scripts, each at a toy size -------------------------
+
+def test_fitness_trains_both_seeds_at_both_budgets():
+    res = _run_json("fitness.py", "--quick", "--d-model", "16", "--layers", "1",
+                    "--seq-len", "16", "--batch-size", "4", "--eval-tokens", "256")
+    rows = res["rows"]
+    assert [(r["budget"], r["block"]) for r in rows] == [
+        (b, k) for b in ("5 steps", "1 s") for k in ("transformer", "primer_ez")]
+    for r in rows:
+        assert r["runs"] == 1 and not r["failed"] and r["valid_ppl"][0] > 1, r
+        assert r["valid_ppl"][1] == 0.0      # one seed: spread 0, the harness's convention
+
+
+def test_optimizers_compares_both_optimisers_on_both_seeds():
+    rows = _run_json("optimizers.py", "--seeds", "1", *as_flags(TINY_TRAINING))
+    assert [(r["optimizer"], r["block"]) for r in rows] == [
+        (o, b) for o in ("adamw (default)", "adafactor (paper)")
+        for b in ("transformer", "primer_ez")]
+    for r in rows:
+        assert not r["failed"] and len(r["ppl"]) == 1 and r["mean"] == r["ppl"][0] > 1, r
+
+
+def test_proxy_signal_measures_gap_noise_and_cost():
+    res = _run_json("proxy_signal.py", "--seeds", "2", "--steps", "2", "--d-model", "16",
+                    "--proxy", "byte, 64 bytes")
+    row = res["byte, 64 bytes"]
+    assert row["seconds"] > 0 and row["step_ms"] > 0 and row["noise"] >= 0
+    assert {b: len(v) for b, v in row["perplexity"].items()} == {"transformer": 2,
+                                                                  "primer_ez": 2}
+    assert math.isfinite(row["gap"])
+
+
+def test_tokenizer_choice_measures_what_is_installed(tmp_path):
+    corpus = tmp_path / "corpus.txt"
+    rng = np.random.default_rng(0)
+    words = [f"w{k}" for k in range(300)]
+    corpus.write_text("\n".join(" ".join(rng.choice(words, 12)) for _ in range(400)) + "\n")
+    rows = _run_json("tokenizer_choice.py", "--vocab-size", "400", "--corpus-path",
+                     str(corpus))
+    names = [r["tokenizer"] for r in rows]
+    assert names[0].startswith("word") and len(names) == 5
+    measured = [r for r in rows if "missing" not in r]
+    assert any(r["tokenizer"].startswith("sentencepiece") for r in measured)  # a dependency
+    for r in measured:
+        assert r["train_s"] >= 0 and r["encode_tok_per_s"] > 0 and r["tokens_per_word"] > 0
+        if r["tokenizer"].startswith("sentencepiece"):
+            assert r["round_trip"] is True, r
+
+
+def test_data_rate_times_both_streams_from_a_ptb_stand_in():
+    res = _run_json("data_rate.py", "--tokens", "20000", "--shards", "2",
+                    "--shard-sentences", "2000", "--vocab-size", "512", "--trainer-steps", "0")
+    assert res["corpus"] == "PTB stand-in" and res["trainer"] is None
+    assert [r["source"] for r in res["streams"]] == [
+        f"{t} stream, {read}" for t in ("word", "subword") for read in ("first read", "cached")]
+    assert all(r["tokens_per_s"] > 0 for r in res["streams"])
+
+
+def test_hurdles_runs_a_search_and_retrains_the_stopped(tmp_path):
+    res = _run_json("hurdles.py", "--candidates", "8", "--sample", "2", "--out", str(tmp_path),
+                    *as_flags([*TINY_TRAINING, "fitness.budget.stages=2",
+                               "hurdles.min_history=2", "pool.workers=1",
+                               "evolution.population_size=4", "evolution.tournament_size=2"]))
+    assert res["candidates"] == 8 and res["stages"] == 2
+    assert res["evaluated"] == res["finished"] + res["stopped"] + res["failed"]
+    assert res["steps_spent"] <= res["steps_if_all_trained"]
+    assert res["sampled_stopped"] == min(2, res["stopped"])
+    assert res["stage_fitness_mismatches"] == []   # reruns reproduce the search's stages
+
+
+def test_every_benchmark_script_has_a_smoke_test():
+    """Each script in benchmarks/ is run (or imported) by a test in this file."""
+    here = Path(__file__).read_text()
+    scripts = [p.stem for p in Path(BENCH).glob("*.py") if not p.stem.startswith("_")]
+    assert [s for s in scripts if f'"{s}.py"' not in here and f"import {s}" not in here
+            and f"from {s} import" not in here] == []
