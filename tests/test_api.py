@@ -6,7 +6,7 @@ import subprocess
 import sys
 
 import pytest
-from toy_settings import TOY as SHARED_TOY
+from toys import TOY as SHARED_TOY
 
 import primer_search
 from primer_search.api import COLUMNS

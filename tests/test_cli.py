@@ -9,27 +9,17 @@ import os
 import time
 
 import pytest
-from toy_settings import TINY_TRAINING
+from toys import TINY_TRAINING, seed_store
 
 from primer_search.cli import main
-from primer_search.fitness.results import EvalResult
-from primer_search.program import seeds
-from primer_search.program.validate import dna_hash
-from primer_search.search.config import config_to_dict, load_config
+from primer_search.search.config import load_config
 from primer_search.search.store import Store
 
 
 def _store(path, fitness=(900.0, 800.0)):
     """A tiny_cpu store holding the seeds transformer (1) and primer_ez (2, child of 1)."""
-    with Store(path, config_to_dict(load_config("tiny_cpu", TINY_TRAINING))) as store:
-        parent = None
-        for name, f in zip(("transformer", "primer_ez"), fitness):
-            dna = seeds.get(name)
-            cid = store.add(dna=dna, parent_id=parent, mutation=f"seed:{name}",
-                            dna_hash=dna_hash(dna))
-            store.finish(cid, EvalResult(fitness=f, status="ok", stage_fitness=(f,)))
-            parent = cid
-    return path
+    return seed_store(path, TINY_TRAINING, list(zip(("transformer", "primer_ez"), fitness)),
+                      chain=True)
 
 
 def _listing(folder) -> set[str]:

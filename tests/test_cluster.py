@@ -21,8 +21,8 @@ import time
 from pathlib import Path
 
 import pytest
-from toy_settings import TOY as SHARED_TOY
-from toy_settings import as_flags
+from toys import TOY as SHARED_TOY
+from toys import as_flags
 
 from primer_search.search.store import Store, StoreError
 

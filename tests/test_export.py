@@ -81,6 +81,28 @@ def test_every_exported_seed_passes_ruff(tmp_path):
     assert lint.returncode == 0, lint.stdout
 
 
+def _check_logits_without_the_engine(folder, body: str, tmp_path) -> None:
+    """Run ``body`` in a new Python in which primer_search and primitives cannot be
+    imported, with ``folder`` (an export) first on the path and numpy as ``np``;
+    ``body`` sets ``logits``, which must match ``tmp_path / "logits.npy"`` to 1e-5."""
+    script = textwrap.dedent(f"""
+        import sys
+        sys.modules["primer_search"] = None   # any import of it now fails
+        sys.modules["primitives"] = None
+        sys.path.insert(0, {str(folder)!r})
+        import numpy as np
+    """) + textwrap.dedent(body) + textwrap.dedent(f"""
+        ref = np.load({str(tmp_path / "logits.npy")!r})
+        err = np.linalg.norm(logits - ref) / np.linalg.norm(ref)
+        assert err < 1e-5, err
+        print("ok", err)
+    """)
+    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                         cwd=tmp_path)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert run.stdout.startswith("ok")
+
+
 def test_exported_files_stand_alone(tmp_path):
     lm = build_lm(seeds.get("primer_ez"), ModelConfig(d_model=32, num_layers=2), 50)
     tokens = np.random.default_rng(0).integers(0, 50, (2, 12)).astype(np.int32)
@@ -96,12 +118,8 @@ def test_exported_files_stand_alone(tmp_path):
     lint = subprocess.run([sys.executable, "-m", "ruff", "check", "--isolated",
                            str(paths["source"])], capture_output=True, text=True)
     assert lint.returncode == 0, lint.stdout
-    script = textwrap.dedent(f"""
-        import sys
-        sys.modules["primer_search"] = None   # any import of it now fails
-        sys.modules["primitives"] = None
-        sys.path.insert(0, {str(paths["source"].parent)!r})
-        import flax.serialization, jax, numpy as np
+    _check_logits_without_the_engine(paths["source"].parent, f"""
+        import flax.serialization, jax
         import block
         tokens = np.load({str(tmp_path / "tokens.npy")!r})
         model = block.LanguageModel(vocab_size=50, num_layers=2)
@@ -109,15 +127,7 @@ def test_exported_files_stand_alone(tmp_path):
         with open({str(paths["weights"])!r}, "rb") as f:
             variables = flax.serialization.from_bytes(variables, f.read())
         logits = np.asarray(model.apply(variables, tokens))
-        ref = np.load({str(tmp_path / "logits.npy")!r})
-        err = np.linalg.norm(logits - ref) / np.linalg.norm(ref)
-        assert err < 1e-5, err
-        print("ok", err)
-    """)
-    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
-                         cwd=tmp_path)
-    assert run.returncode == 0, run.stderr[-3000:]
-    assert run.stdout.startswith("ok")
+    """, tmp_path)
 
 
 def test_cli_export_and_plain_optax_training(tmp_path, capsys):
@@ -302,24 +312,11 @@ def test_export_from_a_store_is_usable_on_text_without_the_engine(tmp_path, caps
     assert main(["export", str(store_path), str(cid), "--out", str(out)]) == 0
     assert {p.name for p in out.iterdir()} == {"block.py", "program.dna", "weights.msgpack",
                                                "model.json"} | files
-    script = textwrap.dedent(f"""
-        import sys
-        sys.modules["primer_search"] = None
-        sys.modules["primitives"] = None
-        sys.path.insert(0, {str(out)!r})
-        import numpy as np
+    _check_logits_without_the_engine(out, f"""
         import block
         model, variables, encode, decode = block.load()
         ids = encode({text!r})
         assert ids.tolist() == {tokens[0].tolist()!r}, ids
         assert {decoded}
         logits = np.asarray(model.apply(variables, ids[None]))
-        ref = np.load({str(tmp_path / "logits.npy")!r})
-        err = np.linalg.norm(logits - ref) / np.linalg.norm(ref)
-        assert err < 1e-5, err
-        print("ok", err)
-    """)
-    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
-                         cwd=tmp_path)
-    assert run.returncode == 0, run.stderr[-3000:]
-    assert run.stdout.startswith("ok")
+    """, tmp_path)

@@ -23,13 +23,11 @@ import time
 import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
-from toy_settings import TOY_LOOP
+from toys import TOY_LOOP, seed_store
 
 from primer_search.cli import main
-from primer_search.fitness.results import EvalResult
 from primer_search.fitness.toy import ToyEvaluator
 from primer_search.program import seeds
-from primer_search.program.validate import dna_hash
 from primer_search.retrain import retrain
 from primer_search.search import loop as loop_module
 from primer_search.search.config import (
@@ -307,13 +305,8 @@ def test_a_damaged_store_is_one_clear_line(tmp_path, capsys, sound_store, how):
 
 def _toy_store(path, *overrides) -> None:
     """A toy store holding three finished seed candidates (1, 2, 3)."""
-    cfg = toy_config(*overrides)
-    with Store(path, config_to_dict(cfg)) as store:
-        for i, name in enumerate(("transformer", "primer_ez", "transformer")):
-            dna = seeds.get(name)
-            cid = store.add(dna=dna, parent_id=None, mutation=f"seed:{name}",
-                            dna_hash=dna_hash(dna))
-            store.finish(cid, EvalResult(fitness=10.0 + i, status="ok", stage_fitness=(10.0 + i,)))
+    seed_store(path, [*TOY, *overrides],
+               [("transformer", 10.0), ("primer_ez", 11.0), ("transformer", 12.0)])
 
 
 class HangingEvaluator(ToyEvaluator):

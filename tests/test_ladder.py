@@ -6,7 +6,7 @@ import dataclasses
 import math
 
 import pytest
-from toy_settings import TINY_TRAINING
+from toys import TINY_TRAINING
 
 from primer_search.cli import main
 from primer_search.fitness.results import EvalResult, Status

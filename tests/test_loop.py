@@ -9,7 +9,7 @@ job hang. A fake clock lets time-outs pass without waiting.
 import math
 
 import pytest
-from toy_settings import TOY_LOOP
+from toys import TOY_LOOP
 
 from primer_search.fitness.results import Status
 from primer_search.fitness.toy import ToyEvaluator

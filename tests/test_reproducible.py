@@ -14,7 +14,7 @@ fingerprints could change."""
 import random
 
 import pytest
-from toy_settings import TOY_LOOP
+from toys import TOY_LOOP
 
 from primer_search.fitness.toy import ToyEvaluator
 from primer_search.program.validate import canonical

@@ -2,25 +2,20 @@
 
 import math
 
-from toy_settings import TINY_TRAINING
+from toys import seed_store
 
 from primer_search.cli import main
 from primer_search.fitness.results import EvalResult
 from primer_search.program import seeds
 from primer_search.program.validate import dna_hash
 from primer_search.retrain import retrain
-from primer_search.search.config import config_to_dict, load_config
 from primer_search.search.store import Store
 
 
 def _seeded_store(path) -> Store:
-    """A tiny_cpu store (tiny training settings) holding the two seeds as finished candidates 1, 2."""
-    store = Store(path, config_to_dict(load_config("tiny_cpu", TINY_TRAINING)))
-    for name, fitness in (("transformer", 900.0), ("primer_ez", 800.0)):
-        dna = seeds.get(name)
-        cid = store.add(dna=dna, parent_id=None, mutation=f"seed:{name}", dna_hash=dna_hash(dna))
-        store.finish(cid, EvalResult(fitness=fitness, status="ok", stage_fitness=(fitness,)))
-    return store
+    """A tiny_cpu store (tiny training settings) holding the two seeds as finished
+    candidates 1, 2, open."""
+    return Store(seed_store(path))
 
 
 def test_retrain_top_k_with_seeds_and_resume(tmp_path, capsys):
