@@ -97,15 +97,22 @@ def test_monarch_is_its_matrix_and_cheaper_than_dense(in_width, out_width):
 
 
 def test_random_features_estimate_the_softmax_kernel():
-    d, m = 16, 8192
-    q = rng.normal(size=(1, 1, d)).astype(np.float32) * 0.7
-    k = rng.normal(size=(1, 1, d)).astype(np.float32) * 0.7
+    # 64 query-key pairs of their own draw (the module's generator would make the pairs,
+    # and so one pair's error, depend on which tests ran before in this process). One
+    # fixed feature draw errs by up to about 40% on an unlucky pair, but is unbiased
+    # over pairs and follows the kernel closely.
+    d, m, n = 16, 8192, 64
+    own = np.random.default_rng(100)
+    q = own.normal(size=(1, n, d)).astype(np.float32) * 0.7
+    k = own.normal(size=(1, n, d)).astype(np.float32) * 0.7
     fq, _ = run("RAND_FEATURES", q, const=3.0, width=m)
     fk, _ = run("RAND_FEATURES", k, const=3.0, width=m)
-    assert (fq > 0).all() and fq.shape == (1, 1, m)
-    estimate = float((fq * fk).sum())
-    exact = math.exp(float((q * k).sum()) / math.sqrt(d))
-    assert estimate == pytest.approx(exact, rel=0.1)
+    assert (fq > 0).all() and fq.shape == (1, n, m)
+    estimate = (fq * fk).sum(-1)[0]
+    exact = np.exp((q * k).sum(-1)[0] / math.sqrt(d))
+    ratio = estimate / exact
+    assert abs(ratio.mean() - 1) < 0.05 and np.median(np.abs(ratio - 1)) < 0.1, ratio
+    assert np.corrcoef(np.log(estimate), np.log(exact))[0, 1] > 0.95
     # The directions of one block are orthogonal; the constant fixes the draw.
     w = extended.orthogonal_features(d, 2 * d, 3.0)
     block = w[:, :d] / np.linalg.norm(w[:, :d], axis=0)
