@@ -11,7 +11,8 @@ on top of these:
   (a failure with its status and reason), return the results;
 * :func:`mean_std`: the one spread convention of the tables: mean and sample standard
   deviation (n - 1) over the runs that succeeded, 0.0 for a single run, ``(None,
-  None)`` when none did; a row also says how many of its runs succeeded;
+  None)`` when none did; a row also says how many of its runs succeeded (:func:`seed_row`
+  makes such a row's figures);
 * :func:`table` and :func:`print_json`: an aligned Markdown or plain table, and JSON;
 * :data:`COMPILE_SHAPE`, :func:`lm_config` and :func:`random_batch`: a model size and
   random token batches, for the benchmarks that time compiling and stepping without a
@@ -49,9 +50,14 @@ def fitness_settings(config: str = "tiny_cpu", overrides: Sequence[str] = (), *,
     the perplexity they report (``EvalResult.perplexity`` is the language model's)."""
     fitness = load_config(config, list(overrides)).fitness
     if recall is not None:
-        fitness = dataclasses.replace(fitness, recall=dataclasses.replace(fitness.recall,
-                                                                          enabled=recall))
+        fitness = with_recall(fitness, recall)
     return fitness
+
+
+def with_recall(fitness: FitnessConfig, enabled: bool) -> FitnessConfig:
+    """``fitness`` with its recall task turned on or off."""
+    return dataclasses.replace(fitness, recall=dataclasses.replace(fitness.recall,
+                                                                   enabled=enabled))
 
 
 def describe(r: EvalResult) -> str:
@@ -91,6 +97,14 @@ def mean_std(values: Sequence[float]) -> tuple[float | None, float | None]:
 def summarise(results: Sequence[EvalResult], field: str) -> tuple[float | None, float | None]:
     """:func:`mean_std` of ``field`` over the runs of ``results`` that succeeded."""
     return mean_std([getattr(r, field) for r in results if not r.failed])
+
+
+def seed_row(results: Sequence[EvalResult], field: str, key: str) -> dict:
+    """A row's figures for ``field`` over one program's runs: the successful runs' values
+    under ``key``, their :func:`mean_std` as ``mean`` and ``std``, and the failures."""
+    mean, std = summarise(results, field)
+    return {key: [getattr(r, field) for r in results if not r.failed], "mean": mean,
+            "std": std, "failed": failures(results)}
 
 
 def failures(results: Sequence[EvalResult]) -> list[dict]:

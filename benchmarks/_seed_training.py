@@ -39,8 +39,7 @@ def run(base: FitnessConfig, blocks, budgets, num_seeds: int) -> list[dict]:
     Language modelling alone: ``base``'s recall task is turned off, since it would train
     its own fixed budget beside every run (``benchmarks/recall_calibration.py`` measures
     it) and its factor would hide the perplexity these rows report."""
-    base = dataclasses.replace(base, recall=dataclasses.replace(base.recall, enabled=False))
-    evaluator = Evaluator(base)
+    evaluator = Evaluator(_harness.with_recall(base, False))
     rows = []
     for budget_name, budget in budgets:
         trained = _harness.train_over_seeds(

@@ -45,11 +45,9 @@ def main(argv=None) -> int:
         fitness = dataclasses.replace(base, optim=dataclasses.replace(base.optim, **changes))
         trained = _harness.train_over_seeds(Evaluator(fitness), programs, range(args.seeds),
                                             label=f"{name}:")
-        for block, results in trained.items():
-            mean, std = _harness.summarise(results, "perplexity")
-            rows.append({"optimizer": name, "block": block,
-                         "ppl": [r.perplexity for r in results if not r.failed],
-                         "mean": mean, "std": std, "failed": _harness.failures(results)})
+        rows += [{"optimizer": name, "block": block,
+                  **_harness.seed_row(results, "perplexity", "ppl")}
+                 for block, results in trained.items()]
     if args.json:
         _harness.print_json(rows)
         return 0

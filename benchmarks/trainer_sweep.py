@@ -92,11 +92,9 @@ def main(argv=None) -> int:
         trained = _harness.train_over_seeds(
             Evaluator(dataclasses.replace(base, optim=optim), dataset=evaluator.dataset),
             programs, range(args.seeds), label=label(setting) + ":")
-        for block, results in trained.items():
-            mean, std = _harness.summarise(results, "perplexity")
-            rows.append({"setting": setting, "block": block,
-                         "fitness": [r.perplexity for r in results if not r.failed],
-                         "mean": mean, "std": std, "failed": _harness.failures(results)})
+        rows += [{"setting": setting, "block": block,
+                  **_harness.seed_row(results, "perplexity", "fitness")}
+                 for block, results in trained.items()]
     best = {b: min((r["mean"] for r in rows if r["block"] == b and r["mean"] is not None),
                    default=None) for b in blocks}
     for r in rows:

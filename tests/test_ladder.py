@@ -6,7 +6,7 @@ import dataclasses
 import math
 
 import pytest
-from toys import TINY_TRAINING
+from toys import TINY_TRAINING, seed_store
 
 from primer_search.cli import main
 from primer_search.fitness.results import EvalResult, Status
@@ -14,7 +14,7 @@ from primer_search.program import seeds
 from primer_search.program.mutations import mutate
 from primer_search.program.validate import dna_hash
 from primer_search.retrain import climb_ladder
-from primer_search.search.config import ConfigError, config_to_dict, load_config
+from primer_search.search.config import ConfigError, load_config
 from primer_search.search.ladder import LadderConfig, Rung, ladder_results, promote
 from primer_search.search.pool import Done
 from primer_search.search.store import Store
@@ -45,14 +45,11 @@ def test_a_ladder_that_grows_is_refused_with_the_rungs_named():
 def _store(path, ladder_overrides=(), n=8):
     """Candidates 1, 2: the seed copies (search fitness 50, 60); 3 .. n: children of the
     Transformer with search fitness 3 .. n (3 best)."""
-    store = Store(path, config_to_dict(load_config("tiny_cpu", TINY_TRAINING + list(ladder_overrides))))
     import random
 
+    store = Store(seed_store(path, [*TINY_TRAINING, *ladder_overrides],
+                             [("transformer", 50.0), ("primer_ez", 60.0)]))
     rng = random.Random(0)
-    for name, fit in (("transformer", 50.0), ("primer_ez", 60.0)):
-        dna = seeds.get(name)
-        cid = store.add(dna=dna, parent_id=None, mutation=f"seed:{name}", dna_hash=dna_hash(dna))
-        store.finish(cid, EvalResult(fitness=fit, status="ok", stage_fitness=(fit,)))
     seen = {dna_hash(seeds.get("transformer")), dna_hash(seeds.get("primer_ez"))}
     while store.count() < n:
         dna, how = mutate(seeds.get("transformer"), rng)
