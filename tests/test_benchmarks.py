@@ -303,13 +303,13 @@ def test_recall_calibration_separates_and_times_the_tasks():
     cmd = [sys.executable, os.path.join(BENCH, "recall_calibration.py"), "--config",
            "efficacy_cpu", "--seeds", "1", "--blocks", "transformer,dconv_for_attention,"
            "local-mixing-51", "--json", "--set", "fitness.budget.steps=5",
-           "--set", "fitness.model.d_model=16", "--set", "fitness.data.seq_len=16",
+           "--set", "fitness.model.d_model=16", "--set", "fitness.data.seq_len=32",
            "--set", "fitness.data.eval_tokens=256", "--set", "fitness.recall.eval_sequences=32"]
     proc = subprocess.run(cmd, check=False, cwd=ROOT, capture_output=True, text=True,
                           timeout=600)
     assert proc.returncode == 0, proc.stderr[-4000:]
     report = json.loads(proc.stdout)
-    assert report["recall"]["enabled"] and report["recall"]["pairs"] == 4
+    assert report["recall"]["enabled"] and report["recall"]["pairs"] == 8
     assert set(report["results"]) == {"transformer", "dconv_for_attention", "local-mixing-51"}
     for r in report["results"].values():
         assert 0 <= r["recall_accuracy"] <= 1 and r["perplexity"] > 1
