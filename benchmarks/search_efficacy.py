@@ -134,7 +134,7 @@ PROFILES = {
                          "limits.max_candidates=5", "pool.workers=1", "hurdles.min_history=2",
                          "evolution.population_size=2", "evolution.tournament_size=2",
                          "fitness.model.d_model=16", "fitness.model.num_layers=1",
-                         "fitness.data.seq_len=16", "fitness.data.batch_size=4",
+                         "fitness.recall.pairs=4", "fitness.data.seq_len=16", "fitness.data.batch_size=4",
                          "fitness.data.eval_tokens=64", "fitness.budget.steps=4")),
 }
 # The smoke profile up a two-rung ladder of its own tiny settings, two search seeds.
@@ -232,25 +232,93 @@ def run_searches(profile: Profile, out: Path, extra: list[str],
     return stores
 
 
-def search_report(stores: dict, summaries: dict) -> list[dict]:
-    """One row per search, from its store and (if it ran here) its summary: what
-    ``--searches-only`` reports."""
+def search_report(stores: dict, summaries: dict) -> dict:
+    """What ``--searches-only`` reports: one row per search, from its store and (if it
+    ran here) its summary, and per arm the median best and the top 10 keeping attention,
+    with evolution against each other arm paired by search seed (the same proposal
+    stream start and training seed)."""
     rows = []
     for (arm, seed), path in stores.items():
         cands, stages = search_rows(path)
-        full = [full_fitness(c, stages) for c in cands]
-        best = min(full, default=math.inf)
+        ranked = ranked_programs(cands, stages)
+        best = ranked[0] if ranked else None
+        seed_row = next((c for c in cands if c.mutation.startswith("seed:")
+                         and math.isfinite(full_fitness(c, stages))), None)
         s = summaries.get((arm, seed))
         row = {"arm": arm, "seed": seed, "store": str(path), "finished": len(cands),
-               "full_budget": sum(math.isfinite(f) for f in full),
-               "best_search_fitness": best if math.isfinite(best) else None}
+               "full_budget": sum(math.isfinite(full_fitness(c, stages)) for c in cands),
+               "best_search_fitness": best.result.fitness if best else None,
+               "best": _program_row(best), "seed_program": _program_row(seed_row),
+               "top10_keep_attention": sum(keeps_attention(c.dna) for c in ranked[:10]),
+               "top10": len(ranked[:10])}
         if s is not None:
             row.update(trained=s.trained, duplicates=s.duplicates, failed=s.failed,
                        seconds=round(s.seconds, 1), stopped_by=s.stopped_by,
                        trained_per_hour=round(3600 * s.trained / max(s.seconds, 1e-9), 1),
                        loop_share=round(s.loop_s / max(s.evaluation_s, 1e-9), 4))
         rows.append(row)
-    return rows
+    arms = {}
+    for arm in dict.fromkeys(r["arm"] for r in rows):
+        runs = sorted((r for r in rows if r["arm"] == arm), key=lambda r: r["seed"])
+        bests = [r["best_search_fitness"] for r in runs if r["best_search_fitness"] is not None]
+        arms[arm] = {"median_best_search_fitness": statistics.median(bests) if bests else None,
+                     "top10_keep_attention": sum(r["top10_keep_attention"] for r in runs),
+                     "top10": sum(r["top10"] for r in runs)}
+    by = {(r["arm"], r["seed"]): r["best_search_fitness"] for r in rows}
+    for arm in arms:
+        if arm == "evolution" or "evolution" not in arms:
+            continue
+        seeds = sorted(s for a, s in by if a == "evolution" and ("evolution", s) in by
+                       and (arm, s) in by)
+        pick = [(by["evolution", s], by[arm, s]) for s in seeds]
+        arms["evolution"][f"against {arm}"] = paired_test(
+            [math.inf if a is None else a for a, _ in pick],
+            [math.inf if b is None else b for _, b in pick])
+    return {"searches": rows, "arms": arms}
+
+
+def _program_row(cand) -> dict | None:
+    """A finished search candidate's id, its tasks' metrics and whether it keeps
+    attention."""
+    if cand is None:
+        return None
+    r = cand.result
+    return {"id": cand.id, "mutation": cand.mutation, "fitness": r.fitness,
+            "perplexity": r.perplexity, "recall_accuracy": r.recall_accuracy,
+            "recall_loss": r.recall_loss, "context_use": r.context_use,
+            "keeps_attention": keeps_attention(cand.dna),
+            "modifications": modifications(cand.dna, seed_library.get("transformer"))}
+
+
+def print_search_report(report: dict) -> None:
+    print("| search | trained (per hour) | seconds | best: fitness, LM ppl, recall, "
+          "context use | the seed in it | top 10 keeping attention |")
+    print("|---|---:|---:|---|---|---:|")
+
+    def prog(p):
+        if p is None:
+            return "-"
+        return (f"#{p['id']}: {_f(p['fitness'], '.4g')}, {_f(p['perplexity'], '.4g')}, "
+                f"{_f(p['recall_accuracy'])}, {_f(p['context_use'], '+.3f')}")
+
+    for r in report["searches"]:
+        print(f"| {r['arm']} seed {r['seed']} | {r.get('trained', '-')} "
+              f"({r.get('trained_per_hour', '-')}) | {r.get('seconds', '-')} | "
+              f"{prog(r['best'])} | {prog(r['seed_program'])} | "
+              f"{r['top10_keep_attention']} of {r['top10']} |")
+    print()
+    for arm, a in report["arms"].items():
+        line = (f"{arm}: median best search fitness {_f(a['median_best_search_fitness'], '.4g')}, "
+                f"top 10 keeping attention {a['top10_keep_attention']} of {a['top10']}")
+        for k, t in a.items():
+            if k.startswith("against "):
+                line += (f"; {k}: better in {t['wins']} of {t['n']} seeds, "
+                         f"one-sided Wilcoxon p = {_f(t['p_value'])}")
+        print(line)
+    for r in report["searches"]:
+        if r["best"]:
+            print(f"{r['arm']} seed {r['seed']} #{r['best']['id']}: "
+                  f"{'; '.join(r['best']['modifications']) or 'same ops as the seed'}")
 
 
 def search_rows(path: Path) -> tuple[list, int]:
@@ -956,9 +1024,10 @@ def print_table(report: dict) -> None:
             print(a["winner"]["diff"] or "(no change from the Transformer seed)")
 
 
-def write_report(report: dict, out: Path, as_json: bool, print_tables) -> int:
-    """``out/report.json``, and the report on standard output: as JSON, or as tables."""
-    (out / "report.json").write_text(json.dumps(report, indent=1, default=str))
+def write_report(report: dict, out: Path, as_json: bool, print_tables,
+                 name: str = "report.json") -> int:
+    """``out/NAME``, and the report on standard output: as JSON, or as tables."""
+    (out / name).write_text(json.dumps(report, indent=1, default=str))
     if as_json:
         print(json.dumps(report, indent=1, default=str))
     else:
@@ -999,18 +1068,8 @@ def main(argv=None) -> int:
     summaries: dict = {}
     stores = run_searches(profile, out, args.set, summaries)
     if args.searches_only:
-        rows = search_report(stores, summaries)
-        (out / "searches.json").write_text(json.dumps(rows, indent=1))
-        if args.json:
-            print(json.dumps(rows, indent=1))
-        else:
-            cols = ["arm", "seed", "finished", "full_budget", "best_search_fitness",
-                    "trained", "seconds", "trained_per_hour", "stopped_by"]
-            print(" | ".join(cols))
-            for r in rows:
-                print(" | ".join(_f(r.get(c)) if isinstance(r.get(c), float) else
-                                 str(r.get(c, "-")) for c in cols))
-        return 0
+        report = search_report(stores, summaries)
+        return write_report(report, out, args.json, print_search_report, "searches.json")
     if profile.ladder:
         climbs = climb(profile, stores, out, args.set)
         report = analyse_ladder(profile, stores, climbs, out)

@@ -81,7 +81,8 @@ def describe(name: str, out: Path) -> tuple[str, dict]:
                 f"busy {row.get('busy_fraction')}, controller share "
                 f"{row.get('loop_share')}, dedup {row.get('dedup_hit_rate')}"), row
     if name == "efficacy":
-        row = data[0] if isinstance(data, list) and data else {}
+        searches = data.get("searches") if isinstance(data, dict) else None
+        row = searches[0] if searches else {}
         return (f"{row.get('arm')} seed {row.get('seed')}: {row.get('finished')} finished "
                 f"({row.get('full_budget')} full budget) in {row.get('seconds')} s, best "
                 f"{_f(row.get('best_search_fitness'), '.4g')}, {row.get('trained_per_hour')} "
