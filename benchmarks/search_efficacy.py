@@ -58,7 +58,12 @@ search seeds at the top rung; a paired Wilcoxon test between arms (same search s
 with its p-value; the compute ratio of the evolution arm's best winner against the
 Transformer at the top rung with a bootstrap interval over training seeds; and the
 fidelity to the top rung (Spearman) of the search fitness and of each lower rung, over
-the candidates that trained at both.
+the candidates that trained at both. ``--fidelity-searches N`` (0 in ``cpu-ladder``, a
+command of its own after the climb) also trains the top ``fidelity_top`` and a random
+``fidelity_sample`` of the first N searches of each arm at every rung and under each of
+the profile's other proxies (``fidelity_proxies``: the first recall rule, language
+modelling alone, half the steps), for each proxy's Spearman correlation with the top rung
+and its seconds per candidate: the table that chooses a profile's proxy.
 
 ``--searches-only`` runs phase 1 alone and reports each search (candidates, best search
 fitness, trained per hour; also ``searches.json``), with no retraining and no figures:
@@ -116,6 +121,10 @@ class Profile:
     # random `fidelity_sample` of their other candidates at every rung (one seed), for
     # the fidelity of each proxy to the top rung. Costly at the top rung: 0 skips it.
     fidelity_searches: int = 0
+    # Other search fitnesses to weigh against the one the searches ran with, each trained
+    # on the same candidates for its fidelity to the top rung: (name, overrides of the
+    # search config). Cheap: each costs one search-budget run per candidate.
+    fidelity_proxies: tuple[tuple[str, tuple[str, ...]], ...] = ()
 
 
 PROFILES = {
@@ -127,7 +136,12 @@ PROFILES = {
     # seeds per arm. The searches and the climb are separate commands (--searches-only,
     # then the same command without it), each meant to fit in 90 minutes.
     "cpu-ladder": Profile("efficacy_cpu", search_seeds=5, ladder=True,
-                          overrides=("reproducible_lag=4",)),
+                          overrides=("reproducible_lag=4",), fidelity_proxies=(
+                              ("the first recall rule: 4 pairs, hinge 0.9 x 2", (
+                                  "fitness.recall.pairs=4", "fitness.recall.hinge_fraction=0.9",
+                                  "fitness.recall.hinge_weight=2")),
+                              ("language modelling alone", ("fitness.recall.enabled=false",)),
+                              ("half the steps", ("fitness.budget.steps=100",)))),
     # Seconds, for the smoke test: a tiny model, a few candidates, one search per arm.
     "smoke": Profile("efficacy_cpu", search_seeds=1, top=2, retrain_seeds=2, factor=2,
                      curve_points=2, fidelity_top=3, fidelity_sample=2, overrides=(
@@ -144,7 +158,8 @@ PROFILES["smoke-ladder"] = dataclasses.replace(
         'ladder.rungs=[{name="2x steps", candidates=2, seeds=2, fitness={budget={steps=8, '
         'stages=2, pass_rate=1.0}}}, {name="2x width", candidates=1, seeds=2, fitness={'
         'model={d_model=32}, data={seq_len=32}, budget={steps=12, stages=3, '
-        'pass_rate=1.0}, recall={pairs=2}}}]'), fidelity_searches=1)
+        'pass_rate=1.0}, recall={pairs=2}}}]'), fidelity_searches=1,
+    fidelity_proxies=(("language modelling alone", ("fitness.recall.enabled=false",)),))
 
 
 def log(msg: str) -> None:
@@ -728,15 +743,19 @@ def _cost(result) -> float:
     return result.compile_s + result.train_s + result.recall_s + result.eval_s
 
 
-def ladder_fidelity(profile: Profile, stores: dict, extra: list[str]) -> dict:
+def ladder_fidelity(profile: Profile, stores: dict, extra: list[str],
+                    pool_for=None) -> dict:
     """For the first ``fidelity_searches`` search seeds of each arm: train the search's
     top ``fidelity_top`` and a random ``fidelity_sample`` of its other finished
-    candidates at every rung with one seed (rows named "fidelity at rung K: NAME"), then
-    the Spearman correlation with the top rung's fitness of each proxy (the search
-    fitness, each lower rung) over the top and over the sample, with each proxy's mean
-    seconds per candidate."""
+    candidates at every rung with one seed (rows named "fidelity at rung K: NAME") and
+    under each of the profile's ``fidelity_proxies`` (rows named "fidelity proxy:
+    NAME"), then the Spearman correlation with the top rung's fitness of each proxy (the
+    search fitness, the other proxies, each lower rung) over the top and over the sample,
+    with each proxy's mean seconds per candidate. ``pool_for(config, timeout_s)`` makes
+    each pool (default: the search's Ray workers)."""
     from primer_search.retrain import make_pool, rung_timeout, train_at_rung
     from primer_search.search.config import rung_fitness
+    from primer_search.search.ladder import check_rung_settings
     from primer_search.search.store import Store
 
     cfg = search_config(profile, "evolution", 0, extra)
@@ -754,19 +773,25 @@ def ladder_fidelity(profile: Profile, stores: dict, extra: list[str]) -> dict:
         ids = [c.id for c in top + sample]
         log(f"fidelity: {arm} seed {seed}: {len(top)} top and {len(sample)} sampled "
             f"candidates at {len(labels)} rungs")
+        proxy_labels = [f"fidelity proxy: {name}" for name, _ in profile.fidelity_proxies]
+        settings = [rung_fitness(cfg, rung) for rung in cfg.ladder.rungs] + [
+            search_config(profile, arm, seed, extra + list(overrides)).fitness
+            for _, overrides in profile.fidelity_proxies]
         with Store(path) as store:
-            for label, rung in zip(labels, cfg.ladder.rungs):
-                fitness = rung_fitness(cfg, rung)
+            for label, fitness in zip(labels + proxy_labels, settings):
+                # Runs are found by label: refuse a label whose settings were edited.
+                check_rung_settings(store, label, fitness)
                 train_at_rung(store, dataclasses.replace(cfg, fitness=fitness), label, ids, 1,
                               rung_timeout(cfg.limits.candidate_timeout_s, cfg.fitness, fitness),
-                              None, lambda c, t: make_pool(c, c.pool.workers, None, t))
+                              None, pool_for or (lambda c, t: make_pool(c, c.pool.workers,
+                                                                        None, t)))
             at = {label: {r.parent_id: r.result for r in store.retrain_rows(label)
-                          if r.result is not None} for label in labels}
+                          if r.result is not None} for label in labels + proxy_labels}
         target = {cid: (math.inf if r.failed else r.fitness) for cid, r in at[labels[-1]].items()}
         proxies = [("search fitness", {c.id: full_fitness(c, stages) for c in cands},
                     [_cost(c.result) for c in top + sample])]
-        for label in labels[:-1]:
-            proxies.append((label.removeprefix("fidelity at "),
+        for label in proxy_labels + labels[:-1]:
+            proxies.append((label.removeprefix("fidelity at ").removeprefix("fidelity "),
                             {cid: (math.inf if r.failed else r.fitness)
                                     for cid, r in at[label].items()},
                             [_cost(r) for r in at[label].values()]))

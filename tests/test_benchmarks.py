@@ -220,6 +220,51 @@ def test_efficacy_statistics_match_references():
     assert ratio["ratio"] == pytest.approx(1.5) and ratio["winner_steps"] == 200.0
 
 
+def test_ladder_fidelity_weighs_other_proxies_against_the_top_rung(tmp_path):
+    """The fidelity table trains a search's top and a sample under each of the profile's
+    other proxies (here: language modelling alone) beside every rung, reports each
+    proxy's Spearman correlation with the top rung and its seconds, trains nothing
+    twice, and refuses a proxy whose settings were edited under the same name."""
+    import dataclasses
+
+    import search_efficacy as eff
+    from toys import seed_store
+
+    from primer_search.retrain import make_pool
+    from primer_search.search.store import Store
+
+    def in_process(cfg, timeout_s):
+        return make_pool(cfg, 0, None, None)
+
+    overrides = (*TINY_TRAINING,
+                 'ladder.rungs=[{name="wide", candidates=2, seeds=1, fitness={model={'
+                 'd_model=32}, budget={steps=6, pass_rate=1.0}}}]')
+    path = seed_store(tmp_path / "s.sqlite", overrides, (
+        ("transformer", 900.0), ("primer_ez", 800.0), ("transformer_pp", 850.0),
+        ("glu", 950.0)))
+    profile = eff.Profile("tiny_cpu", overrides=overrides, fidelity_searches=1,
+                          fidelity_top=2, fidelity_sample=1, fidelity_proxies=(
+                              ("language modelling alone", ("fitness.recall.enabled=false",)),))
+    rows = eff.ladder_fidelity(profile, {("evolution", 0): path}, [], in_process)["evolution seed 0"]
+    assert [r["proxy"] for r in rows] == ["search fitness", "proxy: language modelling alone"]
+    for r in rows:
+        assert r["top_n"] == 2 and r["sample_n"] == 1 and r["all_n"] == 3
+    assert rows[1]["seconds_per_candidate"] > 0     # the store's seeds are written, not trained
+    with Store(path) as store:
+        proxy = store.retrain_rows("fidelity proxy: language modelling alone")
+        top = store.retrain_rows("fidelity at rung 1: wide")
+    assert len(proxy) == 3 and len(top) == 3
+    assert all(r.result.recall_steps == 0 for r in proxy)          # recall off, as asked
+    assert all(r.result.recall_steps > 0 for r in top)
+    assert all(math.isfinite(r.result.perplexity) for r in proxy + top)
+    # Again: every run is found done, nothing trains.
+    assert eff.ladder_fidelity(profile, {("evolution", 0): path}, [], in_process)["evolution seed 0"] == rows
+    edited = dataclasses.replace(profile, fidelity_proxies=(
+        ("language modelling alone", ("fitness.budget.steps=5",)),))
+    with pytest.raises(ValueError, match="language modelling alone"):
+        eff.ladder_fidelity(edited, {("evolution", 0): path}, [], in_process)
+
+
 def test_search_efficacy_smoke_runs_both_arms_and_resumes(tmp_path):
     """``search_efficacy.py --profile smoke``: two one-search arms of five candidates
     through the Ray controller, the retraining, figures and winners (about a minute);
@@ -285,7 +330,9 @@ def test_search_efficacy_up_a_ladder_smoke(tmp_path):
     fid = report["fidelity_to_top_rung"]
     assert set(fid) == {"evolution seed 0", "no_selection seed 0"}
     for rows in fid.values():
-        assert [r["proxy"] for r in rows] == ["search fitness", "rung 1: 2x steps"]
+        assert [r["proxy"] for r in rows] == ["search fitness",
+                                              "proxy: language modelling alone",
+                                              "rung 1: 2x steps"]
         assert all(r["top_n"] <= 3 and r["seconds_per_candidate"] > 0 for r in rows)
     assert set(report["verdict"]) >= {"half_the_steps_at_top_rung",
                                       "primer_ez_above_transformer_every_rung",
