@@ -69,3 +69,18 @@ def test_attention_replaced_by_a_convolution_is_named_once(transformer):
     names = modifications(DNA(tuple(subs)), transformer)
     assert names == ["attention removed (no query-key product left)",
                      "convolution (+1 CONV_3X1)", "dropped dense projection (-2 CONV_1X1)"]
+
+
+def test_a_norm_that_drops_its_centering_is_not_a_squared_activation(transformer):
+    # The LayerNorm subprogram (sub1) becomes x / (mean(x^2) + eps): it loses its mean
+    # subtraction and its root, keeping the SQUARE it averages. Found by a search of the
+    # CPU profile, whose winner was first misnamed "squared activation".
+    norm = Subprogram((Instruction("SQUARE", in1=0), Instruction("RED_MEAN", in1=2),
+                       Instruction("C_ADD", in1=3, const=1e-6),
+                       Instruction("DIVIDE", in1=0, in2=4),
+                       Instruction("SCALE", in1=5), Instruction("SHIFT", in1=6)))
+    subs = list(transformer.subprograms)
+    subs[1] = norm
+    names = modifications(DNA(tuple(subs)), transformer)
+    assert not any("SQUARE" in m for m in names), names
+    assert "changed normalisation (-2 ABS_ROOT, -2 RED_MEAN)" in names

@@ -5,7 +5,7 @@ names the changes that the architecture literature has names for (Primer, So et 
 2021, Sec. 4), found by comparing the op counts of the two *canonical* programs (dead
 code removed, so an unused instruction never counts) and the subprograms they sit in:
 
-* a squared activation (a SQUARE added beyond the normalisations' own), or another
+* a squared activation (a SQUARE added that no mean reads, so not a norm's), or another
   changed activation (elementwise non-linearities added or removed);
 * depthwise convolutions (DCONV_*), "on the attention inputs" when they sit in a
   subprogram that also takes query-key products (T_MAT_MUL), as Primer's MDHA does;
@@ -63,6 +63,26 @@ def _inlined(dna: DNA) -> list[tuple[str, str, bool]]:
     return expand(0)
 
 
+def _activation_squares(dna: DNA) -> int:
+    """Live SQUAREs of the canonical program, calls inlined, that are not a norm's: a
+    norm squares its input to average it, so a SQUARE read by a RED_MEAN of the same
+    subprogram is the norm's, any other is an activation's (Primer's squared ReLU)."""
+    subs = canonical(dna).subprograms
+
+    def count(s: int) -> int:
+        instructions = subs[s].instructions
+        averaged = {ins.in1 for ins in instructions if ins.op == "RED_MEAN"}
+        n = 0
+        for i, ins in enumerate(instructions):
+            if ins.is_call:
+                n += count(ins.target)
+            elif ins.op == "SQUARE" and i + 2 not in averaged:  # instruction i writes h{i+2}
+                n += 1
+        return n
+
+    return count(0)
+
+
 def op_counts(dna: DNA) -> collections.Counter:
     """How many live instructions of each op the canonical program runs, calls inlined."""
     return collections.Counter(op for op, _, _ in _inlined(dna))
@@ -105,9 +125,8 @@ def modifications(dna: DNA, seed: DNA) -> list[str]:
             if delta[op] == 0:
                 del delta[op]
     out = []
-    # A norm's SQUARE comes with a RED_MEAN: only SQUAREs beyond the norms' changes count.
-    norm_change = delta.get("RED_MEAN", 0) // 2
-    extra_square = delta.get("SQUARE", 0) - norm_change
+    # A norm's SQUARE (read by a RED_MEAN) is part of the norm, not an activation.
+    extra_square = _activation_squares(dna) - _activation_squares(seed)
     if extra_square > 0:
         out.append(f"squared activation ({_signed(extra_square)} SQUARE)")
     elif extra_square < 0:
