@@ -279,16 +279,13 @@ def search_report(stores: dict, summaries: dict) -> dict:
         arms[arm] = {"median_best_search_fitness": statistics.median(bests) if bests else None,
                      "top10_keep_attention": sum(r["top10_keep_attention"] for r in runs),
                      "top10": sum(r["top10"] for r in runs)}
-    by = {(r["arm"], r["seed"]): r["best_search_fitness"] for r in rows}
-    for arm in arms:
-        if arm == "evolution" or "evolution" not in arms:
-            continue
-        seeds = sorted(s for a, s in by if a == "evolution" and ("evolution", s) in by
-                       and (arm, s) in by)
-        pick = [(by["evolution", s], by[arm, s]) for s in seeds]
+    # A search with no full-budget candidate counts as infinite; paired_test drops it.
+    best = {(r["arm"], r["seed"]): math.inf if r["best_search_fitness"] is None
+            else r["best_search_fitness"] for r in rows}
+    for arm in [a for a in arms if a != "evolution" and "evolution" in arms]:
+        seeds = sorted(s for a, s in best if a == arm and ("evolution", s) in best)
         arms["evolution"][f"against {arm}"] = paired_test(
-            [math.inf if a is None else a for a, _ in pick],
-            [math.inf if b is None else b for _, b in pick])
+            [best["evolution", s] for s in seeds], [best[arm, s] for s in seeds])
     return {"searches": rows, "arms": arms}
 
 

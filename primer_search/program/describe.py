@@ -45,42 +45,28 @@ _NAMED = {"SQUARE", "MULTIPLY", DENSE, ATTENTION} | ACTIVATIONS | NORM_OPS
 
 def _inlined(dna: DNA) -> list[tuple[str, str, bool]]:
     """Every live instruction of the canonical program with calls inlined (a subprogram
-    called twice counts twice; heads do not multiply), as (op, dim, in a subprogram that
-    takes query-key products)."""
+    called twice counts twice; heads do not multiply), as (op, field, in a subprogram that
+    takes query-key products). The field is the dim; a C_MUL's constant; for a SQUARE,
+    "norm" when a RED_MEAN of the same subprogram reads it (a norm squares its input to
+    average it), else "activation"."""
     subs = canonical(dna).subprograms
 
     def expand(s: int) -> list[tuple[str, str, bool]]:
-        attn = any(ins.op == "T_MAT_MUL" for ins in subs[s].instructions)
+        instructions = subs[s].instructions
+        attn = any(ins.op == "T_MAT_MUL" for ins in instructions)
+        averaged = {ins.in1 for ins in instructions if ins.op == "RED_MEAN"}
         out = []
-        for ins in subs[s].instructions:
+        for i, ins in enumerate(instructions):
             if ins.is_call:
                 out.extend(expand(ins.target))
+            elif ins.op == "SQUARE":  # instruction i writes h{i+2}
+                out.append((ins.op, "norm" if i + 2 in averaged else "activation", attn))
             else:
                 out.append((ins.op, str(ins.dim) if ins.op != "C_MUL" else f"{ins.const:g}",
                             attn))
         return out
 
     return expand(0)
-
-
-def _activation_squares(dna: DNA) -> int:
-    """Live SQUAREs of the canonical program, calls inlined, that are not a norm's: a
-    norm squares its input to average it, so a SQUARE read by a RED_MEAN of the same
-    subprogram is the norm's, any other is an activation's (Primer's squared ReLU)."""
-    subs = canonical(dna).subprograms
-
-    def count(s: int) -> int:
-        instructions = subs[s].instructions
-        averaged = {ins.in1 for ins in instructions if ins.op == "RED_MEAN"}
-        n = 0
-        for i, ins in enumerate(instructions):
-            if ins.is_call:
-                n += count(ins.target)
-            elif ins.op == "SQUARE" and i + 2 not in averaged:  # instruction i writes h{i+2}
-                n += 1
-        return n
-
-    return count(0)
 
 
 def op_counts(dna: DNA) -> collections.Counter:
@@ -126,7 +112,7 @@ def modifications(dna: DNA, seed: DNA) -> list[str]:
                 del delta[op]
     out = []
     # A norm's SQUARE (read by a RED_MEAN) is part of the norm, not an activation.
-    extra_square = _activation_squares(dna) - _activation_squares(seed)
+    extra_square = _fields(ia, "SQUARE")["activation"] - _fields(ib, "SQUARE")["activation"]
     if extra_square > 0:
         out.append(f"squared activation ({_signed(extra_square)} SQUARE)")
     elif extra_square < 0:
