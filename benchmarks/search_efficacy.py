@@ -807,6 +807,49 @@ def ladder_fidelity(profile: Profile, stores: dict, extra: list[str],
     return out
 
 
+def choose_proxy(fidelity: dict, current: str = "search fitness") -> list[dict]:
+    """Each proxy of the fidelity table over all its searches: the mean over searches of
+    its Spearman correlation with the top rung (over each search's top, its random
+    sample, and both), its mean seconds per candidate, and its fidelity per second
+    (the mean correlation over both, divided by the seconds). The chosen proxy has the
+    most fidelity per second among those that rank the random sample the way the top
+    rung does (a positive mean correlation there): a search spends its hours on the
+    candidates it ranks, so a proxy half as faithful at a quarter of the cost ranks
+    twice as many of them as well. ``current`` names the search's own proxy; each row
+    says how it compares."""
+    names = []
+    for rows in fidelity.values():
+        names += [r["proxy"] for r in rows if r["proxy"] not in names]
+    def mean(rows, part):
+        values = [r[part] for r in rows if r[part] is not None]
+        return statistics.fmean(values) if values else None
+
+    out = []
+    for name in names:
+        rows = [r for rs in fidelity.values() for r in rs if r["proxy"] == name]
+        costs = [r["seconds_per_candidate"] for r in rows if r["seconds_per_candidate"]]
+        row = {"proxy": name, "top": mean(rows, "top"), "sample": mean(rows, "sample"),
+               "all": mean(rows, "all"),
+               "n": sum(r["all_n"] for r in rows), "searches": len(rows),
+               "seconds_per_candidate": statistics.fmean(costs) if costs else None}
+        row["fidelity_per_second"] = (row["all"] / row["seconds_per_candidate"]
+                                      if row["all"] is not None and row["seconds_per_candidate"]
+                                      else None)
+        out.append(row)
+    eligible = [r for r in out if r["fidelity_per_second"] is not None
+                and r["all"] > 0 and (r["sample"] or 0) > 0]
+    best = max(eligible, key=lambda r: r["fidelity_per_second"], default=None)
+    base = next((r for r in out if r["proxy"] == current), None)
+    for r in out:
+        r["chosen"] = r is best
+        r["current"] = r["proxy"] == current
+        r["per_second_vs_current"] = (
+            r["fidelity_per_second"] / base["fidelity_per_second"]
+            if base and base["fidelity_per_second"] and r["fidelity_per_second"] is not None
+            else None)
+    return out
+
+
 def _curves(store_path: Path, label: str, cid: int) -> list[list[tuple[int, float]]]:
     """The per-seed language-model perplexity curves of candidate ``cid`` at a rung."""
     from primer_search.search.store import Store
@@ -971,6 +1014,16 @@ def print_ladder_table(report: dict) -> None:
             print(f"| {search} | {f['proxy']} | {_f(f['top'], '.2f')} (n={f['top_n']}) / "
                   f"{_f(f['sample'], '.2f')} (n={f['sample_n']}) / {_f(f['all'], '.2f')} "
                   f"(n={f['all_n']}) | {_f(f['seconds_per_candidate'], '.1f')} |")
+    if report.get("proxy_choice"):
+        print("\n| proxy (mean over searches) | Spearman: top / sample / both | seconds per "
+              "candidate | fidelity per second | x the search's own |")
+        print("|---|---:|---:|---:|---:|")
+        for r in report["proxy_choice"]:
+            mark = " (chosen)" if r["chosen"] else " (the search's own)" if r["current"] else ""
+            print(f"| {r['proxy']}{mark} | {_f(r['top'], '.2f')} / {_f(r['sample'], '.2f')} / "
+                  f"{_f(r['all'], '.2f')} (n={r['n']}) | {_f(r['seconds_per_candidate'], '.1f')} | "
+                  f"{_f(r['fidelity_per_second'], '.4f')} | "
+                  f"{_f(r['per_second_vs_current'], '.2f')} |")
     print()
     for name, v in report["verdict"].items():
         numbers = ", ".join(f"{k}={x if isinstance(x, list) else _f(x)}"
@@ -1096,6 +1149,7 @@ def main(argv=None) -> int:
         climbs = climb(profile, stores, out, args.set)
         report = analyse_ladder(profile, stores, climbs, out)
         report["fidelity_to_top_rung"] = ladder_fidelity(profile, stores, args.set)
+        report["proxy_choice"] = choose_proxy(report["fidelity_to_top_rung"])
         return write_report(report, out, args.json, print_ladder_table)
     plan = plan_retrains(profile, stores)
     done = run_retrains(profile, plan, out, args.set)

@@ -220,6 +220,37 @@ def test_efficacy_statistics_match_references():
     assert ratio["ratio"] == pytest.approx(1.5) and ratio["winner_steps"] == 200.0
 
 
+def test_proxy_choice_weighs_fidelity_by_cost_over_searches():
+    """The chosen proxy has the most fidelity to the top rung per second of candidate
+    time, averaged over searches; one that misranks the random sample is never chosen,
+    however cheap."""
+    import search_efficacy as eff
+
+    def row(proxy, top, sample, both, seconds):
+        return {"proxy": proxy, "top": top, "sample": sample, "all": both, "top_n": 10,
+                "sample_n": 5, "all_n": 15, "seconds_per_candidate": seconds}
+
+    fidelity = {
+        "evolution seed 0": [row("search fitness", 0.2, 0.6, 0.5, 10.0),
+                             row("proxy: half the steps", 0.1, 0.5, 0.4, 5.0),
+                             row("proxy: noise", 0.9, -0.5, 0.9, 1.0),
+                             row("rung 1: wide", 0.5, 0.9, 0.8, 40.0)],
+        "no_selection seed 0": [row("search fitness", 0.4, 0.8, 0.7, 12.0),
+                                row("proxy: half the steps", 0.3, None, 0.6, 7.0),
+                                row("proxy: noise", 0.9, -0.1, 0.9, 1.0),
+                                row("rung 1: wide", 0.7, 0.9, 0.8, 40.0)]}
+    rows = {r["proxy"]: r for r in eff.choose_proxy(fidelity)}
+    assert rows["search fitness"]["all"] == pytest.approx(0.6)
+    assert rows["search fitness"]["seconds_per_candidate"] == pytest.approx(11.0)
+    assert rows["search fitness"]["current"] and rows["search fitness"]["n"] == 30
+    half = rows["proxy: half the steps"]
+    assert half["sample"] == pytest.approx(0.5)                  # a missing value is skipped
+    assert half["fidelity_per_second"] == pytest.approx(0.5 / 6.0)
+    assert half["per_second_vs_current"] == pytest.approx((0.5 / 6.0) / (0.6 / 11.0))
+    assert [n for n, r in rows.items() if r["chosen"]] == ["proxy: half the steps"]
+    assert not rows["proxy: noise"]["chosen"]                    # cheapest, but misranks
+
+
 def test_ladder_fidelity_weighs_other_proxies_against_the_top_rung(tmp_path):
     """The fidelity table trains a search's top and a sample under each of the profile's
     other proxies (here: language modelling alone) beside every rung, reports each
@@ -334,6 +365,9 @@ def test_search_efficacy_up_a_ladder_smoke(tmp_path):
                                               "proxy: language modelling alone",
                                               "rung 1: 2x steps"]
         assert all(r["top_n"] <= 3 and r["seconds_per_candidate"] > 0 for r in rows)
+    assert [r["proxy"] for r in report["proxy_choice"]] == [
+        "search fitness", "proxy: language modelling alone", "rung 1: 2x steps"]
+    assert sum(r["chosen"] for r in report["proxy_choice"]) <= 1
     assert set(report["verdict"]) >= {"half_the_steps_at_top_rung",
                                       "primer_ez_above_transformer_every_rung",
                                       "selection_helps"}
