@@ -61,9 +61,11 @@ fidelity to the top rung (Spearman) of the search fitness and of each lower rung
 the candidates that trained at both. ``--fidelity-searches N`` (0 in ``cpu-ladder``, a
 command of its own after the climb) also trains the top ``fidelity_top`` and a random
 ``fidelity_sample`` of the first N searches of each arm at every rung and under each of
-the profile's other proxies (``fidelity_proxies``: the first recall rule, language
-modelling alone, half the steps), for each proxy's Spearman correlation with the top rung
-and its seconds per candidate: the table that chooses a profile's proxy.
+the profile's other proxies (``fidelity_proxies``: the search's own setting, retrained
+so that its seconds are measured like the others'; the first recall rule; language
+modelling alone; half the steps), for each proxy's Spearman correlation with the top
+rung and its seconds per candidate: the table that chooses a profile's proxy, the one
+with the most fidelity per second (``choose_proxy``).
 
 ``--searches-only`` runs phase 1 alone and reports each search (candidates, best search
 fitness, trained per hour; also ``searches.json``), with no retraining and no figures:
@@ -123,7 +125,8 @@ class Profile:
     fidelity_searches: int = 0
     # Other search fitnesses to weigh against the one the searches ran with, each trained
     # on the same candidates for its fidelity to the top rung: (name, overrides of the
-    # search config). Cheap: each costs one search-budget run per candidate.
+    # search config; none: the search's own setting, retrained to time it like the
+    # others). Cheap: each costs one search-budget run per candidate.
     fidelity_proxies: tuple[tuple[str, tuple[str, ...]], ...] = ()
 
 
@@ -137,6 +140,7 @@ PROFILES = {
     # then the same command without it), each meant to fit in 90 minutes.
     "cpu-ladder": Profile("efficacy_cpu", search_seeds=5, ladder=True,
                           overrides=("reproducible_lag=4",), fidelity_proxies=(
+                              ("the search's own setting", ()),
                               ("the first recall rule: 4 pairs, hinge 0.9 x 2", (
                                   "fitness.recall.pairs=4", "fitness.recall.hinge_fraction=0.9",
                                   "fitness.recall.hinge_weight=2")),
@@ -740,6 +744,11 @@ def _cost(result) -> float:
     return result.compile_s + result.train_s + result.recall_s + result.eval_s
 
 
+def _training_cost(result) -> float:
+    """Seconds a result spent training both tasks and evaluating, without compiling."""
+    return result.train_s + result.recall_s + result.eval_s
+
+
 def ladder_fidelity(profile: Profile, stores: dict, extra: list[str],
                     pool_for=None) -> dict:
     """For the first ``fidelity_searches`` search seeds of each arm: train the search's
@@ -749,7 +758,16 @@ def ladder_fidelity(profile: Profile, stores: dict, extra: list[str],
     NAME"), then the Spearman correlation with the top rung's fitness of each proxy (the
     search fitness, the other proxies, each lower rung) over the top and over the sample,
     with each proxy's mean seconds per candidate. ``pool_for(config, timeout_s)`` makes
-    each pool (default: the search's Ray workers)."""
+    each pool (default: the search's Ray workers).
+
+    Seconds per candidate are comparable between the retrained rows only: they train
+    one after another on the same workers, while in the search a worker compiled the
+    next candidate as it trained one (so the search's own row is slower per step), and
+    their programs come from the compilation cache that the search filled. So a
+    retrained row's cost is its training and evaluation seconds plus the search's mean
+    (cold) compile seconds over the same candidates, what a new program costs a search
+    whatever its proxy; a proxy with no overrides (the search's own setting, retrained)
+    gives the search's fitness a cost measured the same way."""
     from primer_search.retrain import make_pool, rung_timeout, train_at_rung
     from primer_search.search.config import rung_fitness
     from primer_search.search.ladder import check_rung_settings
@@ -787,11 +805,12 @@ def ladder_fidelity(profile: Profile, stores: dict, extra: list[str],
         target = {cid: (math.inf if r.failed else r.fitness) for cid, r in at[labels[-1]].items()}
         proxies = [("search fitness", {c.id: full_fitness(c, stages) for c in cands},
                     [_cost(c.result) for c in top + sample])]
+        compile_s = statistics.fmean(c.result.compile_s for c in top + sample)
         for label in proxy_labels + labels[:-1]:
             proxies.append((label.removeprefix("fidelity at ").removeprefix("fidelity "),
                             {cid: (math.inf if r.failed else r.fitness)
                                     for cid, r in at[label].items()},
-                            [_cost(r) for r in at[label].values()]))
+                            [_training_cost(r) + compile_s for r in at[label].values()]))
         rows = []
         for name, values, costs in proxies:
             row = {"proxy": name, "seconds_per_candidate": statistics.fmean(costs) if costs
@@ -807,7 +826,7 @@ def ladder_fidelity(profile: Profile, stores: dict, extra: list[str],
     return out
 
 
-def choose_proxy(fidelity: dict, current: str = "search fitness") -> list[dict]:
+def choose_proxy(fidelity: dict, current: str | None = None) -> list[dict]:
     """Each proxy of the fidelity table over all its searches: the mean over searches of
     its Spearman correlation with the top rung (over each search's top, its random
     sample, and both), its mean seconds per candidate, and its fidelity per second
@@ -815,11 +834,14 @@ def choose_proxy(fidelity: dict, current: str = "search fitness") -> list[dict]:
     most fidelity per second among those that rank the random sample the way the top
     rung does (a positive mean correlation there): a search spends its hours on the
     candidates it ranks, so a proxy half as faithful at a quarter of the cost ranks
-    twice as many of them as well. ``current`` names the search's own proxy; each row
-    says how it compares."""
+    twice as many of them as well. ``current`` names the search's own proxy (default:
+    its retrained row, "proxy: the search's own setting", when there is one, as its cost
+    is measured like the others'; else "search fitness"); each row says how it compares."""
     names = []
     for rows in fidelity.values():
         names += [r["proxy"] for r in rows if r["proxy"] not in names]
+    if current is None:
+        current = OWN_SETTING if OWN_SETTING in names else "search fitness"
     def mean(rows, part):
         values = [r[part] for r in rows if r[part] is not None]
         return statistics.fmean(values) if values else None
@@ -836,7 +858,10 @@ def choose_proxy(fidelity: dict, current: str = "search fitness") -> list[dict]:
                                       if row["all"] is not None and row["seconds_per_candidate"]
                                       else None)
         out.append(row)
+    # With the search's own setting retrained, the search's row (its cost measured while
+    # the next candidate compiled) is not weighed against the others.
     eligible = [r for r in out if r["fidelity_per_second"] is not None
+                and (r["proxy"] != "search fitness" or current == "search fitness")
                 and r["all"] > 0 and (r["sample"] or 0) > 0]
     best = max(eligible, key=lambda r: r["fidelity_per_second"], default=None)
     base = next((r for r in out if r["proxy"] == current), None)
@@ -848,6 +873,9 @@ def choose_proxy(fidelity: dict, current: str = "search fitness") -> list[dict]:
             if base and base["fidelity_per_second"] and r["fidelity_per_second"] is not None
             else None)
     return out
+
+
+OWN_SETTING = "proxy: the search's own setting"
 
 
 def _curves(store_path: Path, label: str, cid: int) -> list[list[tuple[int, float]]]:

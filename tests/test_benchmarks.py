@@ -249,6 +249,14 @@ def test_proxy_choice_weighs_fidelity_by_cost_over_searches():
     assert half["per_second_vs_current"] == pytest.approx((0.5 / 6.0) / (0.6 / 11.0))
     assert [n for n, r in rows.items() if r["chosen"]] == ["proxy: half the steps"]
     assert not rows["proxy: noise"]["chosen"]                    # cheapest, but misranks
+    # With the search's own setting retrained, its row is the one compared against (the
+    # search's own cost was measured while the next candidate compiled).
+    own = {k: v + [row(eff.OWN_SETTING, 0.2, 0.6, 0.5, 4.0)] for k, v in fidelity.items()}
+    rows = {r["proxy"]: r for r in eff.choose_proxy(own)}
+    assert rows[eff.OWN_SETTING]["current"] and not rows["search fitness"]["current"]
+    assert [n for n, r in rows.items() if r["chosen"]] == [eff.OWN_SETTING]
+    assert rows["proxy: half the steps"]["per_second_vs_current"] == pytest.approx(
+        (0.5 / 6.0) / (0.5 / 4.0))
 
 
 def test_ladder_fidelity_weighs_other_proxies_against_the_top_rung(tmp_path):
