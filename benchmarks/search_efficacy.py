@@ -128,6 +128,10 @@ class Profile:
     # search config; none: the search's own setting, retrained to time it like the
     # others). Cheap: each costs one search-budget run per candidate.
     fidelity_proxies: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    # Blocks of the zoo (seed names, or recall_calibration's attention-free blocks) that
+    # also train at every rung and under every proxy, so that each proxy is weighed on
+    # the families it would let into a search, not only on those this search let in.
+    fidelity_blocks: tuple[str, ...] = ()
 
 
 PROFILES = {
@@ -145,7 +149,10 @@ PROFILES = {
                                   "fitness.recall.pairs=4", "fitness.recall.hinge_fraction=0.9",
                                   "fitness.recall.hinge_weight=2")),
                               ("language modelling alone", ("fitness.recall.enabled=false",)),
-                              ("half the steps", ("fitness.budget.steps=100",)))),
+                              ("half the steps", ("fitness.budget.steps=100",))),
+                          fidelity_blocks=("transformer", "primer_ez", "primer",
+                                           "transformer_pp", "swiglu", "rwkv", "monarch_mixer",
+                                           "dconv_for_attention", "local-mixing-51")),
     # Seconds, for the smoke test: a tiny model, a few candidates, one search per arm.
     "smoke": Profile("efficacy_cpu", search_seeds=1, top=2, retrain_seeds=2, factor=2,
                      curve_points=2, fidelity_top=3, fidelity_sample=2, overrides=(
@@ -678,21 +685,30 @@ def reference_store(profile: Profile, out: Path, extra: list[str]) -> Path:
     """``stores/references.sqlite``: the reference blocks as candidates, each evaluated
     once at the search budget (their search fitness), so that they climb the ladder in a
     store like any search's best."""
+    return block_store(profile, out / "stores" / "references.sqlite", extra,
+                       {name: seed_library.get(name) for name in REFERENCES})
+
+
+def block_store(profile: Profile, path: Path, extra: list[str], dnas: dict,
+                pool_for=None) -> Path:
+    """A store at ``path`` whose candidates are the blocks ``dnas`` (name: DNA, as
+    mutation "seed:NAME"), each evaluated once at the search budget; blocks already in it
+    are kept, so a rerun trains only what is missing. ``pool_for(config, timeout_s)``
+    makes the pool (default: the search's Ray workers)."""
     from primer_search.search.config import config_to_dict
     from primer_search.search.dispatch import run_jobs
     from primer_search.search.pool import Job
     from primer_search.search.ray_pool import RayPool, init_ray
     from primer_search.search.store import Store
 
-    path = out / "stores" / "references.sqlite"
     cfg = search_config(profile, "evolution", 0, extra)
+    path.parent.mkdir(parents=True, exist_ok=True)
     with Store(path, config_to_dict(cfg) if not path.exists() else None) as store:
         have = {c.mutation for c in store.all()}
         jobs = []
-        for name in REFERENCES:
+        for name, dna in dnas.items():
             if f"seed:{name}" in have:
                 continue
-            dna = seed_library.get(name)
             cid = store.add(dna=dna, parent_id=None, mutation=f"seed:{name}",
                             dna_hash=dna_hash(dna))
             jobs.append(Job(cid, dna))
@@ -700,8 +716,11 @@ def reference_store(profile: Profile, out: Path, extra: list[str]) -> Path:
             if all(j.cid != c.id for j in jobs):
                 jobs.append(Job(c.id, c.dna))
         if jobs:
-            init_ray(cfg)
-            pool = RayPool(cfg)
+            if pool_for is None:
+                init_ray(cfg)
+                pool = RayPool(cfg)
+            else:
+                pool = pool_for(cfg, cfg.limits.candidate_timeout_s)
             try:
                 run_jobs(pool, jobs, on_done=lambda job, done: store.finish(
                     job.cid, done.result, worker=done.worker, node=done.node))
@@ -750,7 +769,7 @@ def _training_cost(result) -> float:
 
 
 def ladder_fidelity(profile: Profile, stores: dict, extra: list[str],
-                    pool_for=None) -> dict:
+                    pool_for=None, out: Path | None = None) -> dict:
     """For the first ``fidelity_searches`` search seeds of each arm: train the search's
     top ``fidelity_top`` and a random ``fidelity_sample`` of its other finished
     candidates at every rung with one seed (rows named "fidelity at rung K: NAME") and
@@ -760,6 +779,12 @@ def ladder_fidelity(profile: Profile, stores: dict, extra: list[str],
     with each proxy's mean seconds per candidate. ``pool_for(config, timeout_s)`` makes
     each pool (default: the search's Ray workers).
 
+    With ``fidelity_blocks`` and ``out``, the same for those blocks of the zoo, in a store
+    of their own (``out/stores/fidelity-blocks.sqlite``, under the key "zoo blocks"): a
+    search's candidates are all of the family its proxy let through, so a proxy that
+    would let another family in (language modelling alone: blocks without attention) is
+    weighed on that family too.
+
     Seconds per candidate are comparable between the retrained rows only: they train
     one after another on the same workers, while in the search a worker compiled the
     next candidate as it trained one (so the search's own row is slower per step), and
@@ -768,14 +793,7 @@ def ladder_fidelity(profile: Profile, stores: dict, extra: list[str],
     (cold) compile seconds over the same candidates, what a new program costs a search
     whatever its proxy; a proxy with no overrides (the search's own setting, retrained)
     gives the search's fitness a cost measured the same way."""
-    from primer_search.retrain import make_pool, rung_timeout, train_at_rung
-    from primer_search.search.config import rung_fitness
-    from primer_search.search.ladder import check_rung_settings
-    from primer_search.search.store import Store
-
-    cfg = search_config(profile, "evolution", 0, extra)
-    labels = [f"fidelity at rung {k + 1}: {r.name}" for k, r in enumerate(cfg.ladder.rungs)]
-    out = {}
+    result = {}
     for (arm, seed), path in sorted(stores.items()):
         if seed >= profile.fidelity_searches:
             continue
@@ -785,58 +803,92 @@ def ladder_fidelity(profile: Profile, stores: dict, extra: list[str],
         rest = ranked[len(top):]
         sample = random.Random(f"fidelity/{arm}/{seed}").sample(
             rest, min(profile.fidelity_sample, len(rest)))
-        ids = [c.id for c in top + sample]
-        log(f"fidelity: {arm} seed {seed}: {len(top)} top and {len(sample)} sampled "
-            f"candidates at {len(labels)} rungs")
-        proxy_labels = [f"fidelity proxy: {name}" for name, _ in profile.fidelity_proxies]
-        settings = [rung_fitness(cfg, rung) for rung in cfg.ladder.rungs] + [
-            search_config(profile, arm, seed, extra + list(overrides)).fitness
-            for _, overrides in profile.fidelity_proxies]
-        with Store(path) as store:
-            for label, fitness in zip(labels + proxy_labels, settings):
-                # Runs are found by label: refuse a label whose settings were edited.
-                check_rung_settings(store, label, fitness)
-                train_at_rung(store, dataclasses.replace(cfg, fitness=fitness), label, ids, 1,
-                              rung_timeout(cfg.limits.candidate_timeout_s, cfg.fitness, fitness),
-                              None, pool_for or (lambda c, t: make_pool(c, c.pool.workers,
-                                                                        None, t)))
-            at = {label: {r.parent_id: r.result for r in store.retrain_rows(label)
-                          if r.result is not None} for label in labels + proxy_labels}
-        target = {cid: (math.inf if r.failed else r.fitness) for cid, r in at[labels[-1]].items()}
-        proxies = [("search fitness", {c.id: full_fitness(c, stages) for c in cands},
-                    [_cost(c.result) for c in top + sample])]
-        compile_s = statistics.fmean(c.result.compile_s for c in top + sample)
-        for label in proxy_labels + labels[:-1]:
-            proxies.append((label.removeprefix("fidelity at ").removeprefix("fidelity "),
-                            {cid: (math.inf if r.failed else r.fitness)
-                                    for cid, r in at[label].items()},
-                            [_training_cost(r) + compile_s for r in at[label].values()]))
-        rows = []
-        for name, values, costs in proxies:
-            row = {"proxy": name, "seconds_per_candidate": statistics.fmean(costs) if costs
-                   else None}
-            for part, group in (("top", top), ("sample", sample), ("all", top + sample)):
-                pairs = [(values[c.id], target[c.id]) for c in group
-                         if c.id in values and c.id in target
-                         and math.isfinite(values[c.id]) and math.isfinite(target[c.id])]
-                row[part] = spearman([x for x, _ in pairs], [y for _, y in pairs])
-                row[f"{part}_n"] = len(pairs)
-            rows.append(row)
-        out[f"{arm} seed {seed}"] = rows
-    return out
+        log(f"fidelity: {arm} seed {seed}: {len(top)} top and {len(sample)} sampled candidates")
+        result[f"{arm} seed {seed}"] = _fidelity_rows(
+            profile, path, arm, seed, extra, (("top", top), ("sample", sample)), pool_for)
+    if profile.fidelity_blocks and out is not None:
+        from recall_calibration import blocks
+
+        path = block_store(profile, out / "stores" / "fidelity-blocks.sqlite", extra,
+                           blocks(list(profile.fidelity_blocks), []), pool_for)
+        cands, stages = search_rows(path)
+        log(f"fidelity: {len(cands)} blocks of the zoo")
+        result[ZOO_BLOCKS] = _fidelity_rows(profile, path, "evolution", 0, extra,
+                                            (("blocks", cands),), pool_for)
+    return result
+
+
+ZOO_BLOCKS = "zoo blocks"
+
+
+def _fidelity_rows(profile: Profile, path: Path, arm: str, seed: int, extra: list[str],
+                   groups, pool_for) -> list[dict]:
+    """Train the candidates of ``groups`` ((part name, candidates) pairs) of the store at
+    ``path`` at every rung and under every proxy of ``profile`` (runs already there are
+    found, not retrained); one row per proxy with its Spearman correlation with the top
+    rung over each part and over all, and its seconds per candidate."""
+    from primer_search.retrain import make_pool, rung_timeout, train_at_rung
+    from primer_search.search.config import rung_fitness
+    from primer_search.search.ladder import check_rung_settings
+    from primer_search.search.store import Store
+
+    cfg = search_config(profile, "evolution", 0, extra)
+    cands, stages = search_rows(path)
+    everyone = [c for _, group in groups for c in group]
+    ids = [c.id for c in everyone]
+    labels = [f"fidelity at rung {k + 1}: {r.name}" for k, r in enumerate(cfg.ladder.rungs)]
+    proxy_labels = [f"fidelity proxy: {name}" for name, _ in profile.fidelity_proxies]
+    settings = [rung_fitness(cfg, rung) for rung in cfg.ladder.rungs] + [
+        search_config(profile, arm, seed, extra + list(overrides)).fitness
+        for _, overrides in profile.fidelity_proxies]
+    with Store(path) as store:
+        for label, fitness in zip(labels + proxy_labels, settings):
+            # Runs are found by label: refuse a label whose settings were edited.
+            check_rung_settings(store, label, fitness)
+            train_at_rung(store, dataclasses.replace(cfg, fitness=fitness), label, ids, 1,
+                          rung_timeout(cfg.limits.candidate_timeout_s, cfg.fitness, fitness),
+                          None, pool_for or (lambda c, t: make_pool(c, c.pool.workers,
+                                                                    None, t)))
+        at = {label: {r.parent_id: r.result for r in store.retrain_rows(label)
+                      if r.result is not None} for label in labels + proxy_labels}
+    target = {cid: (math.inf if r.failed else r.fitness) for cid, r in at[labels[-1]].items()}
+    proxies = [("search fitness", {c.id: full_fitness(c, stages) for c in cands},
+                [_cost(c.result) for c in everyone])]
+    compile_s = statistics.fmean(c.result.compile_s for c in everyone)
+    for label in proxy_labels + labels[:-1]:
+        proxies.append((label.removeprefix("fidelity at ").removeprefix("fidelity "),
+                        {cid: (math.inf if r.failed else r.fitness)
+                         for cid, r in at[label].items()},
+                        [_training_cost(r) + compile_s for r in at[label].values()]))
+    rows = []
+    for name, values, costs in proxies:
+        row = {"proxy": name, "seconds_per_candidate": statistics.fmean(costs) if costs
+               else None}
+        for part, group in (*groups, ("all", everyone)):
+            pairs = [(values[c.id], target[c.id]) for c in group
+                     if c.id in values and c.id in target
+                     and math.isfinite(values[c.id]) and math.isfinite(target[c.id])]
+            row[part] = spearman([x for x, _ in pairs], [y for _, y in pairs])
+            row[f"{part}_n"] = len(pairs)
+        rows.append(row)
+    return rows
 
 
 def choose_proxy(fidelity: dict, current: str | None = None) -> list[dict]:
     """Each proxy of the fidelity table over all its searches: the mean over searches of
     its Spearman correlation with the top rung (over each search's top, its random
     sample, and both), its mean seconds per candidate, and its fidelity per second
-    (the mean correlation over both, divided by the seconds). The chosen proxy has the
-    most fidelity per second among those that rank the random sample the way the top
-    rung does (a positive mean correlation there): a search spends its hours on the
+    (the mean correlation over both, divided by the seconds); with the zoo's blocks in
+    the table (key "zoo blocks"), its correlation over them too. The chosen proxy has
+    the most fidelity per second among those that rank the random sample, and the
+    zoo's blocks, the way the top rung does (a positive correlation): a search spends
+    its hours on the
     candidates it ranks, so a proxy half as faithful at a quarter of the cost ranks
     twice as many of them as well. ``current`` names the search's own proxy (default:
     its retrained row, "proxy: the search's own setting", when there is one, as its cost
     is measured like the others'; else "search fitness"); each row says how it compares."""
+    zoo = {r["proxy"]: r for r in fidelity.get(ZOO_BLOCKS, [])}
+    fidelity = {k: v for k, v in fidelity.items() if k != ZOO_BLOCKS}
     names = []
     for rows in fidelity.values():
         names += [r["proxy"] for r in rows if r["proxy"] not in names]
@@ -854,15 +906,20 @@ def choose_proxy(fidelity: dict, current: str | None = None) -> list[dict]:
                "all": mean(rows, "all"),
                "n": sum(r["all_n"] for r in rows), "searches": len(rows),
                "seconds_per_candidate": statistics.fmean(costs) if costs else None}
+        row["blocks"] = zoo.get(name, {}).get("all")
+        row["blocks_n"] = zoo.get(name, {}).get("all_n", 0)
         row["fidelity_per_second"] = (row["all"] / row["seconds_per_candidate"]
                                       if row["all"] is not None and row["seconds_per_candidate"]
                                       else None)
         out.append(row)
     # With the search's own setting retrained, the search's row (its cost measured while
     # the next candidate compiled) is not weighed against the others.
+    # A proxy that ranks the zoo's blocks against the top rung would let the wrong family
+    # win a search, however well it ranks the family this search let in.
     eligible = [r for r in out if r["fidelity_per_second"] is not None
                 and (r["proxy"] != "search fitness" or current == "search fitness")
-                and r["all"] > 0 and (r["sample"] or 0) > 0]
+                and r["all"] > 0 and (r["sample"] or 0) > 0
+                and (not zoo or (r["blocks"] or 0) > 0)]
     best = max(eligible, key=lambda r: r["fidelity_per_second"], default=None)
     base = next((r for r in out if r["proxy"] == current), None)
     for r in out:
@@ -1039,17 +1096,20 @@ def print_ladder_table(report: dict) -> None:
     print("|---|---|---:|---:|")
     for search, rows in report.get("fidelity_to_top_rung", {}).items():
         for f in rows:
-            print(f"| {search} | {f['proxy']} | {_f(f['top'], '.2f')} (n={f['top_n']}) / "
-                  f"{_f(f['sample'], '.2f')} (n={f['sample_n']}) / {_f(f['all'], '.2f')} "
-                  f"(n={f['all_n']}) | {_f(f['seconds_per_candidate'], '.1f')} |")
+            parts = " / ".join(f"{_f(f.get(p), '.2f')} (n={f.get(p + '_n', 0)})"
+                               for p in ("top", "sample", "all")) if "top" in f else \
+                f"- / - / {_f(f['all'], '.2f')} (n={f['all_n']})"
+            print(f"| {search} | {f['proxy']} | {parts} | "
+                  f"{_f(f['seconds_per_candidate'], '.1f')} |")
     if report.get("proxy_choice"):
-        print("\n| proxy (mean over searches) | Spearman: top / sample / both | seconds per "
-              "candidate | fidelity per second | x the search's own |")
-        print("|---|---:|---:|---:|---:|")
+        print("\n| proxy (mean over searches) | Spearman: top / sample / both | over the zoo's "
+              "blocks | seconds per candidate | fidelity per second | x the search's own |")
+        print("|---|---:|---:|---:|---:|---:|")
         for r in report["proxy_choice"]:
             mark = " (chosen)" if r["chosen"] else " (the search's own)" if r["current"] else ""
             print(f"| {r['proxy']}{mark} | {_f(r['top'], '.2f')} / {_f(r['sample'], '.2f')} / "
-                  f"{_f(r['all'], '.2f')} (n={r['n']}) | {_f(r['seconds_per_candidate'], '.1f')} | "
+                  f"{_f(r['all'], '.2f')} (n={r['n']}) | {_f(r['blocks'], '.2f')} "
+                  f"(n={r['blocks_n']}) | {_f(r['seconds_per_candidate'], '.1f')} | "
                   f"{_f(r['fidelity_per_second'], '.4f')} | "
                   f"{_f(r['per_second_vs_current'], '.2f')} |")
     print()
@@ -1176,7 +1236,7 @@ def main(argv=None) -> int:
     if profile.ladder:
         climbs = climb(profile, stores, out, args.set)
         report = analyse_ladder(profile, stores, climbs, out)
-        report["fidelity_to_top_rung"] = ladder_fidelity(profile, stores, args.set)
+        report["fidelity_to_top_rung"] = ladder_fidelity(profile, stores, args.set, out=out)
         report["proxy_choice"] = choose_proxy(report["fidelity_to_top_rung"])
         return write_report(report, out, args.json, print_ladder_table)
     plan = plan_retrains(profile, stores)

@@ -257,6 +257,16 @@ def test_proxy_choice_weighs_fidelity_by_cost_over_searches():
     assert [n for n, r in rows.items() if r["chosen"]] == [eff.OWN_SETTING]
     assert rows["proxy: half the steps"]["per_second_vs_current"] == pytest.approx(
         (0.5 / 6.0) / (0.5 / 4.0))
+    # Over the zoo's blocks, a proxy that ranks them against the top rung is not chosen.
+    zoo = {**fidelity, eff.ZOO_BLOCKS: [
+        {"proxy": "search fitness", "all": 0.7, "all_n": 9},
+        {"proxy": "proxy: half the steps", "all": -0.4, "all_n": 9},
+        {"proxy": "rung 1: wide", "all": 0.9, "all_n": 9}]}
+    rows = {r["proxy"]: r for r in eff.choose_proxy(zoo)}
+    assert "zoo blocks" not in [r["proxy"] for r in rows.values()]
+    assert rows["proxy: half the steps"]["blocks"] == -0.4
+    assert rows["proxy: noise"]["blocks"] is None and rows["proxy: noise"]["blocks_n"] == 0
+    assert [n for n, r in rows.items() if r["chosen"]] == ["search fitness"]
 
 
 def test_ladder_fidelity_weighs_other_proxies_against_the_top_rung(tmp_path):
@@ -302,6 +312,20 @@ def test_ladder_fidelity_weighs_other_proxies_against_the_top_rung(tmp_path):
         ("language modelling alone", ("fitness.budget.steps=5",)),))
     with pytest.raises(ValueError, match="language modelling alone"):
         eff.ladder_fidelity(edited, {("evolution", 0): path}, [], in_process)
+    # Blocks of the zoo, in a store of their own: scored at the search budget, then
+    # trained at the rung and under the proxy like the search's candidates.
+    zoo = dataclasses.replace(profile, fidelity_blocks=("transformer", "primer_ez",
+                                                        "dconv_for_attention"))
+    out = eff.ladder_fidelity(zoo, {("evolution", 0): path}, [], in_process, out=tmp_path)
+    assert out["evolution seed 0"] == rows
+    blocks = out[eff.ZOO_BLOCKS]
+    assert [r["proxy"] for r in blocks] == [r["proxy"] for r in rows]
+    assert all(r["blocks_n"] == 3 and r["all_n"] == 3 for r in blocks)
+    with Store(tmp_path / "stores" / "fidelity-blocks.sqlite") as store:
+        assert sorted(c.mutation for c in store.all() if c.kind == "search") == [
+            "seed:dconv_for_attention", "seed:primer_ez", "seed:transformer"]
+        assert len(store.retrain_rows("fidelity at rung 1: wide")) == 3
+    assert [r["proxy"] for r in eff.choose_proxy(out)] == [r["proxy"] for r in rows]
 
 
 def test_search_efficacy_smoke_runs_both_arms_and_resumes(tmp_path):
