@@ -779,7 +779,8 @@ def ladder_fidelity(profile: Profile, stores: dict, extra: list[str],
     with each proxy's mean seconds per candidate. ``pool_for(config, timeout_s)`` makes
     each pool (default: the search's Ray workers).
 
-    With ``fidelity_blocks`` and ``out``, the same for those blocks of the zoo, in a store
+    With ``fidelity_blocks`` and ``out`` (and ``fidelity_searches`` above 0: the zoo is
+    part of that command), the same for those blocks of the zoo, in a store
     of their own (``out/stores/fidelity-blocks.sqlite``, under the key "zoo blocks"): a
     search's candidates are all of the family its proxy let through, so a proxy that
     would let another family in (language modelling alone: blocks without attention) is
@@ -806,7 +807,7 @@ def ladder_fidelity(profile: Profile, stores: dict, extra: list[str],
         log(f"fidelity: {arm} seed {seed}: {len(top)} top and {len(sample)} sampled candidates")
         result[f"{arm} seed {seed}"] = _fidelity_rows(
             profile, path, arm, seed, extra, (("top", top), ("sample", sample)), pool_for)
-    if profile.fidelity_blocks and out is not None:
+    if profile.fidelity_searches > 0 and profile.fidelity_blocks and out is not None:
         from recall_calibration import blocks
 
         path = block_store(profile, out / "stores" / "fidelity-blocks.sqlite", extra,
