@@ -871,8 +871,39 @@ def _fidelity_rows(profile: Profile, path: Path, arm: str, seed: int, extra: lis
                      and math.isfinite(values[c.id]) and math.isfinite(target[c.id])]
             row[part] = spearman([x for x, _ in pairs], [y for _, y in pairs])
             row[f"{part}_n"] = len(pairs)
+        # Each candidate's (proxy, top rung) pair, for choose_proxy's bootstrap.
+        row["pairs"] = {str(c.id): [values[c.id], target[c.id]] for c in everyone
+                        if c.id in values and c.id in target
+                        and math.isfinite(values[c.id]) and math.isfinite(target[c.id])}
         rows.append(row)
     return rows
+
+
+def _fidelity_gain_low(fidelity: dict, proxy: dict, base: dict, resamples: int = 1000,
+                       level: float = 0.05) -> float | None:
+    """The ``level`` quantile, over bootstrap resamples of each search's candidates, of
+    ``proxy``'s fidelity per second minus ``base``'s; None without the candidates' pairs."""
+    searches = []
+    for rows in fidelity.values():
+        a = next((r for r in rows if r["proxy"] == proxy["proxy"]), None)
+        b = next((r for r in rows if r["proxy"] == base["proxy"]), None)
+        if not (a and b and a.get("pairs") and b.get("pairs")):
+            return None
+        ids = sorted(set(a["pairs"]) & set(b["pairs"]))
+        searches.append((a["pairs"], b["pairs"], ids))
+    rng = random.Random("proxy choice")
+    gains = []
+    for _ in range(resamples):
+        fa, fb = [], []
+        for pa, pb, ids in searches:
+            pick = [rng.choice(ids) for _ in ids]
+            for pairs, acc in ((pa, fa), (pb, fb)):
+                rho = spearman([pairs[i][0] for i in pick], [pairs[i][1] for i in pick])
+                acc.append(rho if rho is not None else 0.0)
+        gains.append(statistics.fmean(fa) / proxy["seconds_per_candidate"]
+                     - statistics.fmean(fb) / base["seconds_per_candidate"])
+    gains.sort()
+    return gains[int(level * (len(gains) - 1))]
 
 
 def choose_proxy(fidelity: dict, current: str | None = None) -> list[dict]:
@@ -883,9 +914,12 @@ def choose_proxy(fidelity: dict, current: str | None = None) -> list[dict]:
     the table (key "zoo blocks"), its correlation over them too. The chosen proxy has
     the most fidelity per second among those that rank the random sample, and the
     zoo's blocks, the way the top rung does (a positive correlation): a search spends
-    its hours on the
-    candidates it ranks, so a proxy half as faithful at a quarter of the cost ranks
-    twice as many of them as well. ``current`` names the search's own proxy (default:
+    its hours on the candidates it ranks, so a proxy half as faithful at a quarter of the cost ranks
+    twice as many of them as well. Where the rows carry each candidate's pair (as
+    :func:`ladder_fidelity`'s do), that proxy replaces the search's own only if its gain
+    in fidelity per second holds over bootstrap resamples of the candidates (the 5%
+    quantile of the gain above 0; ``gain_low``), else the search's own stays chosen.
+    ``current`` names the search's own proxy (default:
     its retrained row, "proxy: the search's own setting", when there is one, as its cost
     is measured like the others'; else "search fitness"); each row says how it compares."""
     zoo = {r["proxy"]: r for r in fidelity.get(ZOO_BLOCKS, [])}
@@ -923,6 +957,12 @@ def choose_proxy(fidelity: dict, current: str | None = None) -> list[dict]:
                 and (not zoo or (r["blocks"] or 0) > 0)]
     best = max(eligible, key=lambda r: r["fidelity_per_second"], default=None)
     base = next((r for r in out if r["proxy"] == current), None)
+    # Another proxy replaces the search's own only when its gain in fidelity per second
+    # holds over resamples of the candidates (its 5% quantile above 0).
+    if best is not None and base is not None and best is not base:
+        best["gain_low"] = _fidelity_gain_low(fidelity, best, base)
+        if best["gain_low"] is not None and best["gain_low"] <= 0 and base in eligible:
+            best = base
     for r in out:
         r["chosen"] = r is best
         r["current"] = r["proxy"] == current
@@ -1113,6 +1153,11 @@ def print_ladder_table(report: dict) -> None:
                   f"(n={r['blocks_n']}) | {_f(r['seconds_per_candidate'], '.1f')} | "
                   f"{_f(r['fidelity_per_second'], '.4f')} | "
                   f"{_f(r['per_second_vs_current'], '.2f')} |")
+        best = next((r for r in report["proxy_choice"] if "gain_low" in r), None)
+        if best is not None:
+            print(f"\nmost fidelity per second: {best['proxy']}; its gain over the search's "
+                  f"own, 5% bootstrap quantile: {_f(best['gain_low'], '.4f')} per second "
+                  f"({'chosen' if best['chosen'] else 'within the noise: the search keeps its own'})")
     print()
     for name, v in report["verdict"].items():
         numbers = ", ".join(f"{k}={x if isinstance(x, list) else _f(x)}"

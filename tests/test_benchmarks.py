@@ -267,6 +267,23 @@ def test_proxy_choice_weighs_fidelity_by_cost_over_searches():
     assert rows["proxy: half the steps"]["blocks"] == -0.4
     assert rows["proxy: noise"]["blocks"] is None and rows["proxy: noise"]["blocks_n"] == 0
     assert [n for n, r in rows.items() if r["chosen"]] == ["search fitness"]
+    # With each candidate's pairs, a cheaper proxy replaces the search's own only when
+    # its gain holds over resamples of the candidates.
+    def ranked(proxy, xs, seconds):
+        return {"proxy": proxy, "seconds_per_candidate": seconds, "top": None,
+                "sample": 0.5, "all": eff.spearman(xs, list(range(12))), "all_n": 12,
+                "pairs": {str(i): [x, float(i)] for i, x in enumerate(xs)}}
+
+    noisy = [1, 0, 3, 2, 6, 4, 5, 9, 7, 8, 11, 10]
+    exact = list(range(12))
+    sure = {"s": [ranked("search fitness", noisy, 10.0), ranked("proxy: cheap", exact, 5.0)]}
+    rows = {r["proxy"]: r for r in eff.choose_proxy(sure)}
+    assert rows["proxy: cheap"]["chosen"] and rows["proxy: cheap"]["gain_low"] > 0
+    unsure = {"s": [ranked("search fitness", exact, 10.0),
+                    ranked("proxy: cheap", [3, 0, 7, 1, 2, 9, 4, 11, 5, 6, 10, 8], 5.5)]}
+    rows = {r["proxy"]: r for r in eff.choose_proxy(unsure)}
+    assert rows["proxy: cheap"]["fidelity_per_second"] > rows["search fitness"]["fidelity_per_second"]
+    assert rows["proxy: cheap"]["gain_low"] < 0 and rows["search fitness"]["chosen"]
 
 
 def test_ladder_fidelity_weighs_other_proxies_against_the_top_rung(tmp_path):
