@@ -134,6 +134,11 @@ class Profile:
     fidelity_blocks: tuple[str, ...] = ()
 
 
+# The fidelity table's key for the zoo's blocks, and the row of the search's own setting
+# retrained (the proxy named "the search's own setting", with no overrides).
+ZOO_BLOCKS = "zoo blocks"
+OWN_SETTING = "proxy: the search's own setting"
+
 PROFILES = {
     # 2-core development machine, within 90 minutes.
     "cpu": Profile("efficacy_cpu"),
@@ -819,9 +824,6 @@ def ladder_fidelity(profile: Profile, stores: dict, extra: list[str],
     return result
 
 
-ZOO_BLOCKS = "zoo blocks"
-
-
 def _fidelity_rows(profile: Profile, path: Path, arm: str, seed: int, extra: list[str],
                    groups, pool_for) -> list[dict]:
     """Train the candidates of ``groups`` ((part name, candidates) pairs) of the store at
@@ -863,18 +865,17 @@ def _fidelity_rows(profile: Profile, path: Path, arm: str, seed: int, extra: lis
                         [_training_cost(r) + compile_s for r in at[label].values()]))
     rows = []
     for name, values, costs in proxies:
+        # Each candidate's (proxy, top rung) pair where both are finite; kept in the row
+        # for choose_proxy's bootstrap.
+        paired = {str(c.id): [values[c.id], target[c.id]] for c in everyone
+                  if c.id in values and c.id in target
+                  and math.isfinite(values[c.id]) and math.isfinite(target[c.id])}
         row = {"proxy": name, "seconds_per_candidate": statistics.fmean(costs) if costs
-               else None}
+               else None, "pairs": paired}
         for part, group in (*groups, ("all", everyone)):
-            pairs = [(values[c.id], target[c.id]) for c in group
-                     if c.id in values and c.id in target
-                     and math.isfinite(values[c.id]) and math.isfinite(target[c.id])]
+            pairs = [paired[str(c.id)] for c in group if str(c.id) in paired]
             row[part] = spearman([x for x, _ in pairs], [y for _, y in pairs])
             row[f"{part}_n"] = len(pairs)
-        # Each candidate's (proxy, top rung) pair, for choose_proxy's bootstrap.
-        row["pairs"] = {str(c.id): [values[c.id], target[c.id]] for c in everyone
-                        if c.id in values and c.id in target
-                        and math.isfinite(values[c.id]) and math.isfinite(target[c.id])}
         rows.append(row)
     return rows
 
@@ -914,14 +915,14 @@ def choose_proxy(fidelity: dict, current: str | None = None) -> list[dict]:
     the table (key "zoo blocks"), its correlation over them too. The chosen proxy has
     the most fidelity per second among those that rank the random sample, and the
     zoo's blocks, the way the top rung does (a positive correlation): a search spends
-    its hours on the candidates it ranks, so a proxy half as faithful at a quarter of the cost ranks
-    twice as many of them as well. Where the rows carry each candidate's pair (as
-    :func:`ladder_fidelity`'s do), that proxy replaces the search's own only if its gain
-    in fidelity per second holds over bootstrap resamples of the candidates (the 5%
-    quantile of the gain above 0; ``gain_low``), else the search's own stays chosen.
-    ``current`` names the search's own proxy (default:
-    its retrained row, "proxy: the search's own setting", when there is one, as its cost
-    is measured like the others'; else "search fitness"); each row says how it compares."""
+    its hours on the candidates it ranks, so a proxy half as faithful at a quarter of
+    the cost ranks twice as many of them as well. Where the rows carry each candidate's
+    pair (as :func:`ladder_fidelity`'s do), that proxy replaces the search's own only if
+    its gain in fidelity per second holds over bootstrap resamples of the candidates
+    (the 5% quantile of the gain above 0; ``gain_low``), else the search's own stays
+    chosen. ``current`` names the search's own proxy (default: its retrained row,
+    :data:`OWN_SETTING`, when there is one, as its cost is measured like the others';
+    else "search fitness"); each row says how it compares."""
     zoo = {r["proxy"]: r for r in fidelity.get(ZOO_BLOCKS, [])}
     fidelity = {k: v for k, v in fidelity.items() if k != ZOO_BLOCKS}
     names = []
@@ -929,6 +930,7 @@ def choose_proxy(fidelity: dict, current: str | None = None) -> list[dict]:
         names += [r["proxy"] for r in rows if r["proxy"] not in names]
     if current is None:
         current = OWN_SETTING if OWN_SETTING in names else "search fitness"
+
     def mean(rows, part):
         values = [r[part] for r in rows if r[part] is not None]
         return statistics.fmean(values) if values else None
@@ -961,7 +963,8 @@ def choose_proxy(fidelity: dict, current: str | None = None) -> list[dict]:
     # holds over resamples of the candidates (its 5% quantile above 0).
     if best is not None and base is not None and best is not base:
         best["gain_low"] = _fidelity_gain_low(fidelity, best, base)
-        if best["gain_low"] is not None and best["gain_low"] <= 0 and base in eligible:
+        if (best["gain_low"] is not None and best["gain_low"] <= 0
+                and any(r is base for r in eligible)):
             best = base
     for r in out:
         r["chosen"] = r is best
@@ -971,9 +974,6 @@ def choose_proxy(fidelity: dict, current: str | None = None) -> list[dict]:
             if base and base["fidelity_per_second"] and r["fidelity_per_second"] is not None
             else None)
     return out
-
-
-OWN_SETTING = "proxy: the search's own setting"
 
 
 def _curves(store_path: Path, label: str, cid: int) -> list[list[tuple[int, float]]]:
