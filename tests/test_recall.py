@@ -148,8 +148,9 @@ def _count_compiles(monkeypatch) -> list:
 
 
 def test_the_recall_task_shares_the_compiled_steps_unless_its_length_differs(monkeypatch):
-    calls = _count_compiles(monkeypatch)
     ev = Evaluator(SMALL)
+    ev.evaluate(seeds.get("transformer"), budget=BudgetConfig(steps=4))
+    calls = _count_compiles(monkeypatch)   # counted after a first run compiled the helpers
     result, _ = ev.evaluate(seeds.get("transformer"), budget=BudgetConfig(steps=100))
     assert result.status == Status.OK and len(calls) == 2   # one train step, one eval step
     calls.clear()
@@ -163,7 +164,8 @@ def test_recall_rows_of_their_own_length_score_as_a_model_of_that_context_does(m
     recall task exactly as an evaluator whose rows are 16 tokens long: the same batches,
     the same initial parameters, the same schedule; it costs a training and an
     evaluation step of its own."""
-    calls = _count_compiles(monkeypatch)
+    Evaluator(SMALL).evaluate(seeds.get("transformer"), budget=BudgetConfig(steps=4))
+    calls = _count_compiles(monkeypatch)   # counted after a first run compiled the helpers
     own = dataclasses.replace(SMALL, recall=dataclasses.replace(SMALL.recall, seq_len=16))
     short = dataclasses.replace(SMALL, data=dataclasses.replace(SMALL.data, seq_len=16))
     budget = BudgetConfig(steps=30)
@@ -175,6 +177,31 @@ def test_recall_rows_of_their_own_length_score_as_a_model_of_that_context_does(m
     full, _ = Evaluator(SMALL).evaluate(seeds.get("transformer"), budget=budget)
     assert a.perplexity == full.perplexity            # the language model is untouched
     assert a.recall_loss != full.recall_loss
+
+
+def test_a_recall_rate_of_its_own_trains_the_task_as_that_rate_for_both_tasks_does(
+        monkeypatch):
+    """recall.learning_rate trains and scores the recall task exactly as an evaluator
+    whose optimiser has that rate for both tasks, leaves the language model as it is, and
+    costs one training step of its own."""
+    rate = 0.3 * SMALL.optim.peak_rate(SMALL.model.d_model)
+    own = dataclasses.replace(SMALL, recall=dataclasses.replace(SMALL.recall,
+                                                                 learning_rate=rate))
+    both = dataclasses.replace(SMALL, optim=dataclasses.replace(SMALL.optim, learning_rate=rate))
+    budget = SMALL.budget   # the recall task's own length: only the rate tells them apart
+    full, _ = Evaluator(SMALL).evaluate(seeds.get("transformer"), budget=budget)
+    calls = _count_compiles(monkeypatch)   # after a first run has compiled the helpers
+    b, _ = Evaluator(both).evaluate(seeds.get("transformer"), budget=budget)
+    assert b.status == Status.OK and len(calls) == 2   # one rate: both tasks share the steps
+    calls.clear()
+    a, _ = Evaluator(own).evaluate(seeds.get("transformer"), budget=budget)
+    assert a.status == Status.OK and len(calls) == 3   # the LM's two steps, the recall's one
+    assert (a.recall_loss, a.recall_accuracy) == (b.recall_loss, b.recall_accuracy)
+    assert a.recall_loss != full.recall_loss
+    assert a.perplexity == full.perplexity != b.perplexity
+    with pytest.raises(ValueError, match="recall.learning_rate must be None or a number > 0, "
+                                         "got -0.001"):
+        RecallConfig(learning_rate=-0.001)
 
 
 def test_a_nan_on_the_recall_task_fails_the_candidate_naming_the_task(evaluator):

@@ -201,6 +201,13 @@ class RecallConfig:
     # whatever the length, and is shared too. Any other value compiles a step of its own,
     # and so does a retrain with a longer budget: it keeps this config's recall steps.
     steps: int | None = None
+    # The recall task's peak learning rate. None: the language model's (optim's). A
+    # plain Transformer with absolute positions learns to recall slowly at the width-
+    # scaled rate (docs/benchmarks/efficacy.md: 0.05 of 16 pairs after 1,000 steps at
+    # 0.9 / 128, 0.16 after 4,000 at 0.002), so a rung meant to see whether a block keeps
+    # what attention does can give the task a rate of its own. Any value compiles a step
+    # of its own, as another recall.steps does.
+    learning_rate: float | None = None
     # Tokens a recall row holds (its model input; the row is one token longer). None: the
     # language model's fitness.data.seq_len, so that one compiled step serves both tasks.
     # A shorter row costs less when the language model's context is long and the pairs
@@ -239,6 +246,10 @@ class RecallConfig:
             raise ValueError(f"recall.gap_exponent must be >= 0, got {self.gap_exponent}")
         if self.steps is not None and (isinstance(self.steps, bool) or self.steps < 1):
             raise ValueError(f"recall.steps must be None or >= 1, got {self.steps!r}")
+        if self.learning_rate is not None and (isinstance(self.learning_rate, bool)
+                                               or not self.learning_rate > 0):
+            raise ValueError(f"recall.learning_rate must be None or a number > 0, got "
+                             f"{self.learning_rate!r}")
         if self.seq_len is not None and (isinstance(self.seq_len, bool)
                                          or not isinstance(self.seq_len, int)
                                          or self.seq_len + 1 < self.length_needed()):

@@ -180,11 +180,16 @@ class Evaluator:
             recall_steps = cfg.recall.steps or cfg.budget.steps
             recall_init, recall_train, recall_step_fn, recall_eval_fn = (
                 init_state, train_step, step_fn, eval_fn)
-            own_schedule = total_steps is not None and recall_steps != total_steps
+            own_schedule = ((total_steps is not None and recall_steps != total_steps)
+                            or cfg.recall.learning_rate is not None)
             if own_schedule:
-                # A schedule of another length is another optimiser: a compile of its own.
+                # A schedule of another length or rate is another optimiser: a compile of
+                # its own.
+                optim = cfg.optim
+                if cfg.recall.learning_rate is not None:
+                    optim = dataclasses.replace(optim, learning_rate=cfg.recall.learning_rate)
                 recall_init, recall_train, _ = make_steps(
-                    lm, make_optimizer(cfg.optim, recall_steps, cfg.model.d_model))
+                    lm, make_optimizer(optim, recall_steps, cfg.model.d_model))
             tokens, weights = self._recall_eval[0]
             own_shape = tokens.shape != first.shape
             if own_schedule or own_shape:  # rows of their own length: steps of their own
