@@ -177,6 +177,12 @@ def test_a_rung_whose_settings_changed_is_refused_not_found_done(tmp_path):
         path, cfg.fitness.budget.steps, score, log))
     assert sorted(log) == sorted((30, c, s) for c in (1, 2, 5, 6) for s in (0, 1))
     assert climbed[-1]["label"] == "rung 2: longer"
+    # The store keeps both settings of rung 2, and top / show list each.
+    with Store(path, readonly=True) as store:
+        rungs = ladder_results(store)
+    assert [r["label"] for r in rungs] == ["rung 1: wide", "rung 2: long", "rung 2: longer"]
+    assert rungs[1]["candidates"][5]["fitnesses"] == [5.0, 5.1]
+    assert rungs[2]["candidates"][5]["fitnesses"] == [5.0, 5.1]
 
 
 def test_an_interrupted_climb_finishes_only_what_is_missing(tmp_path):

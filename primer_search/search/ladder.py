@@ -160,13 +160,15 @@ def rung_results(store, number: int, name: str) -> dict:
 
 def ladder_results(store) -> list[dict]:
     """Every rung found in a store (by its runs' labels), lowest first, each as
-    :func:`rung_results` gives it."""
-    rungs = {}
+    :func:`rung_results` gives it. A rung climbed again under a new name (new settings;
+    :func:`check_rung_settings`) is listed under each of its names, in name order: its
+    earlier runs are results too."""
+    rungs = []
     for budget in store.retrain_budgets():
         m = _RUNG.fullmatch(budget)
         if m:
-            rungs[int(m.group(1))] = m.group(2)
-    return [rung_results(store, number, rungs[number]) for number in sorted(rungs)]
+            rungs.append((int(m.group(1)), m.group(2)))
+    return [rung_results(store, number, name) for number, name in sorted(rungs)]
 
 
 def _flat(tree: dict, prefix: str = "") -> dict[str, Any]:
