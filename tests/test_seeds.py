@@ -59,3 +59,18 @@ def test_every_seed_learns(name, memorise):
     losses = memorise(lm, make_optimizer(OptimConfig(learning_rate=1e-2, warmup_steps=5)))
     assert all(np.isfinite(losses)), losses
     assert losses[-1] < 0.5 * losses[0], (losses[0], losses[-1])
+
+
+def test_primer_ez_ablations_make_one_of_its_two_changes_each():
+    """primer_ez(squared_relu=False) and primer_ez(mdha=False), the benchmark's ablations,
+    differ from the Transformer by MDHA's three convolutions or by the square alone."""
+    def ops(dna):
+        return [ins.op for sub in dna.subprograms for ins in sub.instructions]
+
+    base = ops(seeds.get("transformer"))
+    mdha = ops(seeds.primer_ez(squared_relu=False))
+    square = ops(seeds.primer_ez(mdha=False))
+    assert ops(seeds.primer_ez(squared_relu=False, mdha=False)) == base
+    assert sorted(mdha) == sorted(base + ["DCONV_3X1"] * 3)
+    assert sorted(square) == sorted(base + ["SQUARE"])
+    assert sorted(ops(seeds.get("primer_ez"))) == sorted(base + ["DCONV_3X1"] * 3 + ["SQUARE"])

@@ -167,15 +167,20 @@ def transformer(heads: int = 4, d_ff: int = 4) -> DNA:
 
 
 @register
-def primer_ez(heads: int = 4, d_ff: int = 4) -> DNA:
+def primer_ez(heads: int = 4, d_ff: int = 4, squared_relu: bool = True,
+              mdha: bool = True) -> DNA:
     """Primer-EZ (So et al. 2021): the Transformer with two changes.
 
     * squared ReLU in the FFN: ``W2 (max(W1 x, 0))^2``;
     * multi-DConv-head attention (MDHA): Q, K and V are each followed by a causal
       depthwise convolution of width 3 along the sequence, one filter per channel per head
       (``z'_t = w0 z_t + w1 z_{t-1} + w2 z_{t-2}``).
+
+    ``squared_relu=False`` or ``mdha=False`` leaves that change out (the paper's
+    ablations; the seed is both).
     """
-    return _mlp_transformer(write_relu, heads, d_ff, dconv="DCONV_3X1", square=True)
+    return _mlp_transformer(write_relu, heads, d_ff, dconv="DCONV_3X1" if mdha else None,
+                            square=squared_relu)
 
 
 @register
