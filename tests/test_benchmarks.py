@@ -220,6 +220,19 @@ def test_efficacy_statistics_match_references():
     assert ratio["ratio"] == pytest.approx(1.5) and ratio["winner_steps"] == 200.0
 
 
+def test_the_compute_ratio_is_read_for_the_best_winner_that_recalls():
+    """A winner with the lowest top-rung perplexity but less recall than the Transformer
+    there is passed over; without a recall task at the rung, perplexity alone decides."""
+    import search_efficacy as se
+    ppl, recall = [37.2, 45.0, 44.0, math.inf], [0.10, 0.50, 0.16, 0.90]
+    keeps = [se.keeps_recall(r, 0.16) for r in recall]
+    assert keeps == [False, True, True, True]
+    assert se.best_that_recalls(ppl, keeps) == 2          # 44.0 (0.16 >= 0.16), not 37.2
+    assert se.best_that_recalls(ppl, [se.keeps_recall(r, math.nan) for r in recall]) == 0
+    assert se.best_that_recalls(ppl, [False] * 4) is None
+    assert not se.keeps_recall(math.nan, 0.16)
+
+
 def test_proxy_choice_weighs_fidelity_by_cost_over_searches():
     """The chosen proxy has the most fidelity to the top rung per second of candidate
     time, averaged over searches; one that misranks the random sample is never chosen,
@@ -405,6 +418,7 @@ def test_search_efficacy_up_a_ladder_smoke(tmp_path):
         assert [f["proxy"] for f in s["fidelity"]] == ["search fitness", "rung 1: 2x steps"]
     for arm in ("evolution", "no_selection"):
         assert len(report["arms"][arm]["top_rung_perplexity"]) == 2
+        assert len(report["arms"][arm]["recalls_as_transformer"]) == 2
     assert report["selection_test"]["n"] <= 2
     # Seed 0 of each arm measures fidelity: its top 3 and a sample at both rungs.
     fid = report["fidelity_to_top_rung"]
@@ -418,6 +432,7 @@ def test_search_efficacy_up_a_ladder_smoke(tmp_path):
         "search fitness", "proxy: language modelling alone", "rung 1: 2x steps"]
     assert sum(r["chosen"] for r in report["proxy_choice"]) <= 1
     assert set(report["verdict"]) >= {"half_the_steps_at_top_rung",
+                                      "a_winner_recalls_as_transformer_at_top_rung",
                                       "primer_ez_above_transformer_every_rung",
                                       "selection_helps"}
     again = subprocess.run(cmd, check=False, cwd=ROOT, capture_output=True, text=True,
@@ -514,6 +529,26 @@ def test_hurdles_runs_a_search_and_retrains_the_stopped(tmp_path):
     assert res["steps_spent"] <= res["steps_if_all_trained"]
     assert res["sampled_stopped"] == min(2, res["stopped"])
     assert res["stage_fitness_mismatches"] == []   # reruns reproduce the search's stages
+
+
+def test_mutation_reach_counts_what_children_gain_where():
+    """Rates are shares of the children, per search is rate x the config's candidates,
+    the aggregate covers every op's row; an unknown seed block is refused by name."""
+    res = _run_json("mutation_reach.py", "--children", "300")
+    assert res["children"] == 300 and res["candidates_per_search"] == 80
+    ops = {r["op"]: r for r in res["rows"]}
+    assert "DCONV_3X1" in ops and "DECAY_SUM" in ops and "SQUARE" in ops
+    assert "T_MAT_MUL" not in ops                       # attention itself is not a gain
+    for r in res["rows"]:
+        assert 0 <= r["in_head"] <= 1 and 0 <= r["elsewhere"] <= 1
+        assert r["head_per_search"] == pytest.approx(r["in_head"] * 80)
+    mixing = [r["in_head"] for r in res["rows"] if r["op"] != "SQUARE"]
+    assert max(mixing) <= res["any_mixing_in_head"] <= sum(mixing) + 1e-12
+    assert res["any_dconv_in_head"] <= res["any_mixing_in_head"]
+    assert res["any_mixing_in_head"] + max(r["elsewhere"] for r in res["rows"]) > 0
+    proc = subprocess.run([sys.executable, os.path.join(BENCH, "mutation_reach.py"),
+                           "--seed-block", "transformr"], capture_output=True, text=True)
+    assert proc.returncode == 2 and "'transformr' is not a seed; known: transformer" in proc.stderr
 
 
 def test_every_benchmark_script_has_a_smoke_test():
