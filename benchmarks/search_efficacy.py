@@ -56,7 +56,11 @@ not on timing, with 5 search seeds per arm. The report gives, per rung, each ref
 and each search winner's language-model perplexity; per arm the median and spread over
 search seeds at the top rung; a paired Wilcoxon test between arms (same search seeds)
 with its p-value; the compute ratio of the evolution arm's best winner against the
-Transformer at the top rung with a bootstrap interval over training seeds; and the
+Transformer at the top rung with a bootstrap interval over training seeds, where the
+best is the lowest top-rung perplexity among the winners that recall there at least as
+well as the Transformer (perplexity at these budgets cannot see recall); the same ratio
+for Primer-EZ and for its ablations (``ablations``: MDHA alone, squared ReLU alone),
+which climb beside the references; and the
 fidelity to the top rung (Spearman) of the search fitness and of each lower rung, over
 the candidates that trained at both. ``--fidelity-searches N`` (0 in ``cpu-ladder``, a
 command of its own after the climb) also trains the top ``fidelity_top`` and a random
@@ -103,6 +107,9 @@ ARM_OVERRIDES = {
                            f"evolution.population_size={cfg.limits.max_candidates}"],
 }
 REFERENCES = ("transformer", "primer_ez")
+# Primer-EZ with one of its two changes, for which of them carries its compute ratio.
+ABLATIONS = {"primer_ez: MDHA only": lambda: seed_library.primer_ez(squared_relu=False),
+             "primer_ez: squared ReLU only": lambda: seed_library.primer_ez(mdha=False)}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -132,6 +139,9 @@ class Profile:
     # also train at every rung and under every proxy, so that each proxy is weighed on
     # the families it would let into a search, not only on those this search let in.
     fidelity_blocks: tuple[str, ...] = ()
+    # Up a ladder: blocks of ABLATIONS that climb beside the references, each with its
+    # compute ratio against the Transformer at the top rung.
+    ablations: tuple[str, ...] = ()
 
 
 # The fidelity table's key for the zoo's blocks, and the row of the search's own setting
@@ -157,7 +167,8 @@ PROFILES = {
                               ("half the steps", ("fitness.budget.steps=100",))),
                           fidelity_blocks=("transformer", "primer_ez", "primer",
                                            "transformer_pp", "swiglu", "rwkv", "monarch_mixer",
-                                           "dconv_for_attention", "local-mixing-51")),
+                                           "dconv_for_attention", "local-mixing-51"),
+                          ablations=tuple(ABLATIONS)),
     # Seconds, for the smoke test: a tiny model, a few candidates, one search per arm.
     "smoke": Profile("efficacy_cpu", search_seeds=1, top=2, retrain_seeds=2, factor=2,
                      curve_points=2, fidelity_top=3, fidelity_sample=2, overrides=(
@@ -691,7 +702,8 @@ def reference_store(profile: Profile, out: Path, extra: list[str]) -> Path:
     once at the search budget (their search fitness), so that they climb the ladder in a
     store like any search's best."""
     return block_store(profile, out / "stores" / "references.sqlite", extra,
-                       {name: seed_library.get(name) for name in REFERENCES})
+                       {**{name: seed_library.get(name) for name in REFERENCES},
+                        **{name: ABLATIONS[name]() for name in profile.ablations}})
 
 
 def block_store(profile: Profile, path: Path, extra: list[str], dnas: dict,
@@ -752,7 +764,8 @@ def climb(profile: Profile, stores: dict, out: Path, extra: list[str]) -> dict:
     climbs = {}
     refs = reference_store(profile, out, extra)
     # The references climb every rung: as many candidates as there are references.
-    ref_ladder = LadderConfig(rungs=tuple(dataclasses.replace(r, candidates=len(REFERENCES))
+    everyone = len(REFERENCES) + len(profile.ablations)
+    ref_ladder = LadderConfig(rungs=tuple(dataclasses.replace(r, candidates=everyone)
                                           for r in cfg.ladder.rungs), include_seeds=False)
     log("ladder: references")
     climbs["references", 0] = climb_ladder(refs, ref_ladder, on_result=report, workers=workers)
@@ -1005,6 +1018,14 @@ def analyse_ladder(profile: Profile, stores: dict, climbs: dict, out: Path) -> d
               "searches": [], "arms": {}}
     for name, cid in ref_ids.items():
         report["references"][name] = [rung["candidates"].get(cid) for rung in refs]
+    # Each reference's compute ratio against the Transformer at the top rung.
+    report["reference_ratios"] = {}
+    t_curves = _curves(ref_path, labels[-1], ref_ids["transformer"]) \
+        if "transformer" in ref_ids else []
+    for name, cid in ref_ids.items():
+        curves = _curves(ref_path, labels[-1], cid)
+        if name != "transformer" and curves and t_curves:
+            report["reference_ratios"][name] = bootstrap_ratio(curves, t_curves)
     for (arm, seed), path in sorted(stores.items()):
         cl = climbs[arm, seed]
         cands, stages = search_rows(path)
@@ -1034,12 +1055,17 @@ def analyse_ladder(profile: Profile, stores: dict, climbs: dict, out: Path) -> d
             "winner_keeps_attention": bool(winner and keeps_attention(by_id[winner].dna)),
             "modifications": modifications(by_id[winner].dna, transformer) if winner else []})
     top_t = report["references"].get("transformer", [None])[-1]
+    t_recall = (top_t or {}).get("recall_accuracy", math.nan)
     for arm in profile.arms:
         runs = sorted((s for s in report["searches"] if s["arm"] == arm),
                       key=lambda s: s["seed"])
         ppl = [(s["rungs"][-1]["winner"] or {}).get("perplexity", math.inf) for s in runs]
-        best = min(range(len(runs)), key=lambda i: ppl[i], default=None)
-        entry = {"top_rung_perplexity": ppl, "spread": spread(ppl),
+        recall = [(s["rungs"][-1]["winner"] or {}).get("recall_accuracy", math.nan)
+                  for s in runs]
+        keeps = [keeps_recall(r, t_recall) for r in recall]
+        best = best_that_recalls(ppl, keeps)
+        entry = {"top_rung_perplexity": ppl, "top_rung_recall": recall,
+                 "recalls_as_transformer": keeps, "spread": spread(ppl),
                  "best_seed": runs[best]["seed"] if best is not None else None}
         if best is not None and runs[best]["winner"] and top_t:
             s = runs[best]
@@ -1064,6 +1090,24 @@ def analyse_ladder(profile: Profile, stores: dict, climbs: dict, out: Path) -> d
     return report
 
 
+def keeps_recall(recall: float, transformer: float) -> bool:
+    """Whether a top-rung recall accuracy is at least the Transformer's there (always,
+    when the rung has no recall task: the Transformer's is NaN)."""
+    if not math.isfinite(transformer):
+        return True
+    return math.isfinite(recall) and recall >= transformer
+
+
+def best_that_recalls(perplexity: list[float], keeps: list[bool]) -> int | None:
+    """An arm's best search, for "beats the Transformer" and the compute ratio: the index
+    of the lowest top-rung perplexity among the winners that recall there at least as
+    well as the Transformer (``keeps``); None if none does. Perplexity at these budgets
+    cannot see recall, so a winner that dropped what attention does would otherwise
+    pass on perplexity alone."""
+    return min((i for i, ok in enumerate(keeps) if ok and math.isfinite(perplexity[i])),
+               key=lambda i: perplexity[i], default=None)
+
+
 def _ppl_std(summary: dict) -> float:
     values = [v for v in summary["perplexities"] if math.isfinite(v)]
     return statistics.stdev(values) if len(values) > 1 else 0.0
@@ -1086,7 +1130,13 @@ def ladder_verdict(report: dict) -> dict:
     ratio = (evo.get("compute_ratio") or {}).get("ratio")
     out["half_the_steps_at_top_rung"] = {
         "ratio": ratio, "low": (evo.get("compute_ratio") or {}).get("low"),
-        "pass": ratio is not None and ratio >= 2.0}
+        "best_seed": evo.get("best_seed"), "pass": ratio is not None and ratio >= 2.0}
+    if "recalls_as_transformer" in evo:
+        out["a_winner_recalls_as_transformer_at_top_rung"] = {
+            "seeds": [s for s, ok in zip(sorted(
+                s["seed"] for s in report["searches"] if s["arm"] == "evolution"),
+                evo["recalls_as_transformer"]) if ok],
+            "pass": any(evo["recalls_as_transformer"])}
     ez, tr = report["references"].get("primer_ez"), report["references"].get("transformer")
     if ez and tr:
         ranks = [bool(a and b and a["perplexity"] < b["perplexity"]) for a, b in zip(ez, tr)]
@@ -1102,20 +1152,26 @@ def ladder_verdict(report: dict) -> dict:
 
 def print_ladder_table(report: dict) -> None:
     labels = report["rungs"]
-    print("| program | " + " | ".join(labels) + " |")
+    def cell(r):
+        return (f"{_f(r and r['perplexity'])} ± {_f(r and _ppl_std(r))} "
+                f"({_f(r and r.get('recall_accuracy'), '.3f')})")
+
+    print("| program: perplexity ± spread over seeds (recall) | " + " | ".join(labels) + " |")
     print("|---|" + "---:|" * len(labels))
     for name, rungs in report["references"].items():
-        print(f"| {name} | " + " | ".join(
-            f"{_f(r and r['perplexity'])} ± {_f(r and _ppl_std(r))}" for r in rungs) + " |")
+        print(f"| {name} | " + " | ".join(cell(r) for r in rungs) + " |")
     for s in report["searches"]:
-        cells = []
-        for r in s["rungs"]:
-            w = r["winner"]
-            cells.append(f"{_f(w and w['perplexity'])} ± {_f(w and _ppl_std(w))}")
+        cells = [cell(r["winner"]) for r in s["rungs"]]
         print(f"| {s['arm']} seed {s['seed']} winner (#{s['winner']}) | " + " | ".join(cells)
               + " |")
     print()
-    print("| arm | top-rung perplexity per search seed | median | q1-q3 | best seed | "
+    for name, cr in report.get("reference_ratios", {}).items():
+        print(f"{name}: compute ratio against the Transformer at the top rung "
+              f"{_f(cr.get('ratio'), '.2f')}x ({_f(cr.get('low'), '.2f')}-"
+              f"{_f(cr.get('high'), '.2f')})")
+    print()
+    print("| arm | top-rung perplexity per search seed (recall; * at least the "
+          "Transformer's) | median | q1-q3 | best seed that recalls | "
           "compute ratio (90% interval) |")
     print("|---|---|---:|---:|---:|---:|")
     for arm, a in report["arms"].items():
@@ -1123,9 +1179,12 @@ def print_ladder_table(report: dict) -> None:
         cr = a.get("compute_ratio") or {}
         ratio = (f"{_f(cr.get('ratio'), '.2f')}x ({_f(cr.get('low'), '.2f')}-"
                  f"{_f(cr.get('high'), '.2f')})") if cr else "-"
-        print(f"| {arm} | {', '.join(_f(x) for x in a['top_rung_perplexity'])} | "
-              f"{_f(sp['median'])} | {_f(sp['q1'])}-{_f(sp['q3'])} | {a['best_seed']} | "
-              f"{ratio} |")
+        recall = a.get("top_rung_recall") or [math.nan] * len(a["top_rung_perplexity"])
+        keeps = a.get("recalls_as_transformer") or [True] * len(recall)
+        seeds = ", ".join(f"{_f(p)} ({_f(r, '.2f')}{'*' if k else ''})" for p, r, k in zip(
+            a["top_rung_perplexity"], recall, keeps))
+        print(f"| {arm} | {seeds} | {_f(sp['median'])} | {_f(sp['q1'])}-{_f(sp['q3'])} | "
+              f"{a['best_seed'] if a['best_seed'] is not None else '-'} | {ratio} |")
     test = report.get("selection_test")
     if test:
         print(f"\nevolution vs no_selection, paired by search seed (Wilcoxon, one-sided): "
