@@ -371,13 +371,16 @@ def test_the_page_in_chromium_follows_a_running_search_and_opens_a_program(tmp_p
             low = count_rows(store)
             page.goto(url)
             count = page.locator("[data-testid=count-0]")
-            page.wait_for_function("document.querySelector('[data-testid=count-0]').textContent !== ''")
+            # The store's section is drawn after the first poll: until then there is no
+            # count to read, which the predicates must wait through, not fail on.
+            count_text = "(document.querySelector('[data-testid=count-0]')?.textContent ?? '')"
+            page.wait_for_function(f"{count_text} !== ''")
             shown = int(count.text_content())
             assert low <= shown <= count_rows(store)   # the store's count when it was read
 
             # The search goes on: the page follows without a reload.
             page.wait_for_function(
-                f"+document.querySelector('[data-testid=count-0]').textContent > {shown}",
+                f"+{count_text} > {shown}",
                 timeout=60_000)
 
             # A click on the best candidate opens its program as code.
@@ -395,7 +398,7 @@ def test_the_page_in_chromium_follows_a_running_search_and_opens_a_program(tmp_p
             assert search.returncode == 0
             final = count_rows(store)
             page.wait_for_function(
-                f"document.querySelector('[data-testid=count-0]').textContent === '{final}'",
+                f"{count_text} === '{final}'",
                 timeout=15_000)
 
             # Clicks over the closed store leave its file as it was, and add none.
