@@ -360,14 +360,26 @@ def test_ladder_fidelity_weighs_other_proxies_against_the_top_rung(tmp_path):
 
 def test_search_efficacy_smoke_runs_both_arms_and_resumes(tmp_path):
     """``search_efficacy.py --profile smoke``: two one-search arms of five candidates
-    through the Ray controller, the retraining, figures and winners (about a minute);
-    a second run with the same folder finds everything done and reports the same."""
+    through the Ray controller (``--searches-only`` first: the searches alone, reported
+    per search, nothing retrained), then the retraining, figures and winners, which find
+    the searches done (about a minute); a third run with the same folder finds
+    everything done and reports the same."""
     out = tmp_path / "eff"
     cmd = [sys.executable, os.path.join(BENCH, "search_efficacy.py"), "--profile", "smoke",
            "--out", str(out), "--json"]
+    proc = subprocess.run(cmd + ["--searches-only"], check=False, cwd=ROOT,
+                          capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    searched = json.loads(proc.stdout)
+    assert json.loads((out / "searches.json").read_text()) == searched
+    assert [(r["arm"], r["finished"]) for r in searched["searches"]] == [
+        ("evolution", 5), ("no_selection", 5)]
+    assert all(r["trained"] + r["duplicates"] + r["failed"] == 5 for r in searched["searches"])
+    assert not (out / "retrains.jsonl").exists() and not (out / "report.json").exists()
     proc = subprocess.run(cmd, check=False, cwd=ROOT, capture_output=True, text=True,
                           timeout=900)
     assert proc.returncode == 0, proc.stderr[-4000:]
+    assert "search evolution seed 0: done (5 candidates)" in proc.stderr
     report = json.loads(proc.stdout)
     assert set(report["arms"]) == {"evolution", "no_selection"}
     assert [s["candidates"] for s in report["searches"]] == [5, 5]
