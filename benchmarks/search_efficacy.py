@@ -1018,7 +1018,8 @@ def analyse_ladder(profile: Profile, stores: dict, climbs: dict, out: Path) -> d
               "searches": [], "arms": {}}
     for name, cid in ref_ids.items():
         report["references"][name] = [rung["candidates"].get(cid) for rung in refs]
-    # Each reference's compute ratio against the Transformer at the top rung.
+    # Each reference's compute ratio against the Transformer at the top rung (whose
+    # curves the arms' ratios below use too).
     report["reference_ratios"] = {}
     t_curves = _curves(ref_path, labels[-1], ref_ids["transformer"]) \
         if "transformer" in ref_ids else []
@@ -1070,9 +1071,8 @@ def analyse_ladder(profile: Profile, stores: dict, climbs: dict, out: Path) -> d
         if best is not None and runs[best]["winner"] and top_t:
             s = runs[best]
             curves = _curves(Path(s["store"]), labels[-1], s["winner"])
-            ref_curves = _curves(ref_path, labels[-1], ref_ids["transformer"])
-            if curves and ref_curves:
-                entry["compute_ratio"] = bootstrap_ratio(curves, ref_curves)
+            if curves and t_curves:
+                entry["compute_ratio"] = bootstrap_ratio(curves, t_curves)
             win = s["rungs"][-1]["winner"]
             entry["beats_transformer"] = {
                 "winner": win["perplexity"], "transformer": top_t["perplexity"],

@@ -180,14 +180,13 @@ class Evaluator:
             recall_steps = cfg.recall.steps or cfg.budget.steps
             recall_init, recall_train, recall_step_fn, recall_eval_fn = (
                 init_state, train_step, step_fn, eval_fn)
+            optim = cfg.optim if cfg.recall.learning_rate is None else dataclasses.replace(
+                cfg.optim, learning_rate=cfg.recall.learning_rate)
             own_schedule = ((total_steps is not None and recall_steps != total_steps)
-                            or cfg.recall.learning_rate is not None)
+                            or optim is not cfg.optim)
             if own_schedule:
                 # A schedule of another length or rate is another optimiser: a compile of
                 # its own.
-                optim = cfg.optim
-                if cfg.recall.learning_rate is not None:
-                    optim = dataclasses.replace(optim, learning_rate=cfg.recall.learning_rate)
                 recall_init, recall_train, _ = make_steps(
                     lm, make_optimizer(optim, recall_steps, cfg.model.d_model))
             tokens, weights = self._recall_eval[0]
