@@ -1004,7 +1004,10 @@ def _curves(store_path: Path, label: str, cid: int) -> list[list[tuple[int, floa
     return out
 
 
-def analyse_ladder(profile: Profile, stores: dict, climbs: dict, out: Path) -> dict:
+def analyse_ladder(profile: Profile, stores: dict, climbs: dict, out: Path,
+                   extra: list[str] = ()) -> dict:
+    from primer_search.search.config import rung_fitness
+
     transformer = seed_library.get("transformer")
     refs = climbs["references", 0]
     ref_path = out / "stores" / "references.sqlite"
@@ -1057,16 +1060,23 @@ def analyse_ladder(profile: Profile, stores: dict, climbs: dict, out: Path) -> d
             "modifications": modifications(by_id[winner].dna, transformer) if winner else []})
     top_t = report["references"].get("transformer", [None])[-1]
     t_recall = (top_t or {}).get("recall_accuracy", math.nan)
+    # How many queries the top rung's recall task scores, for the noise of its accuracy.
+    cfg = search_config(profile, "evolution", 0, list(extra))
+    top_recall = rung_fitness(cfg, cfg.ladder.rungs[-1]).recall
+    queries = top_recall.eval_sequences * top_recall.num_queries if top_recall.enabled else 0
     for arm in profile.arms:
         runs = sorted((s for s in report["searches"] if s["arm"] == arm),
                       key=lambda s: s["seed"])
         ppl = [(s["rungs"][-1]["winner"] or {}).get("perplexity", math.inf) for s in runs]
         recall = [(s["rungs"][-1]["winner"] or {}).get("recall_accuracy", math.nan)
                   for s in runs]
-        keeps = [keeps_recall(r, t_recall) for r in recall]
+        t_spread = recall_spread(top_t, queries)
+        keeps = [keeps_recall(r, t_recall, max(t_spread, recall_spread(
+            s["rungs"][-1]["winner"], queries))) for r, s in zip(recall, runs)]
         best = best_that_recalls(ppl, keeps)
         entry = {"top_rung_perplexity": ppl, "top_rung_recall": recall,
-                 "recalls_as_transformer": keeps, "spread": spread(ppl),
+                 "recalls_as_transformer": keeps, "transformer_recall": t_recall,
+                 "transformer_recall_spread": t_spread, "spread": spread(ppl),
                  "best_seed": runs[best]["seed"] if best is not None else None}
         if best is not None and runs[best]["winner"] and top_t:
             s = runs[best]
@@ -1090,12 +1100,27 @@ def analyse_ladder(profile: Profile, stores: dict, climbs: dict, out: Path) -> d
     return report
 
 
-def keeps_recall(recall: float, transformer: float) -> bool:
-    """Whether a top-rung recall accuracy is at least the Transformer's there (always,
-    when the rung has no recall task: the Transformer's is NaN)."""
+def keeps_recall(recall: float, transformer: float, spread: float = 0.0) -> bool:
+    """Whether a top-rung recall accuracy is not below the Transformer's there by more
+    than twice ``spread`` (the noise of either, :func:`recall_spread`: the same rule as
+    "beats the Transformer", turned round); always, when the rung has no recall task
+    (the Transformer's is NaN)."""
     if not math.isfinite(transformer):
         return True
-    return math.isfinite(recall) and recall >= transformer
+    return math.isfinite(recall) and recall >= transformer - 2 * spread
+
+
+def recall_spread(summary: dict | None, queries: int) -> float:
+    """The noise of a rung summary's mean recall accuracy: its training seeds' standard
+    deviation, or, where that is smaller (one seed, or seeds that agree by chance), the
+    binomial standard deviation of one run's accuracy over its ``queries`` scored
+    queries. 0 without a recall task."""
+    values = [v for v in (summary or {}).get("recall_accuracies", []) if math.isfinite(v)]
+    if not values or queries < 1:
+        return 0.0
+    p = statistics.fmean(values)
+    seeds = statistics.stdev(values) if len(values) > 1 else 0.0
+    return max(seeds, math.sqrt(p * (1 - p) / queries))
 
 
 def best_that_recalls(perplexity: list[float], keeps: list[bool]) -> int | None:
@@ -1170,8 +1195,8 @@ def print_ladder_table(report: dict) -> None:
               f"{_f(cr.get('ratio'), '.2f')}x ({_f(cr.get('low'), '.2f')}-"
               f"{_f(cr.get('high'), '.2f')})")
     print()
-    print("| arm | top-rung perplexity per search seed (recall; * at least the "
-          "Transformer's) | median | q1-q3 | best seed that recalls | "
+    print("| arm | top-rung perplexity per search seed (recall; * not below the "
+          "Transformer's by more than twice the noise) | median | q1-q3 | best seed that recalls | "
           "compute ratio (90% interval) |")
     print("|---|---|---:|---:|---:|---:|")
     for arm, a in report["arms"].items():
@@ -1340,7 +1365,7 @@ def main(argv=None) -> int:
         return write_report(report, out, args.json, print_search_report, "searches.json")
     if profile.ladder:
         climbs = climb(profile, stores, out, args.set)
-        report = analyse_ladder(profile, stores, climbs, out)
+        report = analyse_ladder(profile, stores, climbs, out, args.set)
         report["fidelity_to_top_rung"] = ladder_fidelity(profile, stores, args.set, out=out)
         report["proxy_choice"] = choose_proxy(report["fidelity_to_top_rung"])
         return write_report(report, out, args.json, print_ladder_table)

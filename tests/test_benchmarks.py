@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import statistics
 import subprocess
 import sys
 from pathlib import Path
@@ -231,6 +232,31 @@ def test_the_compute_ratio_is_read_for_the_best_winner_that_recalls():
     assert se.best_that_recalls(ppl, [se.keeps_recall(r, math.nan) for r in recall]) == 0
     assert se.best_that_recalls(ppl, [False] * 4) is None
     assert not se.keeps_recall(math.nan, 0.16)
+
+
+def test_the_recall_gate_allows_for_the_noise_of_either_accuracy():
+    """A winner whose recall is below the Transformer's by less than twice the noise of
+    either keeps recall; by more, or at chance, it does not. The noise is the training
+    seeds' spread, or one run's binomial spread over its scored queries where that is
+    larger."""
+    import search_efficacy as se
+    # Two seeds: their sample standard deviation.
+    two = {"recall_accuracies": [0.13, 0.17]}
+    assert se.recall_spread(two, 8192) == pytest.approx(statistics.stdev([0.13, 0.17]))
+    # One seed: the binomial spread of 0.157 over 16 queries x 512 sequences.
+    one = {"recall_accuracies": [0.157]}
+    assert se.recall_spread(one, 8192) == pytest.approx(math.sqrt(0.157 * 0.843 / 8192))
+    assert se.recall_spread({"recall_accuracies": [math.nan]}, 8192) == 0.0
+    assert se.recall_spread(None, 8192) == 0.0
+    # Within noise: 0.157 against 0.159 at one seed each (the binomial spread, 0.004).
+    noise = max(se.recall_spread(one, 8192), se.recall_spread({"recall_accuracies": [0.159]},
+                                                               8192))
+    assert se.keeps_recall(0.157, 0.159, noise)
+    assert not se.keeps_recall(0.157, 0.159)                  # without noise: refused
+    # Beyond it: 0.10 against 0.15 with a seed spread of 0.02 (margin 0.04).
+    assert not se.keeps_recall(0.10, 0.15, 0.02)
+    assert se.keeps_recall(0.12, 0.15, 0.02)
+    assert not se.keeps_recall(1 / 64, 0.15, 0.02)            # chance
 
 
 def test_proxy_choice_weighs_fidelity_by_cost_over_searches():

@@ -135,7 +135,9 @@ def _run_summary(rows) -> dict:
             "mean_fitness": mean_fit, "std_fitness": std_fit,
             "perplexities": [r.perplexity for r in results],
             "perplexity": mean("perplexity"), "bits_per_byte": mean("bits_per_byte"),
-            "recall_accuracy": mean("recall_accuracy"), "context_use": mean("context_use"),
+            "recall_accuracy": mean("recall_accuracy"),
+            "recall_accuracies": [r.recall_accuracy for r in results],
+            "context_use": mean("context_use"),
             "steps": max((r.steps for r in ok), default=0),
             "stage_perplexity": [statistics.fmean(v) for v in zip(
                 *[r.stage_perplexity or r.stage_fitness for r in ok])]
