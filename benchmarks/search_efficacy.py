@@ -96,7 +96,7 @@ from primer_search.program.dna import save_dna
 from primer_search.program.validate import dna_hash
 from primer_search.search.config import load_config
 from primer_search.stats import compute_ratio as bootstrap_ratio
-from primer_search.stats import paired_test, spread, steps_to_reach
+from primer_search.stats import correlation_p, paired_test, spread, steps_to_reach
 
 ARMS = ("evolution", "no_selection", "random")
 # Each arm's overrides of the profile's search config.
@@ -148,6 +148,9 @@ class Profile:
 # retrained (the proxy named "the search's own setting", with no overrides).
 ZOO_BLOCKS = "zoo blocks"
 OWN_SETTING = "proxy: the search's own setting"
+# A proxy is chosen only if it ranks the zoo's blocks as the top rung does beyond chance:
+# its correlation's one-sided p-value under this (over 9 blocks, about 0.58 or more).
+ZOO_LEVEL = 0.05
 
 PROFILES = {
     # 2-core development machine, within 90 minutes.
@@ -929,7 +932,12 @@ def choose_proxy(fidelity: dict, current: str | None = None) -> list[dict]:
     the most fidelity per second among those that rank the random sample, and the
     zoo's blocks, the way the top rung does (a positive correlation): a search spends
     its hours on the candidates it ranks, so a proxy half as faithful at a quarter of
-    the cost ranks twice as many of them as well. Where the rows carry each candidate's
+    the cost ranks twice as many of them as well. Over the zoo, "the way the top rung
+    does" means beyond chance (:func:`~primer_search.stats.correlation_p` under
+    :data:`ZOO_LEVEL`): the zoo's blocks are the families a search could let in, and a
+    proxy whose ranking of them is indistinguishable from none would let any family
+    win, however well it ranks the one family a search's candidates share (they are all
+    mutants of its seed). Where the rows carry each candidate's
     pair (as :func:`ladder_fidelity`'s do), that proxy replaces the search's own only if
     its gain in fidelity per second holds over bootstrap resamples of the candidates
     (the 5% quantile of the gain above 0; ``gain_low``), else the search's own stays
@@ -958,6 +966,7 @@ def choose_proxy(fidelity: dict, current: str | None = None) -> list[dict]:
                "seconds_per_candidate": statistics.fmean(costs) if costs else None}
         row["blocks"] = zoo.get(name, {}).get("all")
         row["blocks_n"] = zoo.get(name, {}).get("all_n", 0)
+        row["blocks_p"] = correlation_p(row["blocks"], row["blocks_n"])
         row["fidelity_per_second"] = (row["all"] / row["seconds_per_candidate"]
                                       if row["all"] is not None and row["seconds_per_candidate"]
                                       else None)
@@ -969,7 +978,7 @@ def choose_proxy(fidelity: dict, current: str | None = None) -> list[dict]:
     eligible = [r for r in out if r["fidelity_per_second"] is not None
                 and (r["proxy"] != "search fitness" or current == "search fitness")
                 and r["all"] > 0 and (r["sample"] or 0) > 0
-                and (not zoo or (r["blocks"] or 0) > 0)]
+                and (not zoo or (r["blocks_p"] is not None and r["blocks_p"] < ZOO_LEVEL))]
     best = max(eligible, key=lambda r: r["fidelity_per_second"], default=None)
     base = next((r for r in out if r["proxy"] == current), None)
     # Another proxy replaces the search's own only when its gain in fidelity per second
@@ -1228,13 +1237,15 @@ def print_ladder_table(report: dict) -> None:
                   f"{_f(f['seconds_per_candidate'], '.1f')} |")
     if report.get("proxy_choice"):
         print("\n| proxy (mean over searches) | Spearman: top / sample / both | over the zoo's "
-              "blocks | seconds per candidate | fidelity per second | x the search's own |")
+              "blocks (one-sided p) | seconds per candidate | fidelity per second | "
+              "x the search's own |")
         print("|---|---:|---:|---:|---:|---:|")
         for r in report["proxy_choice"]:
             mark = " (chosen)" if r["chosen"] else " (the search's own)" if r["current"] else ""
             print(f"| {r['proxy']}{mark} | {_f(r['top'], '.2f')} / {_f(r['sample'], '.2f')} / "
                   f"{_f(r['all'], '.2f')} (n={r['n']}) | {_f(r['blocks'], '.2f')} "
-                  f"(n={r['blocks_n']}) | {_f(r['seconds_per_candidate'], '.1f')} | "
+                  f"(n={r['blocks_n']}, p={_f(r.get('blocks_p'), '.3f')}) | "
+                  f"{_f(r['seconds_per_candidate'], '.1f')} | "
                   f"{_f(r['fidelity_per_second'], '.4f')} | "
                   f"{_f(r['per_second_vs_current'], '.2f')} |")
         best = next((r for r in report["proxy_choice"] if "gain_low" in r), None)

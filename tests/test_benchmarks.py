@@ -306,6 +306,17 @@ def test_proxy_choice_weighs_fidelity_by_cost_over_searches():
     assert rows["proxy: half the steps"]["blocks"] == -0.4
     assert rows["proxy: noise"]["blocks"] is None and rows["proxy: noise"]["blocks_n"] == 0
     assert [n for n, r in rows.items() if r["chosen"]] == ["search fitness"]
+    # Nor one whose ranking of the zoo is indistinguishable from none (0.08 over 9 blocks,
+    # p = 0.42), however well it ranks the search's own candidates and however cheap:
+    # those are all mutants of one seed, the zoo holds the families a search could let in.
+    weak = {**zoo, eff.ZOO_BLOCKS: zoo[eff.ZOO_BLOCKS] + [
+        {"proxy": "proxy: noise", "all": 0.08, "all_n": 9}]}
+    weak = {k: [{**r, "sample": 0.9} if r["proxy"] == "proxy: noise" else r for r in v]
+            for k, v in weak.items()}
+    rows = {r["proxy"]: r for r in eff.choose_proxy(weak)}
+    assert rows["proxy: noise"]["blocks_p"] == pytest.approx(0.4190, abs=1e-3)
+    assert rows["search fitness"]["blocks_p"] == pytest.approx(0.0178, abs=1e-3)
+    assert [n for n, r in rows.items() if r["chosen"]] == ["search fitness"]
     # With each candidate's pairs, a cheaper proxy replaces the search's own only when
     # its gain holds over resamples of the candidates.
     def ranked(proxy, xs, seconds):

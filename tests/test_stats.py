@@ -4,7 +4,8 @@ import math
 
 import pytest
 
-from primer_search.stats import compute_ratio, paired_test, spread, steps_to_reach
+from primer_search.stats import (compute_ratio, correlation_p, paired_test, spread,
+                                  steps_to_reach)
 
 
 def test_spread_is_median_quartiles_and_sample_std_of_the_finite_values():
@@ -62,3 +63,17 @@ def test_compute_ratio_of_a_block_twice_as_fast():
     # A block that never gets there has no ratio.
     slow = [[(100, 9.0), (200, 8.0), (300, 7.0), (400, 6.0)]]
     assert compute_ratio(slow, ref, resamples=10)["ratio"] is None
+
+
+def test_a_correlation_is_tested_against_chance_as_scipy_tests_spearman():
+    """correlation_p is the one-sided p-value SciPy gives Spearman's rho over the same
+    pairs; it needs 3 pairs, and a perfect ranking is p = 0."""
+    from scipy import stats
+
+    xs = [3.0, 1.0, 4.0, 1.5, 5.0, 9.0, 2.0, 6.0, 7.0]
+    ys = [2.0, 7.0, 1.0, 8.0, 2.5, 8.5, 1.5, 8.0, 3.0]
+    ref = stats.spearmanr(xs, ys, alternative="greater")
+    assert correlation_p(ref.statistic, len(xs)) == pytest.approx(ref.pvalue)
+    assert correlation_p(0.08, 9) > 0.4 and correlation_p(0.68, 9) < 0.05
+    assert correlation_p(1.0, 9) == 0.0 and correlation_p(-1.0, 9) == 1.0
+    assert correlation_p(0.9, 2) is None and correlation_p(None, 9) is None
