@@ -1211,8 +1211,10 @@ def print_ladder_table(report: dict) -> None:
     for arm, a in report["arms"].items():
         sp = a["spread"]
         cr = a.get("compute_ratio") or {}
-        ratio = (f"{_f(cr.get('ratio'), '.2f')}x ({_f(cr.get('low'), '.2f')}-"
-                 f"{_f(cr.get('high'), '.2f')})") if cr else "-"
+        interval = f"({_f(cr.get('low'), '.2f')}-{_f(cr.get('high'), '.2f')})"
+        ratio = ("-" if not cr else f"{_f(cr['ratio'], '.2f')}x {interval}"
+                 if cr.get("ratio") is not None
+                 else f"never reaches the Transformer's final perplexity {interval}")
         recall = a.get("top_rung_recall") or [math.nan] * len(a["top_rung_perplexity"])
         keeps = a.get("recalls_as_transformer") or [True] * len(recall)
         seeds = ", ".join(f"{_f(p)} ({_f(r, '.2f')}{'*' if k else ''})" for p, r, k in zip(
