@@ -929,8 +929,8 @@ def choose_proxy(fidelity: dict, current: str | None = None) -> list[dict]:
     sample, and both), its mean seconds per candidate, and its fidelity per second
     (the mean correlation over both, divided by the seconds); with the zoo's blocks in
     the table (key "zoo blocks"), its correlation over them too. The chosen proxy has
-    the most fidelity per second among those that rank the random sample, and the
-    zoo's blocks, the way the top rung does (a positive correlation): a search spends
+    the most fidelity per second among those that rank the random sample the way the
+    top rung does (a positive correlation), and the zoo's blocks too: a search spends
     its hours on the candidates it ranks, so a proxy half as faithful at a quarter of
     the cost ranks twice as many of them as well. Over the zoo, "the way the top rung
     does" means beyond chance (:func:`~primer_search.stats.correlation_p` under
@@ -1073,13 +1073,13 @@ def analyse_ladder(profile: Profile, stores: dict, climbs: dict, out: Path,
     cfg = search_config(profile, "evolution", 0, list(extra))
     top_recall = rung_fitness(cfg, cfg.ladder.rungs[-1]).recall
     queries = top_recall.eval_sequences * top_recall.num_queries if top_recall.enabled else 0
+    t_spread = recall_spread(top_t, queries)
     for arm in profile.arms:
         runs = sorted((s for s in report["searches"] if s["arm"] == arm),
                       key=lambda s: s["seed"])
         ppl = [(s["rungs"][-1]["winner"] or {}).get("perplexity", math.inf) for s in runs]
         recall = [(s["rungs"][-1]["winner"] or {}).get("recall_accuracy", math.nan)
                   for s in runs]
-        t_spread = recall_spread(top_t, queries)
         keeps = [keeps_recall(r, t_recall, max(t_spread, recall_spread(
             s["rungs"][-1]["winner"], queries))) for r, s in zip(recall, runs)]
         best = best_that_recalls(ppl, keeps)
@@ -1205,8 +1205,8 @@ def print_ladder_table(report: dict) -> None:
               f"{_f(cr.get('high'), '.2f')})")
     print()
     print("| arm | top-rung perplexity per search seed (recall; * not below the "
-          "Transformer's by more than twice the noise) | median | q1-q3 | best seed that recalls | "
-          "compute ratio (90% interval) |")
+          "Transformer's by more than twice the noise) | median | q1-q3 | "
+          "best seed that recalls | compute ratio (90% interval) |")
     print("|---|---|---:|---:|---:|---:|")
     for arm, a in report["arms"].items():
         sp = a["spread"]

@@ -4,8 +4,7 @@ import math
 
 import pytest
 
-from primer_search.stats import (compute_ratio, correlation_p, paired_test, spread,
-                                  steps_to_reach)
+from primer_search.stats import compute_ratio, correlation_p, paired_test, spread, steps_to_reach
 
 
 def test_spread_is_median_quartiles_and_sample_std_of_the_finite_values():
