@@ -94,7 +94,7 @@ from primer_search.program import seeds as seed_library
 from primer_search.program.describe import diff, keeps_attention, modifications
 from primer_search.program.dna import save_dna
 from primer_search.program.validate import dna_hash
-from primer_search.search.config import load_config
+from primer_search.search.config import load_config, rung_fitness
 from primer_search.stats import compute_ratio as bootstrap_ratio
 from primer_search.stats import correlation_p, paired_test, spread, steps_to_reach
 
@@ -847,7 +847,6 @@ def _fidelity_rows(profile: Profile, path: Path, arm: str, seed: int, extra: lis
     found, not retrained); one row per proxy with its Spearman correlation with the top
     rung over each part and over all, and its seconds per candidate."""
     from primer_search.retrain import make_pool, rung_timeout, train_at_rung
-    from primer_search.search.config import rung_fitness
     from primer_search.search.ladder import check_rung_settings
     from primer_search.search.store import Store
 
@@ -1015,8 +1014,6 @@ def _curves(store_path: Path, label: str, cid: int) -> list[list[tuple[int, floa
 
 def analyse_ladder(profile: Profile, stores: dict, climbs: dict, out: Path,
                    extra: list[str] = ()) -> dict:
-    from primer_search.search.config import rung_fitness
-
     transformer = seed_library.get("transformer")
     refs = climbs["references", 0]
     ref_path = out / "stores" / "references.sqlite"
@@ -1212,9 +1209,12 @@ def print_ladder_table(report: dict) -> None:
         sp = a["spread"]
         cr = a.get("compute_ratio") or {}
         interval = f"({_f(cr.get('low'), '.2f')}-{_f(cr.get('high'), '.2f')})"
-        ratio = ("-" if not cr else f"{_f(cr['ratio'], '.2f')}x {interval}"
-                 if cr.get("ratio") is not None
-                 else f"never reaches the Transformer's final perplexity {interval}")
+        if not cr:
+            ratio = "-"
+        elif cr.get("ratio") is None:
+            ratio = f"never reaches the Transformer's final perplexity {interval}"
+        else:
+            ratio = f"{_f(cr['ratio'], '.2f')}x {interval}"
         recall = a.get("top_rung_recall") or [math.nan] * len(a["top_rung_perplexity"])
         keeps = a.get("recalls_as_transformer") or [True] * len(recall)
         seeds = ", ".join(f"{_f(p)} ({_f(r, '.2f')}{'*' if k else ''})" for p, r, k in zip(
