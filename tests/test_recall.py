@@ -13,7 +13,7 @@ import pytest
 from primer_search import cli
 from primer_search.fitness.config import BudgetConfig, FitnessConfig, ModelConfig, RecallConfig
 from primer_search.fitness.data import DataConfig, DataError
-from primer_search.fitness.evaluate import Evaluator, context_scores
+from primer_search.fitness.evaluate import Evaluator, context_scores, recall_stage_ends
 from primer_search.fitness.recall import RecallData, combine, mqar_batch
 from primer_search.fitness.results import Status
 from primer_search.program import seeds
@@ -259,3 +259,44 @@ def test_hurdles_see_recall_and_a_seconds_budget_keeps_its_recall_steps(evaluato
                                               eval_sequences=32, steps=20))
     result, _ = Evaluator(timed).evaluate(seeds.get("primer_ez"))
     assert result.status == Status.OK and result.recall_steps == 20 and result.steps >= 1
+
+
+def test_staged_recall_pays_its_share_at_a_hurdle_and_ends_where_recall_first_does():
+    """recall.timing = "staged" trains the recall task in the language model's hurdle
+    stages (1 and 2 parts of 3 at a pass rate of 0.5): a candidate stopped at the hurdle
+    has trained 33 of its 100 recall steps and was judged on that recall loss; one that
+    passes ends with exactly the recall loss, accuracy and fitness of recall first."""
+    staged = dataclasses.replace(SMALL, recall=dataclasses.replace(SMALL.recall,
+                                                                   timing="staged"))
+    budget = BudgetConfig(steps=100, stages=2)
+    first, _ = Evaluator(SMALL).evaluate(seeds.get("transformer"), budget=budget)
+    ev = Evaluator(staged)
+    passed, _ = ev.evaluate(seeds.get("transformer"), budget=budget)
+    assert passed.status == Status.OK and passed.recall_steps == 100
+    assert (passed.recall_loss, passed.recall_accuracy, passed.fitness) == (
+        first.recall_loss, first.recall_accuracy, first.fitness)
+    assert passed.stage_perplexity == first.stage_perplexity
+    # After a third of its steps the task has learnt less: the first stage's fitness is
+    # worse than under recall first, where the task was already done.
+    assert passed.stage_fitness[0] > first.stage_fitness[0]
+    stopped, _ = ev.evaluate(seeds.get("transformer"), [0.0], budget=budget)
+    assert stopped.status == Status.HURDLE and stopped.recall_steps == 33
+    assert stopped.fitness == passed.stage_fitness[0]
+    assert stopped.recall_loss > passed.recall_loss
+    assert stopped.recall_s < 0.6 * passed.recall_s
+
+
+def test_staged_recall_trains_first_where_no_hurdle_can_stop_a_candidate():
+    staged = dataclasses.replace(SMALL.recall, timing="staged")
+    assert recall_stage_ends(staged, 100, BudgetConfig(steps=200, stages=3)) == [14, 43, 100]
+    assert recall_stage_ends(staged, 100, BudgetConfig(steps=200, stages=1)) == [100]
+    # Equal stages of a retrain or a ladder rung: nothing stops a candidate there.
+    assert recall_stage_ends(staged, 100, BudgetConfig(steps=200, stages=4, pass_rate=1.0)) \
+        == [100] * 4
+    assert recall_stage_ends(SMALL.recall, 100, BudgetConfig(steps=200, stages=3)) == [100] * 3
+    with pytest.raises(ValueError, match="recall.timing must be one of first, staged; got 'late'"):
+        RecallConfig(timing="late")
+    with pytest.raises(ValueError, match=r"recall.steps \(2\) must be at least budget.stages "
+                                         r"\(3\) under recall.timing = 'staged'"):
+        FitnessConfig(budget=BudgetConfig(steps=90, stages=3),
+                      recall=RecallConfig(enabled=True, timing="staged", steps=2))

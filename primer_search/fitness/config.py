@@ -13,8 +13,8 @@ import dataclasses
 
 from primer_search.fitness.data import DataConfig
 
-__all__ = ["COMBINE_RULES", "LR_TIMES_WIDTH", "OPTIMIZERS", "QUERY_PLACEMENTS", "SCHEDULES",
-           "BudgetConfig", "FitnessConfig", "ModelConfig", "OptimConfig", "RecallConfig"]
+__all__ = ["COMBINE_RULES", "LR_TIMES_WIDTH", "OPTIMIZERS", "QUERY_PLACEMENTS", "RECALL_TIMINGS",
+           "SCHEDULES", "BudgetConfig", "FitnessConfig", "ModelConfig", "OptimConfig", "RecallConfig"]
 
 # "adamw": Adam with decoupled weight decay (the default, chosen by the trainer sweep).
 # "adafactor": the Primer paper's optimiser (Shazeer & Stern 2018: factored second
@@ -168,6 +168,14 @@ QUERY_PLACEMENTS = ("compact", "spread")
 # the LM perplexity alone and recall is measured beside it (for comparisons).
 COMBINE_RULES = ("weighted", "report")
 
+# When the recall task trains (primer_search.fitness.evaluate): "first", all of it before
+# the language model's first stage, so that every hurdle sees the final recall loss;
+# "staged", in the language model's stages, the same share of its steps in each, so that
+# hurdle k sees the recall loss after that share and a candidate stopped there has paid
+# for only that share. A candidate that passes every hurdle ends with the same recall
+# loss either way (same steps, batches and schedule).
+RECALL_TIMINGS = ("first", "staged")
+
 
 @dataclasses.dataclass(frozen=True)
 class RecallConfig:
@@ -217,6 +225,9 @@ class RecallConfig:
     # Fresh sequences the trained model is scored on (a fixed set, the same for every
     # candidate), rounded up to whole batches.
     eval_sequences: int = 512
+    # One of RECALL_TIMINGS: all the task's steps before the language model ("first"), or
+    # spread over its hurdle stages ("staged"; the recall task is scored after each).
+    timing: str = "first"
     # One of COMBINE_RULES; under "weighted", the weight of the recall loss, and the
     # extra weight of the part of it above hinge_fraction of the loss at chance
     # (ln num_values): a block that recalls (nearly) nothing pays hinge_weight on top,
@@ -257,6 +268,9 @@ class RecallConfig:
                              f"{self.length_needed() - 1} (rows of {self.length_needed()} "
                              f"tokens: {self.pairs} pairs and {self.num_queries} queries), "
                              f"got {self.seq_len!r}")
+        if self.timing not in RECALL_TIMINGS:
+            raise ValueError(f"recall.timing must be one of {', '.join(RECALL_TIMINGS)}; got "
+                             f"{self.timing!r}")
         if self.combine not in COMBINE_RULES:
             raise ValueError(f"recall.combine must be one of {', '.join(COMBINE_RULES)}; got "
                              f"{self.combine!r}")
@@ -309,3 +323,7 @@ class FitnessConfig:
             raise ValueError("recall.steps must be set when the budget is in seconds "
                              "(fitness.budget.seconds): the recall task trains a fixed "
                              "number of steps")
+        if r.timing == "staged" and r.steps is not None and r.steps < self.budget.stages:
+            raise ValueError(f"recall.steps ({r.steps}) must be at least budget.stages "
+                             f"({self.budget.stages}) under recall.timing = 'staged': every "
+                             f"stage trains the recall task at least one step")

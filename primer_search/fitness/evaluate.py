@@ -17,17 +17,28 @@ partial fitness.
 A budget in seconds counts completed steps only: with ``seconds`` set, every step is
 waited for before the clock is read, so a stage overshoots its time by at most one step.
 
-**Tasks.** With ``fitness.recall.enabled``, a candidate first trains from fresh
-parameters on the recall task (multi-query associative recall,
-:mod:`primer_search.fitness.recall`) for ``recall.steps`` steps and is scored on its fixed
-evaluation set; then it trains on language modelling in stages as above. Both tasks use
-one compiled train step and one compiled evaluation step (same model, batch shape and,
-by default, learning-rate schedule; the steps take a weight per target). Every stage's
-fitness combines that stage's perplexity with the recall loss
-(:func:`~primer_search.fitness.recall.combine`), so the hurdles already see recall and a
-block that cannot recall stops at the first one. A failure on either task fails the
-candidate, and its reason names the task. The recall task's time counts towards the
-time-out, not towards a budget in seconds (which is the language model's training time).
+**Tasks.** With ``fitness.recall.enabled``, a candidate also trains a second copy of its
+model, from fresh parameters, on the recall task (multi-query associative recall,
+:mod:`primer_search.fitness.recall`) for ``recall.steps`` steps, and that copy is scored
+on the task's fixed evaluation set. Both tasks use one compiled train step and one
+compiled evaluation step (same model, batch shape and, by default, learning-rate
+schedule; the steps take a weight per target). Every stage's fitness combines that
+stage's perplexity with the recall loss (:func:`~primer_search.fitness.recall.combine`),
+so the hurdles see recall. When the recall task trains is ``recall.timing``:
+
+* ``"first"``: all of it before the language model's first stage, so every hurdle sees
+  the final recall loss and a block that cannot recall stops at the first one.
+* ``"staged"``: in the language model's stages, the same share of its steps in each
+  (:func:`~primer_search.fitness.hurdles.stage_ends` of the recall steps), and scored
+  after each, so hurdle ``k`` sees the recall loss after that share. A candidate stopped
+  at a hurdle has paid for only its share of the task; one that passes them all ends
+  with the same recall loss as under ``"first"`` (same steps, batches and schedule).
+  Where no hurdle can stop a candidate (one stage, or ``budget.pass_rate = 1``: a
+  retrain or a ladder rung) the task trains first, as staging would buy nothing.
+
+A failure on either task fails the candidate, and its reason names the task. The recall
+task's time counts towards the time-out, not towards a budget in seconds (which is the
+language model's training time).
 
 **Context use.** Every language-model evaluation also records the validation loss by
 position in the context and the context-use score (:class:`EvalResult` ``context_use``,
@@ -53,7 +64,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from primer_search.fitness import compile_cache
-from primer_search.fitness.config import BudgetConfig, FitnessConfig
+from primer_search.fitness.config import BudgetConfig, FitnessConfig, RecallConfig
 from primer_search.fitness.data import DataError, Dataset, Prefetcher, cache_root, load_dataset
 from primer_search.fitness.hurdles import stage_ends
 from primer_search.fitness.metrics import metrics_from_eval
@@ -64,7 +75,7 @@ from primer_search.fitness.train import compiler_options, make_optimizer, make_s
 from primer_search.program.compiler import CompileError
 from primer_search.program.dna import DNA, DNAError
 
-__all__ = ["Evaluator", "context_scores", "unigram_perplexity"]
+__all__ = ["Evaluator", "context_scores", "recall_stage_ends", "unigram_perplexity"]
 
 
 class _Failure(Exception):
@@ -200,15 +211,18 @@ class Evaluator:
         run.check_time()
         run.enter_gate()
 
-        recall_loss = None
+        recall = recall_loss = None
         if self.recall is not None:
-            recall_loss = self._recall(recall_init, recall_step_fn, recall_eval_fn, first,
-                                       recall_steps, run)
+            recall = _RecallTask(self, run, recall_init, first, recall_step_fn,
+                                 recall_eval_fn,
+                                 recall_stage_ends(cfg.recall, recall_steps, budget))
 
         steps, stage_fitness, stage_perplexity = 0, [], []
         batch = first
         timed = budget.seconds is not None
         for k, (step_limit, second_limit) in enumerate(_stage_limits(budget)):
+            if recall is not None:
+                recall_loss = recall.train_to(k)
             t, stage_start, waited = time.perf_counter(), steps, batches.waited_s
             while True:
                 if step_limit is not None and steps >= step_limit:
@@ -266,29 +280,63 @@ class Evaluator:
             num_params=partial["num_params"], stage_fitness=tuple(stage_fitness),
             **timings, **{k: partial[k] for k in _TASK_FIELDS if k in partial}), state.params
 
-    def _recall(self, init_state, step_fn, eval_fn, first, steps: int, run: _Run) -> float:
-        """Train fresh parameters on the recall task and score them; record the task's
-        metrics in ``run.partial`` and return its validation loss."""
-        partial, check_every = run.partial, run.budget.check_every
+
+def recall_stage_ends(config: RecallConfig, steps: int, budget: BudgetConfig) -> list[int]:
+    """How many recall steps a candidate has trained by the end of each language-model
+    stage of ``budget``: all of them from the first stage on, unless ``config.timing`` is
+    "staged" and a hurdle can stop a candidate (more than one stage, a pass rate below 1,
+    at least a step per stage), where stage ``k`` gets the share that the language
+    model's stage ``k`` gets of its own budget."""
+    stages = budget.stages
+    if config.timing == "staged" and 1 < stages <= steps and budget.pass_rate < 1.0:
+        return stage_ends(steps, stages, budget.pass_rate)
+    return [steps] * stages
+
+
+class _RecallTask:
+    """The recall task of one evaluation: a copy of the model trained from fresh
+    parameters, up to a number of steps per language-model stage, and scored whenever it
+    has trained more. Records the task's metrics in ``run.partial``."""
+
+    def __init__(self, evaluator: Evaluator, run: _Run, init_state, first, step_fn,
+                 eval_fn, ends: list[int]):
+        self.evaluator, self.run, self.ends = evaluator, run, ends
+        self.step_fn, self.eval_fn = step_fn, eval_fn
         t = time.perf_counter()
-        state = init_state(run.seed, first)
-        metrics = None
-        for k, (tokens, weights) in enumerate(self.recall.train_batches(run.seed, steps), 1):
-            state, metrics = step_fn(state, jnp.asarray(tokens), jnp.asarray(weights))
-            if k % check_every == 0 or k == steps:
+        self.state = init_state(run.seed, first)
+        self.batches = evaluator.recall.train_batches(run.seed, ends[-1])
+        run.partial["recall_s"] = time.perf_counter() - t
+        self.steps, self.loss = 0, None
+
+    def train_to(self, stage: int) -> float:
+        """Train on to the end of ``stage``'s share, score if it trained, and return the
+        validation loss."""
+        target = self.ends[stage]
+        if target == self.steps:
+            return self.loss
+        partial, check_every, run = self.run.partial, self.run.budget.check_every, self.run
+        t = time.perf_counter()
+        state, metrics = self.state, None
+        for k in range(self.steps + 1, target + 1):
+            tokens, weights = self.batches[k - 1]
+            state, metrics = self.step_fn(state, jnp.asarray(tokens), jnp.asarray(weights))
+            if k % check_every == 0 or k == target:
                 _check_training(state, metrics, k, partial, task="recall")
                 run.check_time()
+        self.state, self.steps = state, target
+        ev = self.evaluator
         loss_sum = correct = 0.0
-        for tokens, weights in self._recall_eval:
-            by_position, right = eval_fn(state.params, tokens, weights)
+        for tokens, weights in ev._recall_eval:
+            by_position, right = self.eval_fn(state.params, tokens, weights)
             loss_sum += float(np.asarray(by_position, np.float64).sum())
             correct += float(right)
-        loss = loss_sum / self._recall_answers
-        partial["recall_s"] = time.perf_counter() - t
+        loss = loss_sum / ev._recall_answers
+        partial["recall_s"] += time.perf_counter() - t
         if not math.isfinite(loss):
             raise _Failure(Status.NAN, f"recall task: validation loss is {loss} after "
-                                       f"{steps} steps")
-        partial.update(recall_loss=loss, recall_accuracy=correct / self._recall_answers)
+                                       f"{target} steps")
+        partial.update(recall_loss=loss, recall_accuracy=correct / ev._recall_answers)
+        self.loss = loss
         return loss
 
 
