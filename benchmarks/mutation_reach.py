@@ -18,7 +18,7 @@ parent were the seed (a search's parents are mostly its mutants, which differ li
 No training, no JAX compile: a few seconds per 1,000 children.
 
     python benchmarks/mutation_reach.py [--config efficacy_cpu] [--seed-block transformer]
-        [--children 40000] [--json]
+        [--children 40000] [--set KEY=VALUE ...] [--json]
 """
 
 from __future__ import annotations
@@ -59,8 +59,9 @@ def op_counts(dna) -> tuple[collections.Counter, collections.Counter]:
     return head, rest
 
 
-def reach(config: str, block: str, children: int, seed: int = 0) -> dict:
-    cfg = load_config(config)
+def reach(config: str, block: str, children: int, seed: int = 0,
+          overrides: list[str] = ()) -> dict:
+    cfg = load_config(config, list(overrides))
     parent = seed_library.get(block)
     base_head, base_rest = op_counts(parent)
     ops = tracked_ops()
@@ -80,7 +81,7 @@ def reach(config: str, block: str, children: int, seed: int = 0) -> dict:
     per_search = cfg.limits.max_candidates or 0
     rows = [{"op": op, "in_head": in_head[op] / children, "elsewhere": elsewhere[op] / children,
              "head_per_search": in_head[op] / children * per_search} for op in ops]
-    return {"config": config, "seed_block": block, "children": children,
+    return {"config": config, "overrides": list(overrides), "seed_block": block, "children": children,
             "candidates_per_search": per_search, "seconds": seconds, "rows": rows,
             "any_mixing_in_head": any_head / children,
             "any_mixing_in_head_per_search": any_head / children * per_search,
@@ -95,6 +96,9 @@ def main(argv=None) -> int:
     p.add_argument("--seed-block", default="transformer", help="the parent: a seed's name")
     p.add_argument("--children", type=int, default=40000)
     p.add_argument("--seed", type=int, default=0, help="the random stream's seed")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a key of the config, e.g. an op prior: "
+                        "evolution.mutation.spec.op_weights='[[\"DCONV_3X1\", 4]]'")
     p.add_argument("--json", action="store_true")
     args = p.parse_args(argv)
     if args.children < 1:
@@ -102,7 +106,7 @@ def main(argv=None) -> int:
     if args.seed_block not in seed_library.names():
         p.error(f"--seed-block {args.seed_block!r} is not a seed; known: "
                 f"{', '.join(seed_library.names())}")
-    report = reach(args.config, args.seed_block, args.children, args.seed)
+    report = reach(args.config, args.seed_block, args.children, args.seed, args.set)
     if args.json:
         _harness.print_json(report)
         return 0

@@ -403,3 +403,46 @@ def test_config_checks_limits_and_accepts_a_mapping():
     cfg = MutationConfig(weights={"swap": 1, "perturb": 0.5})
     assert cfg.weights == (("swap", 1.0), ("perturb", 0.5))
     assert cfg == MutationConfig(weights=(("swap", 1.0), ("perturb", 0.5)))
+
+
+def test_an_op_prior_draws_ops_at_their_odds_and_without_one_draws_as_before():
+    ops = ("ADD", "MULTIPLY", "DCONV_3X1")
+    uniform = RandomSpec(ops=ops)
+    weighted = RandomSpec(ops=ops, op_weights={"DCONV_3X1": 6.0, "MULTIPLY": 0.0})
+    draws = [weighted.draw_op(random.Random(s), ops) for s in range(2000)]
+    assert "MULTIPLY" not in draws
+    assert draws.count("DCONV_3X1") / len(draws) == pytest.approx(6 / 7, abs=0.03)
+    # An empty prior draws exactly what the uniform choice always drew: seeded searches
+    # of existing configs propose the same children.
+    assert [uniform.draw_op(random.Random(s), ops) for s in range(50)] == [
+        random.Random(s).choice(ops) for s in range(50)]
+    # A changed op follows the prior too: it never becomes an op the prior weighs 0 (an
+    # ADD whose op changes can only become the convolution).
+    dna = DNA.of([I("ADD", 0, 1)])
+    changed = [change(random.Random(s), dna, weighted)[0].main.instructions[0].op
+               for s in range(300)]
+    assert set(changed) == {"ADD", "DCONV_3X1"}
+
+
+@pytest.mark.parametrize("weights, message", [
+    ({"DCONV_3X1": -1.0}, r"weight -1.0 of op 'DCONV_3X1' must be a finite number >= 0"),
+    ((("ADD", 1.0), ("ADD", 2.0)), r"op 'ADD' is listed twice"),
+    ((("ADD",),), r"entry \('ADD',\) must be an \(op name, weight\) pair"),
+])
+def test_a_bad_op_prior_names_the_bad_value(weights, message):
+    with pytest.raises(ValueError, match=message):
+        RandomSpec(op_weights=weights)
+
+
+def test_an_op_prior_naming_an_unknown_op_is_refused_when_the_search_starts():
+    from primer_search.search.evolution import EvolutionConfig, RegularizedEvolution
+
+    spec = RandomSpec(op_weights={"DCONV_5X1": 4.0})
+    with pytest.raises(ValueError, match=r"evolution.mutation.spec: op_weights names "
+                                         r"'DCONV_5X1', not among the ops drawn from: .*DCONV_3X1"):
+        RegularizedEvolution(EvolutionConfig(mutation=MutationConfig(spec=spec)),
+                             [("transformer", seeds.get("transformer"))])
+    zero = RandomSpec(ops=("ADD",), op_weights={"ADD": 0.0})
+    with pytest.raises(ValueError, match="gives no op a positive weight"):
+        RegularizedEvolution(EvolutionConfig(random_spec=zero),
+                             [("transformer", seeds.get("transformer"))])

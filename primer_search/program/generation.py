@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Mapping
+import random
+from collections.abc import Mapping, Sequence
 
 __all__ = ["MUTATION_NAMES", "MutationConfig", "RandomSpec"]
 
@@ -31,6 +32,29 @@ class RandomSpec:
     num_instructions: tuple[int, int] = (2, 10)
     # Probability that an instruction is a call, when a callee exists.
     call_prob: float = 0.2
+    # An op prior: (op name, weight) pairs, the relative odds of each op where a primitive
+    # is drawn (an inserted instruction, a changed op, a random program); an op not named
+    # weighs 1. Empty: every op equally likely (and the same draws as before the prior
+    # existed, so a seeded search proposes what it always did). A mapping is accepted.
+    op_weights: tuple[tuple[str, float], ...] = ()
+
+    def __post_init__(self):
+        pairs = (self.op_weights.items() if isinstance(self.op_weights, Mapping)
+                 else self.op_weights)
+        weights = []
+        for pair in pairs:
+            if not isinstance(pair, (tuple, list)) or len(pair) != 2 \
+                    or not isinstance(pair[0], str):
+                raise ValueError(f"op_weights entry {pair!r} must be an (op name, weight) pair")
+            op, weight = pair
+            if (isinstance(weight, bool) or not isinstance(weight, (int, float))
+                    or not math.isfinite(weight) or weight < 0):
+                raise ValueError(f"op_weights: weight {weight!r} of op {op!r} must be a finite "
+                                 f"number >= 0")
+            if any(op == seen for seen, _ in weights):
+                raise ValueError(f"op_weights: op {op!r} is listed twice")
+            weights.append((op, float(weight)))
+        object.__setattr__(self, "op_weights", tuple(weights))
 
     def op_names(self) -> tuple[str, ...]:
         if self.ops is not None:
@@ -38,6 +62,27 @@ class RandomSpec:
         import primitives  # the vocabulary's registry imports JAX: only when drawing
 
         return primitives.names()
+
+    def check_ops(self) -> None:
+        """Refuse an op prior that names an op outside the ops drawn from (imports the
+        vocabulary, and with it JAX)."""
+        names = self.op_names()
+        unknown = [op for op, _ in self.op_weights if op not in names]
+        if unknown:
+            raise ValueError(f"op_weights names {', '.join(map(repr, unknown))}, not among "
+                             f"the ops drawn from: {', '.join(names)}")
+        if self.op_weights and not any(self.weight_of(op) > 0 for op in names):
+            raise ValueError(f"op_weights {self.op_weights!r} gives no op a positive weight")
+
+    def weight_of(self, op: str) -> float:
+        return next((w for name, w in self.op_weights if name == op), 1.0)
+
+    def draw_op(self, rng: random.Random, names: Sequence[str]) -> str:
+        """One of ``names``, by the op prior (uniform without one); at least one of them
+        must weigh more than 0."""
+        if not self.op_weights:
+            return rng.choice(names)
+        return rng.choices(names, [self.weight_of(op) for op in names])[0]
 
 
 

@@ -195,7 +195,7 @@ def delete_insert(rng: random.Random, dna: DNA, spec: RandomSpec) -> tuple[DNA, 
 def _other_ops(ins: Instruction, sub: int, num_subs: int,
                spec: RandomSpec) -> tuple[list[str], list[tuple[int, int]]]:
     """Primitives and ``(target, heads)`` calls that ``ins`` could change its op to."""
-    prims = [op for op in spec.op_names() if op != ins.op]
+    prims = [op for op in spec.op_names() if op != ins.op and spec.weight_of(op) > 0]
     calls = [(t, h) for t in range(sub + 1, num_subs) for h in HEADS
              if not (ins.is_call and (t, h) == (ins.target, ins.heads))]
     return prims, calls
@@ -209,7 +209,7 @@ def _new_op(rng: random.Random, ins: Instruction, position: int, prims: list[str
     if calls and (not prims or rng.random() < spec.call_prob):
         target, heads = rng.choice(calls)
         return ins.replace(op=CALL, target=target, heads=heads)
-    new = ins.replace(op=rng.choice(prims), target=0, heads=1)
+    new = ins.replace(op=spec.draw_op(rng, prims), target=0, heads=1)
     fresh = fields_read(new) - fields_read(ins)
     if "in2" in fresh:
         new = new.replace(in2=rng.randrange(position + 2))

@@ -48,7 +48,7 @@ def random_instruction(rng: random.Random, position: int, sub: int, num_subs: in
     if sub + 1 < num_subs and rng.random() < spec.call_prob:
         return Instruction(CALL, in1, in2, target=rng.randrange(sub + 1, num_subs),
                            heads=rng.choice(HEADS))
-    return Instruction(rng.choice(spec.op_names()), in1, in2, random_const(rng),
+    return Instruction(spec.draw_op(rng, spec.op_names()), in1, in2, random_const(rng),
                        rng.choice(DIM_BANK))
 
 

@@ -94,6 +94,12 @@ class RegularizedEvolution:
     def __init__(self, config: EvolutionConfig, seeds: Sequence[tuple[str, DNA]], seed: int = 0):
         if not seeds:
             raise ValueError("regularized evolution needs at least one seed DNA")
+        for where, spec in (("evolution.mutation.spec", config.mutation.spec),
+                            ("evolution.random_spec", config.random_spec)):
+            try:
+                spec.check_ops()
+            except ValueError as e:
+                raise ValueError(f"{where}: {e}") from None
         self.config = config
         self.seeds = list(seeds)
         self.seed = seed
