@@ -167,7 +167,9 @@ PROFILES = {
                                   "fitness.recall.pairs=4", "fitness.recall.hinge_fraction=0.9",
                                   "fitness.recall.hinge_weight=2")),
                               ("language modelling alone", ("fitness.recall.enabled=false",)),
-                              ("half the steps", ("fitness.budget.steps=100",))),
+                              ("half the steps", ("fitness.budget.steps=50",)),
+                              ("the first ladder runs' 200 steps", (
+                                  "fitness.budget.steps=200", "fitness.recall.timing=first"))),
                           fidelity_blocks=("transformer", "primer_ez", "primer",
                                            "transformer_pp", "swiglu", "rwkv", "monarch_mixer",
                                            "dconv_for_attention", "local-mixing-51"),
@@ -181,6 +183,16 @@ PROFILES = {
                          "fitness.recall.pairs=4", "fitness.data.seq_len=16", "fitness.data.batch_size=4",
                          "fitness.data.eval_tokens=64", "fitness.budget.steps=4")),
 }
+# The cpu-ladder profile as its first records ran it (benchmarks/records/
+# efficacy-cpu-ladder-200-steps): 80 candidates a search of 200 steps each, the recall
+# task trained before the language model, no op prior; its fidelity table chose the
+# 100 steps that efficacy_cpu trains now.
+PROFILES["cpu-ladder-200-steps"] = dataclasses.replace(
+    PROFILES["cpu-ladder"], overrides=(
+        "reproducible_lag=4", "limits.max_candidates=80", "fitness.budget.steps=200",
+        "fitness.recall.timing=first", "evolution.mutation.spec.op_weights=[]"),
+    fidelity_proxies=PROFILES["cpu-ladder"].fidelity_proxies[:3] + (
+        ("half the steps", ("fitness.budget.steps=100", "fitness.recall.timing=first")),))
 # The smoke profile up a two-rung ladder of its own tiny settings, two search seeds.
 PROFILES["smoke-ladder"] = dataclasses.replace(
     PROFILES["smoke"], search_seeds=2, ladder=True, overrides=PROFILES["smoke"].overrides + (

@@ -583,8 +583,9 @@ def test_hurdles_runs_a_search_and_retrains_the_stopped(tmp_path):
 def test_mutation_reach_counts_what_children_gain_where():
     """Rates are shares of the children, per search is rate x the config's candidates,
     the aggregate covers every op's row; an unknown seed block is refused by name."""
-    res = _run_json("mutation_reach.py", "--children", "300")
+    res = _run_json("mutation_reach.py", "--children", "300", "--set", "limits.max_candidates=80")
     assert res["children"] == 300 and res["candidates_per_search"] == 80
+    assert res["overrides"] == ["limits.max_candidates=80"]
     ops = {r["op"]: r for r in res["rows"]}
     assert "DCONV_3X1" in ops and "DECAY_SUM" in ops and "SQUARE" in ops
     assert "T_MAT_MUL" not in ops                       # attention itself is not a gain
@@ -598,6 +599,14 @@ def test_mutation_reach_counts_what_children_gain_where():
     proc = subprocess.run([sys.executable, os.path.join(BENCH, "mutation_reach.py"),
                            "--seed-block", "transformr"], capture_output=True, text=True)
     assert proc.returncode == 2 and "'transformr' is not a seed; known: transformer" in proc.stderr
+    # The same stream of children under the shipped op prior and under none: with the
+    # prior, more of them gain a sequence-mixing op somewhere.
+    flat = _run_json("mutation_reach.py", "--children", "300",
+                     "--set", "evolution.mutation.spec.op_weights=[]")
+
+    def gains(report):
+        return sum(r["in_head"] + r["elsewhere"] for r in report["rows"] if r["op"] != "SQUARE")
+    assert gains(res) > gains(flat)
 
 
 def test_every_benchmark_script_has_a_smoke_test():
