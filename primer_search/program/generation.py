@@ -20,6 +20,29 @@ __all__ = ["MUTATION_NAMES", "MutationConfig", "RandomSpec"]
 MUTATION_NAMES = ("delete", "insert", "delete_insert", "change", "swap", "perturb")
 
 
+def _weight_pairs(value, where: str, noun: str, pair_text: str, hint: str = "",
+                  known: tuple[str, ...] | None = None) -> tuple[tuple[str, float], ...]:
+    """``value`` (``(name, weight)`` pairs, or a mapping) as a tuple of pairs with float
+    weights; a malformed entry, a name not in ``known`` (when given), a name listed twice
+    or a weight that is not a finite number >= 0 is a ValueError naming it."""
+    pairs = value.items() if isinstance(value, Mapping) else value
+    weights: list[tuple[str, float]] = []
+    for pair in pairs:
+        if not isinstance(pair, (tuple, list)) or len(pair) != 2 or not isinstance(pair[0], str):
+            raise ValueError(f"{where} entry {pair!r} must be {pair_text}{hint}")
+        name, weight = pair
+        if known is not None and name not in known:
+            raise ValueError(f"unknown {noun} {name!r} in {where}{hint}")
+        if any(name == seen for seen, _ in weights):
+            raise ValueError(f"{noun} {name!r} is listed twice in {where}")
+        if (isinstance(weight, bool) or not isinstance(weight, (int, float))
+                or not math.isfinite(weight) or weight < 0):
+            raise ValueError(f"{where}: weight {weight!r} of {noun} {name!r} must be a finite "
+                             f"number >= 0{hint}")
+        weights.append((name, float(weight)))
+    return tuple(weights)
+
+
 @dataclasses.dataclass(frozen=True)
 class RandomSpec:
     """What random programs look like."""
@@ -39,22 +62,8 @@ class RandomSpec:
     op_weights: tuple[tuple[str, float], ...] = ()
 
     def __post_init__(self):
-        pairs = (self.op_weights.items() if isinstance(self.op_weights, Mapping)
-                 else self.op_weights)
-        weights = []
-        for pair in pairs:
-            if not isinstance(pair, (tuple, list)) or len(pair) != 2 \
-                    or not isinstance(pair[0], str):
-                raise ValueError(f"op_weights entry {pair!r} must be an (op name, weight) pair")
-            op, weight = pair
-            if (isinstance(weight, bool) or not isinstance(weight, (int, float))
-                    or not math.isfinite(weight) or weight < 0):
-                raise ValueError(f"op_weights: weight {weight!r} of op {op!r} must be a finite "
-                                 f"number >= 0")
-            if any(op == seen for seen, _ in weights):
-                raise ValueError(f"op_weights: op {op!r} is listed twice")
-            weights.append((op, float(weight)))
-        object.__setattr__(self, "op_weights", tuple(weights))
+        object.__setattr__(self, "op_weights", _weight_pairs(
+            self.op_weights, "op_weights", "op", "an (op name, weight) pair"))
 
     def op_names(self) -> tuple[str, ...]:
         if self.ops is not None:
@@ -110,27 +119,13 @@ class MutationConfig:
     spec: RandomSpec = dataclasses.field(default_factory=RandomSpec)
 
     def __post_init__(self):
-        pairs = self.weights.items() if isinstance(self.weights, Mapping) else self.weights
-        weights = []
-        for pair in pairs:
-            if not isinstance(pair, (tuple, list)) or len(pair) != 2:
-                raise ValueError(f"MutationConfig.weights entry {pair!r} must be a "
-                                 f"(name, weight) pair; known mutations: {_known()}")
-            name, weight = pair
-            if name not in MUTATION_NAMES:
-                raise ValueError(f"unknown mutation {name!r} in MutationConfig.weights; "
-                                 f"known mutations: {_known()}")
-            if any(name == seen for seen, _ in weights):
-                raise ValueError(f"mutation {name!r} is listed twice in MutationConfig.weights")
-            if (isinstance(weight, bool) or not isinstance(weight, (int, float))
-                    or not math.isfinite(weight) or weight < 0):
-                raise ValueError(f"weight {weight!r} of mutation {name!r} must be a finite "
-                                 f"number >= 0 (known mutations: {_known()})")
-            weights.append((name, float(weight)))
+        weights = _weight_pairs(self.weights, "MutationConfig.weights", "mutation",
+                                "a (name, weight) pair", f"; known mutations: {_known()}",
+                                known=MUTATION_NAMES)
         if not any(w > 0 for _, w in weights):
             raise ValueError(f"MutationConfig.weights {tuple(weights)!r} gives no mutation a "
                              f"positive weight; known mutations: {_known()}")
-        object.__setattr__(self, "weights", tuple(weights))
+        object.__setattr__(self, "weights", weights)
         for name in ("max_instructions", "max_tries"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
